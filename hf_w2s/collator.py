@@ -1,0 +1,93 @@
+"""Batches for weak-to-strong training: images → ``pixel_values``, plus ``labels`` and ``weak_logits`` if present."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+LABEL_KEYS = ("labels", "label", "label_ids")
+
+
+def processor_channels(image_processor) -> int | None:
+    """Channels an image processor normalises for (1 for grayscale stats), or ``None`` if unknown."""
+    mean = getattr(image_processor, "image_mean", None)
+    if mean is None:
+        return None
+    return 1 if np.ndim(mean) == 0 or len(mean) == 1 else len(mean)
+
+
+def convert_images(images: list, image_processor) -> list:
+    """Convert PIL images to the mode the processor expects (``L`` for 1-channel stats, ``RGB`` otherwise)."""
+    channels = processor_channels(image_processor)
+    mode = "L" if channels == 1 else "RGB"
+    out = []
+    for im in images:
+        if hasattr(im, "mode") and im.mode != mode:
+            im = im.convert(mode)
+        out.append(im)
+    return out
+
+
+def pixel_values_from_images(images: list, image_processor) -> torch.Tensor:
+    images = convert_images(images, image_processor)
+    return torch.as_tensor(np.asarray(image_processor(images=images, return_tensors="np")["pixel_values"]))
+
+
+@dataclass
+class WeakToStrongCollator:
+    """Collate examples into a batch for :class:`~hf_w2s.WeakToStrongTrainer`.
+
+    Examples may already carry ``pixel_values`` (e.g. from ``Dataset.set_transform``) or a raw image in
+    ``image_column``, which ``image_processor`` turns into ``pixel_values`` (converted to the processor's channel
+    mode first). ``weak_image_processor`` adds ``weak_pixel_values`` for an online weak model with its own
+    preprocessing. ``train_transform`` (a callable on the ``pixel_values`` tensor, e.g. kornia augmentation) is
+    applied only when ``training`` is set.
+    """
+
+    image_processor: Any = None
+    weak_image_processor: Any = None
+    image_column: str = "image"
+    weak_logits_column: str = "weak_logits"
+    train_transform: Callable | None = None
+    training: bool = True
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("cannot collate an empty batch")
+        first = features[0]
+        batch: dict[str, torch.Tensor] = {}
+        images = None
+        if "pixel_values" in first:
+            batch["pixel_values"] = torch.stack([torch.as_tensor(np.asarray(f["pixel_values"])) for f in features])
+        elif self.image_column in first:
+            if self.image_processor is None:
+                raise ValueError(
+                    f"batches carry raw images in {self.image_column!r} but no image processor was given: pass "
+                    "processing_class=AutoImageProcessor.from_pretrained(...) to the trainer."
+                )
+            images = [f[self.image_column] for f in features]
+            batch["pixel_values"] = pixel_values_from_images(images, self.image_processor)
+        else:
+            raise ValueError(
+                f"examples have neither 'pixel_values' nor an image column {self.image_column!r}; "
+                f"columns present: {sorted(first)}"
+            )
+        batch["pixel_values"] = batch["pixel_values"].float()
+        if self.training and self.train_transform is not None:
+            batch["pixel_values"] = self.train_transform(batch["pixel_values"])
+        if self.weak_image_processor is not None:
+            if images is None:
+                images = [f[self.image_column] for f in features]
+            batch["weak_pixel_values"] = pixel_values_from_images(images, self.weak_image_processor).float()
+        for key in LABEL_KEYS:
+            if key in first and first[key] is not None:
+                batch["labels"] = torch.as_tensor([int(f[key]) for f in features], dtype=torch.long)
+                break
+        if self.weak_logits_column in first and first[self.weak_logits_column] is not None:
+            batch["weak_logits"] = torch.as_tensor(
+                np.asarray([f[self.weak_logits_column] for f in features], dtype=np.float32)
+            )
+        return batch

