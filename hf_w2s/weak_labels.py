@@ -11,6 +11,7 @@ from datasets import Dataset, Features, List, Value
 from datasets.fingerprint import Hasher
 
 from .collator import pixel_values_from_images
+from .distributed import shard_over_processes
 
 
 def model_identity(model) -> str:
@@ -30,6 +31,7 @@ def processor_identity(image_processor) -> str:
     return hashlib.sha256(image_processor.to_json_string().encode()).hexdigest()
 
 
+@shard_over_processes  # multi-process hook (issue 6): each process labels a contiguous shard, gathered in order
 def label_dataset(
     dataset: Dataset,
     weak_model,
