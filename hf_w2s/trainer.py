@@ -11,6 +11,7 @@ from transformers import Trainer
 
 from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
+from .distributed import gather_weighted_means, prepare_weak_model
 from .labels import label_names, label_permutation, reorder_logits
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
@@ -78,12 +79,11 @@ class WeakToStrongTrainer(Trainer):
         self.weak_model = None
         self._weak_perm = None
         if weak_model is not None:
-            weak_model.eval()
-            weak_model.requires_grad_(False)
             self._weak_perm = label_permutation(
                 label_names(weak_model.config.id2label), label_names(model.config.id2label)
             )
-            self.weak_model = self.accelerator.prepare_model(weak_model, evaluation_mode=True)
+            # inference only: never wrapped for training; sharded only under DeepSpeed ZeRO-3 (hf_w2s.distributed)
+            self.weak_model = prepare_weak_model(weak_model, self.accelerator)
 
     # -- validation, before any compute -------------------------------------------------------------------------
 
@@ -179,9 +179,9 @@ class WeakToStrongTrainer(Trainer):
                 progress=self.training_progress,
                 **self.args.loss_knobs(),
             )
-        for name, value in components.items():
-            gathered = self.accelerator.gather_for_metrics(value.detach().float().reshape(1))
-            self._metrics[mode][name].append(gathered.mean().item())
+        # exact means over the global batch (all processes), weighted by each process's batch size
+        for name, value in gather_weighted_means(components, logits.shape[0], self.accelerator).items():
+            self._metrics[mode][name].append(value)
         return (loss, outputs) if return_outputs else loss
 
     # -- logging (TRL's pattern) -----------------------------------------------------------------------------------
