@@ -12,6 +12,7 @@ from transformers import Trainer
 from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
 from .distributed import gather_weighted_means, prepare_weak_model
+from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .labels import label_names, label_permutation, reorder_logits
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
@@ -135,6 +136,26 @@ class WeakToStrongTrainer(Trainer):
             return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, **kwargs)
         finally:
             self.data_collator = collator
+
+    # -- checkpoints -----------------------------------------------------------------------------------------------
+
+    def _converted_load(self, checkpoint_dir, model) -> bool:
+        # transformers 5 saves checkpoints with the Hub's weight names (ViT: ...attention.attention.query), but its
+        # resume path loads them without renaming and silently keeps the fresh weights (transformers#48805)
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled or not checkpoint_dir:
+            return False
+        if not checkpoint_needs_key_conversion(model, checkpoint_dir):
+            return False
+        load_converted_checkpoint(model, checkpoint_dir)
+        return True
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if not self._converted_load(resume_from_checkpoint, model if model is not None else self.model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        if not self._converted_load(self.state.best_model_checkpoint, self.model):
+            super()._load_best_model()
 
     # -- loss ------------------------------------------------------------------------------------------------------
 
