@@ -77,6 +77,12 @@ class WeakToStrongTrainer(Trainer):
             **kwargs,
         )
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        # random augmentation runs in the training step, not in the collator: Accelerate collates one batch ahead,
+        # so collator-side randomness would not be restored by resume_from_checkpoint (and the step runs on device)
+        self.train_transform = None
+        if isinstance(self.data_collator, WeakToStrongCollator) and self.data_collator.train_transform is not None:
+            self.train_transform = self.data_collator.train_transform
+            self.data_collator = dataclasses.replace(self.data_collator, train_transform=None)
         self.weak_model = None
         self._weak_perm = None
         if weak_model is not None:
@@ -175,6 +181,8 @@ class WeakToStrongTrainer(Trainer):
         mode = "train" if model.training else "eval"
         labels = inputs.get("labels")
         weak_logits = inputs.get(self.args.weak_logits_column, inputs.get("weak_logits"))
+        if model.training and self.train_transform is not None:
+            inputs = {**inputs, "pixel_values": self.train_transform(inputs["pixel_values"])}
         outputs = model(pixel_values=inputs["pixel_values"])
         logits = outputs.logits
         if weak_logits is None and self.weak_model is not None and self.args.w2s_loss not in NO_WEAK:
