@@ -62,6 +62,13 @@ class WeakToStrongConfig(TrainingArguments):
         default="weak_logits", metadata={"help": "Name of the column holding the cached weak logits."}
     )
 
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace a run already in output_dir (its checkpoint-* folders are removed). Without it, "
+                  "training refuses an output_dir that holds a different run; resume_from_checkpoint continues one. "
+                  "(transformers 5 removed TrainingArguments.overwrite_output_dir; this is hf_w2s's own flag.)"},
+    )
+
     def __post_init__(self):
         self.validate_w2s()
         super().__post_init__()
