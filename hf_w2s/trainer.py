@@ -16,6 +16,7 @@ from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .labels import label_names, label_permutation, reorder_logits
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
+from .validation import check_inputs, check_output_dir, run_identity, write_run_file
 
 
 class WeakToStrongTrainer(Trainer):
@@ -57,6 +58,7 @@ class WeakToStrongTrainer(Trainer):
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
         self._check_supervision(model, args, train_dataset, weak_model)
+        check_inputs(model, args, train_dataset, eval_dataset, processing_class, weak_model, weak_processing_class)
         if data_collator is None:
             data_collator = WeakToStrongCollator(
                 image_processor=processing_class,
@@ -99,7 +101,6 @@ class WeakToStrongTrainer(Trainer):
         columns = getattr(train_dataset, "column_names", None)
         if columns is None:
             return
-        num_labels = model.config.num_labels
         if args.w2s_loss in NEEDS_LABELS or args.gt_loss_weight > 0:
             if not any(c in columns for c in ("label", "labels", "label_ids")):
                 raise ValueError(
@@ -109,23 +110,13 @@ class WeakToStrongTrainer(Trainer):
         if args.w2s_loss in NO_WEAK:
             return
         col = args.weak_logits_column
-        if col not in columns:
-            if weak_model is None:
-                raise ValueError(
-                    f"w2s_loss={args.w2s_loss!r} needs weak supervision: the training dataset has no {col!r} "
-                    f"column (columns: {columns}) and no weak_model was given. Label it first with "
-                    "hf_w2s.label_dataset(...) or pass weak_model=."
-                )
-            return
-        feature = train_dataset.features.get(col) if getattr(train_dataset, "features", None) else None
-        width = getattr(feature, "length", None)
-        if width in (None, -1) and len(train_dataset) > 0:
-            width = len(train_dataset[0][col])
-        if width is not None and width not in (-1, num_labels):
+        if col not in columns and weak_model is None:
             raise ValueError(
-                f"the {col!r} column has {width} values per example but the student has {num_labels} labels; "
-                "weak and strong label sets must match (label the data with a weak model of the same label names)."
+                f"w2s_loss={args.w2s_loss!r} needs weak supervision: the training dataset has no {col!r} "
+                f"column (columns: {columns}) and no weak_model was given. Label it first with "
+                "hf_w2s.label_dataset(...) or pass weak_model=."
             )
+        # the column's width, nulls and NaN/inf are checked on the Arrow data by validation.check_inputs
 
     # -- data ------------------------------------------------------------------------------------------------------
 
@@ -142,6 +133,17 @@ class WeakToStrongTrainer(Trainer):
             return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, **kwargs)
         finally:
             self.data_collator = collator
+
+    # -- training --------------------------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        # refuse an output_dir that holds another run (transformers 5 has no overwrite_output_dir of its own)
+        identity = run_identity(self.args, self.model)
+        check_output_dir(self.args.output_dir, identity, resuming=bool(resume_from_checkpoint),
+                         overwrite=self.args.overwrite_output_dir, remove=self.args.should_save)
+        if self.args.should_save:
+            write_run_file(self.args.output_dir, identity)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
 
