@@ -5,6 +5,7 @@ from .config import WeakToStrongConfig
 from .losses import LOSSES, W2SLossOutput, compute_w2s_loss, register_loss
 from .metrics import accuracy, agreement, performance_gap_recovered
 from .trainer import WeakToStrongTrainer
+from .weak_labels import label_dataset
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "accuracy",
     "agreement",
     "compute_w2s_loss",
+    "label_dataset",
     "performance_gap_recovered",
     "register_loss",
 ]

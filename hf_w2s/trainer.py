@@ -186,11 +186,18 @@ class WeakToStrongTrainer(Trainer):
 
     # -- logging (TRL's pattern) -----------------------------------------------------------------------------------
 
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        for name, values in self._metrics["eval"].items():
+            if values:
+                output.metrics[f"{prefix}_{name}"] = sum(values) / len(values)
+        self._metrics["eval"].clear()
+        return output
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
-        metrics = {k: sum(v) / len(v) for k, v in self._metrics[mode].items() if v}
-        if mode == "eval":
-            metrics = {f"eval_{k}": v for k, v in metrics.items()}
-        logs = {**logs, **metrics}
+        if self.model is None or self.model.training or "loss" in logs or "train_loss" in logs:
+            metrics = {k: sum(v) / len(v) for k, v in self._metrics["train"].items() if v}
+            logs = {**logs, **metrics}
+            self._metrics["train"].clear()
         super().log(logs, start_time)
-        self._metrics[mode].clear()
