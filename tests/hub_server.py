@@ -18,34 +18,49 @@ transformers 5.24, with Xet disabled), storing repos on disk with real versioned
 * an unknown route is answered 404 and logged to stderr as ``[local-hub] UNHANDLED GET /path`` and kept in
   `LocalHub.unhandled`, so a new client flow shows at once what it is missing.
 
-How to use it (why subprocesses): huggingface_hub, datasets and transformers read `HF_ENDPOINT` (and `HF_HOME`,
-`HF_HUB_OFFLINE`, ...) once, when they are imported.  A pytest process has usually imported them long before a
-test runs, often with `HF_HUB_OFFLINE=1`, so the robust pattern is: the server runs in the pytest process (stdlib
-only, in a daemon thread), and the client code under test runs in a fresh interpreter with the right environment::
+How to use it, and why client code runs in a subprocess: huggingface_hub, datasets and transformers read
+`HF_ENDPOINT` (and `HF_HOME`, `HF_HUB_OFFLINE`, ...) once, when they are imported.  A pytest process has usually
+imported them long before a test runs, often with `HF_HUB_OFFLINE=1` set for the offline tests, so setting the
+environment for the whole pytest process (e.g. in `pytest_configure`) would be order-dependent and would take the
+offline guarantee away from every other test.  The robust pattern is: the server runs in the pytest process (stdlib
+only, a daemon thread, session fixture `local_hub` in tests/conftest.py), and the client code under test runs in a
+fresh interpreter whose environment is set before anything is imported::
 
-    def test_roundtrip(local_hub):                       # session fixture from tests/conftest.py
-        repo_id = local_hub.new_repo_id("student")        # "w2s-tester/student-1": unique per call
+    def test_roundtrip(local_hub):
+        repo_id = local_hub.new_repo_id("student")        # "w2s-tester/student-1": unique within the session
         run = local_hub.run_python(f'''
             from huggingface_hub import HfApi
-            api = HfApi()
+            api = HfApi()                                  # HF_ENDPOINT / HF_TOKEN come from the environment
             api.create_repo("{repo_id}")
             info = api.upload_file(path_or_fileobj=b"hi", path_in_repo="a.txt", repo_id="{repo_id}")
-            emit({{"sha": info.oid}})                      # emit(obj) sends JSON back to the test
+            emit({{"sha": info.oid}})                      # emit(obj): JSON back to the test
         ''')
-        assert local_hub.file_bytes(repo_id, "a.txt") == b"hi"
         assert run.result["sha"] == local_hub.head(repo_id)
+        assert local_hub.file_bytes(repo_id, "a.txt") == b"hi"
 
-`run_python` dedents the code, prepends an `emit(obj)` helper, runs it with `local_hub.env()` (`HF_ENDPOINT`,
-`HF_TOKEN`, `HF_HUB_DISABLE_XET=1`, `HF_HUB_DISABLE_TELEMETRY=1`, a fresh `HF_HOME` per call unless `hf_home=` is
-given, no `HF_HUB_OFFLINE`), raises with the child's stderr (and any unhandled routes) when it fails, and returns a
-`ClientRun` (`returncode`, `stdout`, `stderr`, `results`, `result`).  `local_hub.env()` alone serves other ways
-of starting a process (`subprocess.run([...], env=local_hub.env())`, torchrun, the `hf-w2s` CLI).
+* `local_hub.run_python(code_or_script_path, args=(), hf_home=None, token=None, env=None, timeout=300,
+  check=True)` runs dedented source (or a script file as `__main__` with `sys.argv = [path, *args]`) with
+  `emit(obj)` defined (also as a builtin), and returns a `ClientRun` (`returncode`, `stdout`, `stderr`, `results`:
+  every emitted object, `result`: the last one).  With `check=True` a failure raises `AssertionError` carrying the
+  child's stderr and any routes the server did not handle.
+* `local_hub.run_command(argv, ...)`: the same for any command (`[sys.executable, "-m", "hf_w2s.cli", "label",
+  ...]`, torchrun, ...).
+* `local_hub.env(hf_home=None, token=None, **extra)`: the environment itself, for your own `subprocess` calls:
+  `HF_ENDPOINT=<url>`, `HF_TOKEN`, `HF_HUB_DISABLE_XET=1`, `HF_HUB_DISABLE_TELEMETRY=1`, progress bars off,
+  a fresh empty `HF_HOME` (so a load really goes through the server) unless `hf_home=` is given to share a cache,
+  `OMP_NUM_THREADS=1` unless set, the repo root on `PYTHONPATH`, and no `HF_HUB_OFFLINE`/`HF_DATASETS_OFFLINE`/
+  `TRANSFORMERS_OFFLINE`/cache-path overrides.
+* Server-side inspection without HTTP: `head(repo_id, repo_type="model")`, `commits(...)` (newest first; the last
+  is the Hub-style initial commit), `files(..., revision=)` (`{path: {size, sha256, lfs, oid}}`),
+  `file_bytes(repo_id, path, ...)`, `requests` (recent `(method, path, status)`), `unhandled`, `add_user(token,
+  name, orgs)`; `url`, `token` (`hf_localhub_test_token`), `user` (`w2s-tester`, who also writes to `w2s-org`).
 
-In-process use works too where the endpoint can be passed explicitly and the process is not offline:
-`HfApi(endpoint=local_hub.url, token=local_hub.token)`.
+In-process clients also work where the endpoint can be passed explicitly and the process is not offline:
+`HfApi(endpoint=local_hub.url, token=local_hub.token)`, `hf_hub_download(..., endpoint=local_hub.url)`.
 
-Standalone (for a server in its own process): ``python tests/hub_server.py --root DIR [--port N] [--token T]
-[--user U]`` prints ``LOCAL_HUB_URL=http://127.0.0.1:PORT`` once it listens (port 0 picks a free one).
+Standalone (a server in its own process): ``python tests/hub_server.py --root DIR [--port N] [--token T]
+[--user U] [--orgs a,b] [--verbose]`` prints ``LOCAL_HUB_URL=http://127.0.0.1:PORT`` once it listens (port 0, the
+default, picks a free one); repos persist under DIR across restarts.
 
 Not supported: pull requests (`create_pr=True`), Xet storage, LFS multipart uploads, the dataset viewer /
 `refs/convert/parquet` conversion, spaces runtime, discussions, squash/super-squash, pagination (every listing
@@ -56,6 +71,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import fnmatch
 import hashlib
 import itertools
@@ -73,7 +89,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 DEFAULT_TOKEN = "hf_localhub_test_token"
@@ -90,7 +106,9 @@ _LFS_PATTERNS = (
     "*.onnx *.ot *.parquet *.pb *.pickle *.pkl *.pt *.pth *.rar *.safetensors saved_model/**/* *.tar.* *.tar "
     "*.tflite *.tgz *.wasm *.xz *.zip *.zst *tfevents*"
 ).split()
-_DATASET_LFS_PATTERNS = "*.mds *.mp3 *.ogg *.wav *.flac *.jpg *.jpeg *.png *.webp *.gif *.bmp *.tif *.tiff *.mp4".split()
+_DATASET_LFS_PATTERNS = (
+    "*.mds *.mp3 *.ogg *.wav *.flac *.jpg *.jpeg *.png *.webp *.gif *.bmp *.tif *.tiff *.mp4"
+).split()
 _ENV_TO_DROP = (
     "HF_HUB_OFFLINE",
     "HF_DATASETS_OFFLINE",
@@ -145,10 +163,30 @@ class HubError(Exception):
     def __init__(self, status: int, message: str, code: str | None = None):
         super().__init__(message)
         self.status, self.message, self.code = status, message, code
+        self.extra_headers: dict[str, str] = {}
 
 
 def _repo_not_found(repo_type: str, repo_id: str) -> HubError:
     return HubError(404, f"Repository not found: {repo_type} {repo_id}", "RepoNotFound")
+
+
+Response = tuple[int, bytes, dict, str]  # status, body, headers, content type
+
+
+def _raw(status: int, data: bytes, headers: dict | None = None, content_type: str = "application/json") -> Response:
+    return status, data, dict(headers or {}), content_type
+
+
+def _json(obj, status: int = 200, headers: dict | None = None) -> Response:
+    return _raw(status, json.dumps(obj).encode(), headers)
+
+
+def _error(err: HubError) -> Response:
+    headers = {"X-Error-Message": err.message.replace("\n", " ")}
+    if err.code:
+        headers["X-Error-Code"] = err.code
+    headers.update(err.extra_headers)
+    return _json({"error": err.message}, err.status, headers)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -229,7 +267,8 @@ class HubStorage:
             }
             sha = self._new_commit(repo, None, {}, "initial commit", "", author)
             gitattributes = default_gitattributes(repo_type).encode()
-            repo["commits"][sha]["files"][".gitattributes"] = self._entry(self.put_blob(gitattributes), len(gitattributes), False, gitattributes)
+            entry = self._entry(self.put_blob(gitattributes), len(gitattributes), False, gitattributes)
+            repo["commits"][sha]["files"][".gitattributes"] = entry
             repo["branches"]["main"] = sha
             self.save_repo(repo)
             return repo
@@ -422,29 +461,42 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self.query = parse_qs(split.query, keep_blank_values=True)
         self._body: bytes | None = None
         hub = self.server.hub
-        status = 500
         try:
+            self.read_body()  # before taking the lock: a slow upload must not stall other requests
             for route_method, pattern, name in ROUTES:
                 match = pattern.match(split.path)
                 if match and route_method == method:
-                    self._check_token()
                     params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
-                    status = getattr(self, "h_" + name)(**params) or 200
+                    # One request at a time touches the storage: handlers build the whole answer under the lock,
+                    # which is sent after it is released.
+                    with hub.storage.lock:
+                        self._check_token()
+                        response = getattr(self, "h_" + name)(**params)
                     break
             else:
-                self.read_body()
                 line = f"UNHANDLED {method} {self.path}"
                 hub.unhandled.append(line)
                 sys.stderr.write(f"[local-hub] {line}\n")
-                status = self.send_error_json(HubError(404, f"Route not implemented by the local hub: {method} {split.path}"))
+                response = _error(HubError(404, f"Route not implemented by the local hub: {method} {split.path}"))
         except HubError as err:
-            status = self.send_error_json(err)
-        except (BrokenPipeError, ConnectionResetError):
-            return
+            response = _error(err)
         except Exception as err:  # noqa: BLE001 - report any server bug to the client and to stderr
             sys.stderr.write(f"[local-hub] ERROR {method} {self.path}\n{traceback.format_exc()}")
-            status = self.send_error_json(HubError(500, f"Local hub error: {err!r}"))
+            response = _error(HubError(500, f"Local hub error: {err!r}"))
+        status, data, headers, content_type = response
         hub.requests.append((method, self.path, status))
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            if "Content-Length" not in headers:
+                self.send_header("Content-Length", str(len(data)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if method != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def read_body(self) -> bytes:
         if self._body is None:
@@ -469,28 +521,6 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             return json.loads(body or b"{}")
         except json.JSONDecodeError as err:
             raise HubError(400, f"Body is not valid JSON: {err}") from err
-
-    def send_bytes(self, status: int, data: bytes, headers: dict | None = None, content_type: str = "application/json") -> int:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        return status
-
-    def send_json(self, obj, status: int = 200, headers: dict | None = None) -> int:
-        return self.send_bytes(status, json.dumps(obj).encode(), headers)
-
-    def send_error_json(self, err: HubError) -> int:
-        self.read_body()  # keep the keep-alive connection in sync
-        headers = {"X-Error-Message": err.message.replace("\n", " ")}
-        if err.code:
-            headers["X-Error-Code"] = err.code
-        headers.update(getattr(err, "extra_headers", {}))
-        return self.send_json({"error": err.message}, err.status, headers)
 
     @property
     def base_url(self) -> str:
@@ -539,7 +569,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
     def h_whoami(self):
         user = self._require_user()
         orgs = [{"type": "org", "name": org, "fullname": org} for org in user.get("orgs", ())]
-        return self.send_json(
+        return _json(
             {
                 "type": "user",
                 "id": hashlib.sha1(user["name"].encode()).hexdigest()[:24],
@@ -562,7 +592,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             raise HubError(400, f"Invalid repo type {repo_type!r}")
         name = payload.get("name") or ""
         namespace = payload.get("organization") or user["name"]
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", name) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", namespace):
+        valid_name = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}", name)
+        if not valid_name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", namespace):
             raise HubError(400, f"Invalid repo name {namespace}/{name}")
         if not self._can_write(namespace):
             raise HubError(403, f"You don't have the rights to create a {repo_type} under the namespace {namespace}")
@@ -575,9 +606,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             self.server.hub.storage.create_repo(repo_type, repo_id, bool(private), user["name"])
         except HubError as err:
             if err.status == 409:
-                return self.send_json({"error": err.message, "url": url}, 409, {"X-Error-Message": err.message})
+                return _json({"error": err.message, "url": url}, 409, {"X-Error-Message": err.message})
             raise
-        return self.send_json({"url": url, "name": repo_id, "id": repo_id})
+        return _json({"url": url, "name": repo_id, "id": repo_id})
 
     def h_delete_repo(self):
         payload = self.json_body()
@@ -586,7 +617,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         repo_id = f"{namespace}/{payload.get('name')}"
         self._repo(repo_type, repo_id, write=True)
         self.server.hub.storage.delete_repo(repo_type, repo_id)
-        return self.send_json({})
+        return _json({})
 
     def h_settings(self, type, repo):  # noqa: A002
         repo_obj = self._repo(self._type(type), repo, write=True)
@@ -596,11 +627,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if "visibility" in payload:
             repo_obj["private"] = payload["visibility"] == "private"
         self.server.hub.storage.save_repo(repo_obj)
-        return self.send_json({})
+        return _json({})
 
     def h_validate_yaml(self):
         self.json_body()
-        return self.send_json({"errors": [], "warnings": []})
+        return _json({"errors": [], "warnings": []})
 
     def h_repo_info(self, type, repo, rev="main"):  # noqa: A002
         repo_type = self._type(type)
@@ -639,7 +670,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         }
         if repo_type == "model":
             info["modelId"] = repo
-        return self.send_json(info)
+        return _json(info)
 
     def h_refs(self, type, repo):  # noqa: A002
         repo_obj = self._repo(self._type(type), repo)
@@ -647,8 +678,13 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         def refs(table, prefix):
             return [{"name": n, "ref": f"{prefix}{n}", "targetCommit": s} for n, s in sorted(repo_obj[table].items())]
 
-        return self.send_json(
-            {"branches": refs("branches", "refs/heads/"), "converts": [], "tags": refs("tags", "refs/tags/"), "pullRequests": []}
+        return _json(
+            {
+                "branches": refs("branches", "refs/heads/"),
+                "converts": [],
+                "tags": refs("tags", "refs/tags/"),
+                "pullRequests": [],
+            }
         )
 
     def h_commits(self, type, repo, rev):  # noqa: A002
@@ -668,7 +704,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                     "parents": c["parents"],
                 }
             )
-        return self.send_json(out)
+        return _json(out)
 
     # -- tree
     def _path_json(self, repo_obj: dict, sha: str, files: dict, path: str, expand: bool) -> dict:
@@ -714,7 +750,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             rest = candidate[len(prefix) :]
             if recursive or "/" not in rest:
                 children.append(self._path_json(repo_obj, sha, files, candidate, expand))
-        return self.send_json(children)
+        return _json(children)
 
     def h_paths_info(self, type, repo, rev):  # noqa: A002
         repo_obj = self._repo(self._type(type), repo)
@@ -733,7 +769,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         for path in dict.fromkeys(p.strip("/") for p in paths):
             if path in files or path in folders:
                 out.append(self._path_json(repo_obj, sha, files, path, expand))
-        return self.send_json(out)
+        return _json(out)
 
     # -- uploads
     def h_preupload(self, type, repo, rev):  # noqa: A002
@@ -754,13 +790,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             path = item["path"]
             sample = base64.b64decode(item.get("sample") or "")
             size = int(item.get("size") or 0)
-            lfs = size >= LFS_SIZE_THRESHOLD or b"\0" in sample or any(_matches_gitattributes(path, p) for p in patterns)
+            lfs = size >= LFS_SIZE_THRESHOLD or b"\0" in sample
+            lfs = lfs or any(_matches_gitattributes(path, pattern) for pattern in patterns)
             existing = files.get(path)
             oid = None
             if existing is not None:
                 oid = existing["sha256"] if existing["lfs"] else existing["oid"]
             out.append({"path": path, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False, "oid": oid})
-        return self.send_json({"files": out, "commitOid": sha})
+        return _json({"files": out, "commitOid": sha})
 
     def h_lfs_batch(self, repo, prefix=None):
         repo_type = self._type(prefix)
@@ -779,9 +816,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 href = f"{self.base_url}/lfs-upload/{oid}?size={size}"
                 entry["actions"] = {"upload": {"href": href, "header": {}, "expires_in": 3600}}
             objects.append(entry)
-        return self.send_bytes(
-            200, json.dumps({"transfer": "basic", "objects": objects}).encode(), content_type="application/vnd.git-lfs+json"
-        )
+        body = json.dumps({"transfer": "basic", "objects": objects}).encode()
+        return _raw(200, body, content_type="application/vnd.git-lfs+json")
 
     def h_lfs_upload(self, oid):
         data = self.read_body()
@@ -792,7 +828,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if expected is not None and int(expected) != len(data):
             raise HubError(400, f"size mismatch: expected {expected} bytes, got {len(data)}")
         self.server.hub.storage.put_blob(data)
-        return self.send_bytes(200, b"", {"ETag": f'"{oid}"'})
+        return _raw(200, b"", {"ETag": f'"{oid}"'})
 
     def h_commit(self, type, repo, rev):  # noqa: A002
         repo_type = self._type(type)
@@ -809,7 +845,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             else:
                 operations.append((item.get("key"), item.get("value", {})))
         sha = self.server.hub.storage.commit(repo_obj, rev, operations, header, self.user["name"])
-        return self.send_json(
+        return _json(
             {
                 "success": True,
                 "commitOid": sha,
@@ -832,7 +868,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             start = self.json_body().get("startingPoint") or "main"
             repo_obj["branches"][branch] = storage.resolve_revision(repo_obj, start)
             storage.save_repo(repo_obj)
-        return self.send_json({})
+        return _json({})
 
     def h_delete_branch(self, type, repo, branch):  # noqa: A002
         repo_obj = self._repo(self._type(type), repo, write=True)
@@ -842,7 +878,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 raise HubError(404 if branch != "main" else 400, f"Cannot delete branch {branch}", "RevisionNotFound")
             del repo_obj["branches"][branch]
             storage.save_repo(repo_obj)
-        return self.send_json({})
+        return _json({})
 
     def h_create_tag(self, type, repo, rev):  # noqa: A002
         repo_obj = self._repo(self._type(type), repo, write=True)
@@ -855,7 +891,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 raise HubError(409, f"Tag {tag} already exists")
             repo_obj["tags"][tag] = storage.resolve_revision(repo_obj, rev)
             storage.save_repo(repo_obj)
-        return self.send_json({})
+        return _json({})
 
     def h_delete_tag(self, type, repo, tag):  # noqa: A002
         repo_obj = self._repo(self._type(type), repo, write=True)
@@ -865,7 +901,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 raise HubError(404, f"Tag {tag} not found", "RevisionNotFound")
             del repo_obj["tags"][tag]
             storage.save_repo(repo_obj)
-        return self.send_json({})
+        return _json({})
 
     # -- downloads
     def h_resolve(self, repo, rev, path, prefix=None):
@@ -881,10 +917,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         size = entry["size"]
         headers = {"X-Repo-Commit": sha, "Accept-Ranges": "bytes"}
         if entry["lfs"]:
-            headers.update({"ETag": f'"{entry["sha256"]}"', "X-Linked-Etag": f'"{entry["sha256"]}"', "X-Linked-Size": str(size)})
+            etag = f'"{entry["sha256"]}"'
+            headers.update({"ETag": etag, "X-Linked-Etag": etag, "X-Linked-Size": str(size)})
         else:
             headers["ETag"] = f'"{entry["oid"]}"'
-        data = storage.read_blob(entry["sha256"])
+        start, end, status = 0, size - 1, 200
         range_header = self.headers.get("Range")
         if range_header:
             match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", range_header)
@@ -892,7 +929,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 raise HubError(416, f"Unsupported Range header {range_header!r}")
             first, last = match.groups()
             if first == "":
-                start, end = max(size - int(last), 0), size - 1
+                start = max(size - int(last), 0)
             else:
                 start, end = int(first), min(int(last), size - 1) if last else size - 1
             if start >= size or start > end:
@@ -900,8 +937,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 err.extra_headers = {"Content-Range": f"bytes */{size}"}
                 raise err
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            return self.send_bytes(206, data[start : end + 1], headers, "application/octet-stream")
-        return self.send_bytes(200, data, headers, "application/octet-stream")
+            status = 206
+        headers["Content-Length"] = str(end + 1 - start)
+        data = b""
+        if self.command != "HEAD":  # blobs are immutable: reading one needs no lock, but it is cheap here anyway
+            with open(storage.blob_path(entry["sha256"]), "rb") as f:
+                f.seek(start)
+                data = f.read(end + 1 - start)
+        return _raw(status, data, headers, "application/octet-stream")
 
 
 class _HubHTTPServer(ThreadingHTTPServer):
@@ -931,10 +974,11 @@ class ClientRun:
 
 
 _CLIENT_PRELUDE = f"""\
-import json as _local_hub_json, sys as _local_hub_sys
+import builtins as _local_hub_builtins, json as _local_hub_json, sys as _local_hub_sys
 def emit(obj):
     _local_hub_sys.stdout.write("\\n{EMIT_MARKER}" + _local_hub_json.dumps(obj) + "\\n")
     _local_hub_sys.stdout.flush()
+_local_hub_builtins.emit = emit
 """
 
 
@@ -959,7 +1003,7 @@ class LocalHub:
         self.users: dict[str, dict] = {token: {"name": user, "orgs": list(orgs)}}
         self.verbose = verbose
         self.unhandled: list[str] = []
-        self.requests: list[tuple[str, str, int]] = []
+        self.requests: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=10_000)
         self._server: _HubHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
@@ -1050,7 +1094,33 @@ class LocalHub:
 
     def run_python(
         self,
-        code: str,
+        code: str | os.PathLike,
+        *,
+        args: tuple[str, ...] | list[str] = (),
+        hf_home: str | os.PathLike | None = None,
+        token: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+        check: bool = True,
+        cwd: str | os.PathLike | None = None,
+    ) -> ClientRun:
+        """Run Python in a fresh interpreter wired to this server; `emit(obj)` is defined (also as a builtin).
+
+        `code` is source text (dedented) or the path of a script (run as `__main__` with `sys.argv = [path, *args]`).
+        """
+        if isinstance(code, os.PathLike):
+            script = _CLIENT_PRELUDE + (
+                f"import runpy\n_local_hub_sys.argv = [{os.fspath(code)!r}] + _local_hub_sys.argv[1:]\n"
+                f"runpy.run_path({os.fspath(code)!r}, run_name='__main__')\n"
+            )
+        else:
+            script = _CLIENT_PRELUDE + textwrap.dedent(code)
+        argv = [sys.executable, "-c", script, *args]
+        return self.run_command(argv, hf_home=hf_home, token=token, env=env, timeout=timeout, check=check, cwd=cwd)
+
+    def run_command(
+        self,
+        argv: list[str],
         *,
         hf_home: str | os.PathLike | None = None,
         token: str | None = None,
@@ -1059,20 +1129,19 @@ class LocalHub:
         check: bool = True,
         cwd: str | os.PathLike | None = None,
     ) -> ClientRun:
-        """Run `code` (dedented, with `emit(obj)` defined) in a fresh interpreter wired to this server."""
+        """Run any command (e.g. `[sys.executable, "-m", "hf_w2s.cli", ...]`) with `self.env()`; see `run_python`."""
         full_env = self.env(hf_home=hf_home, token=token)
         full_env.update(env or {})
-        script = _CLIENT_PRELUDE + textwrap.dedent(code)
-        proc = subprocess.run(
-            [sys.executable, "-c", script], env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-        )
-        results = [json.loads(line[len(EMIT_MARKER) :]) for line in proc.stdout.splitlines() if line.startswith(EMIT_MARKER)]
+        proc = subprocess.run(argv, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        lines = proc.stdout.splitlines()
+        results = [json.loads(line[len(EMIT_MARKER) :]) for line in lines if line.startswith(EMIT_MARKER)]
         run = ClientRun(proc.returncode, proc.stdout, proc.stderr, results)
         if check and proc.returncode != 0:
             unhandled = "\n".join(self.unhandled) or "(none)"
             raise AssertionError(
-                f"client snippet failed with exit code {proc.returncode}\n--- stderr (tail) ---\n{proc.stderr[-6000:]}"
-                f"\n--- stdout (tail) ---\n{proc.stdout[-2000:]}\n--- routes the local hub did not handle ---\n{unhandled}"
+                f"client process failed with exit code {proc.returncode}\n"
+                f"--- stderr (tail) ---\n{proc.stderr[-6000:]}\n--- stdout (tail) ---\n{proc.stdout[-2000:]}\n"
+                f"--- routes the local hub did not handle ---\n{unhandled}"
             )
         return run
 
@@ -1088,7 +1157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="Log every request to stderr.")
     args = parser.parse_args(argv)
     orgs = tuple(o for o in args.orgs.split(",") if o)
-    hub = LocalHub(args.root, host=args.host, port=args.port, token=args.token, user=args.user, orgs=orgs, verbose=args.verbose)
+    hub = LocalHub(
+        args.root, host=args.host, port=args.port, token=args.token, user=args.user, orgs=orgs, verbose=args.verbose
+    )
     hub.start()
     print(f"LOCAL_HUB_URL={hub.url}", flush=True)
     try:

@@ -49,7 +49,8 @@ card_data = ModelCardData(license="apache-2.0", model_name="tiny-vit-student", e
     task_type="image-classification", dataset_type="mnist", dataset_name="MNIST", metric_type="accuracy",
     metric_value=0.75)])
 ModelCard.from_template(card_data, model_summary="A tiny W2S student.").push_to_hub(repo_id)
-emit({{"kind": "model", "repo_id": repo_id, "sha_v1": first.oid, "sha_v2": sha_v2, "logits_v1": logits_v1, "logits_v2": logits_v2}})
+emit({{"kind": "model", "repo_id": repo_id, "sha_v1": first.oid, "sha_v2": sha_v2,
+      "logits_v1": logits_v1, "logits_v2": logits_v2}})
 """
 
 MODEL_LOAD = """
@@ -105,7 +106,8 @@ card.data.license = "mit"
 card.text += "\\nWeak labels written by the local-hub test.\\n"
 card.push_to_hub(repo_id, repo_type="dataset")
 second = build(weak * np.float32(2) - np.float32(1)).push_to_hub(repo_id, commit_message="weak labels v2")
-emit({{"kind": "dataset", "repo_id": repo_id, "sha_v1": first.oid, "sha_v2": second.oid, "weak": weak.tolist(), "pixels": pixels.tolist()}})
+emit({{"kind": "dataset", "repo_id": repo_id, "sha_v1": first.oid, "sha_v2": second.oid,
+      "weak": weak.tolist(), "pixels": pixels.tolist()}})
 """
 
 DATASET_LOAD = """
@@ -138,7 +140,8 @@ def pushed(local_hub):
     import (most of the cost, ~5-15 s on a busy machine) once instead of twice.
     """
     model_repo, dataset_repo = local_hub.new_repo_id("tiny-vit"), local_hub.new_repo_id("weak-labels")
-    code = MODEL_PUSH.format(repo_id=model_repo, labels=LABELS) + DATASET_PUSH.format(repo_id=dataset_repo, labels=LABELS)
+    code = MODEL_PUSH.format(repo_id=model_repo, labels=LABELS)
+    code += DATASET_PUSH.format(repo_id=dataset_repo, labels=LABELS)
     return _by_kind(local_hub.run_python(code))
 
 
@@ -313,8 +316,8 @@ def raw_repo(local_hub):
 def test_lfs_put_checks_sha256_and_commit_needs_the_blob(local_hub, raw_repo):
     data = b"\x00weights" * 100
     oid = hashlib.sha256(data).hexdigest()
-    status, _, body = _http(local_hub, "POST", f"/{raw_repo}.git/info/lfs/objects/batch",
-                            {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]})
+    batch = {"operation": "upload", "transfers": ["basic"], "objects": [{"oid": oid, "size": len(data)}]}
+    status, _, body = _http(local_hub, "POST", f"/{raw_repo}.git/info/lfs/objects/batch", batch)
     (action,) = json.loads(body)["objects"]
     href = action["actions"]["upload"]["href"]
     assert status == 200 and href.startswith(local_hub.url)
@@ -327,8 +330,7 @@ def test_lfs_put_checks_sha256_and_commit_needs_the_blob(local_hub, raw_repo):
     assert status == 200 and json.loads(body)["commitOid"] == local_hub.head(raw_repo)
     assert local_hub.file_bytes(raw_repo, "w.bin") == data
     # Uploaded once: a second batch request asks for no upload.
-    _, _, body = _http(local_hub, "POST", f"/{raw_repo}.git/info/lfs/objects/batch",
-                       {"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]})
+    _, _, body = _http(local_hub, "POST", f"/{raw_repo}.git/info/lfs/objects/batch", batch)
     assert "actions" not in json.loads(body)["objects"][0]
 
 
@@ -341,7 +343,8 @@ def test_resolve_headers_ranges_and_404_codes(local_hub, raw_repo):
     assert status == 200 and body == b"" and headers["Content-Length"] == "10"
     assert headers["X-Repo-Commit"] == sha and headers["ETag"] == f'"{git_blob_sha1(content)}"'
     assert "X-Linked-Etag" not in headers
-    status, headers, body = _http(local_hub, "GET", f"/{raw_repo}/resolve/{sha}/d/x.txt", headers={"Range": "bytes=2-4"})
+    status, headers, body = _http(local_hub, "GET", f"/{raw_repo}/resolve/{sha}/d/x.txt",
+                                  headers={"Range": "bytes=2-4"})
     assert (status, body, headers["Content-Range"]) == (206, b"234", "bytes 2-4/10")
     assert _http(local_hub, "GET", f"/{raw_repo}/resolve/main/d/x.txt", headers={"Range": "bytes=-3"})[2] == b"789"
     assert _http(local_hub, "GET", f"/{raw_repo}/resolve/main/d/x.txt", headers={"Range": "bytes=10-"})[0] == 416
@@ -400,3 +403,24 @@ def test_standalone_server_process(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_client_env_scripts_and_commands(local_hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as other tests set it: the client process must not inherit it
+    script = tmp_path / "client.py"
+    script.write_text(
+        "import os, sys\n"
+        "from huggingface_hub import whoami\n"
+        "emit({'argv': sys.argv[1:], 'user': whoami()['name'], 'offline': os.environ.get('HF_HUB_OFFLINE'),\n"
+        "      'endpoint': os.environ['HF_ENDPOINT'], 'xet': os.environ['HF_HUB_DISABLE_XET']})\n"
+    )
+    run = local_hub.run_python(script, args=["--flag", "x"])
+    assert run.result == {"argv": ["--flag", "x"], "user": local_hub.user, "offline": None,
+                          "endpoint": local_hub.url, "xet": "1"}
+    homes = [local_hub.run_command([sys.executable, "-c", "import os; print(os.environ['HF_HOME'])"]).stdout.strip()
+             for _ in range(2)]
+    assert homes[0] != homes[1] and all(Path(h).is_dir() for h in homes)  # a fresh, empty cache per process
+    failed = local_hub.run_command([sys.executable, "-c", "raise SystemExit(3)"], check=False)
+    assert failed.returncode == 3 and failed.results == []
+    with pytest.raises(AssertionError, match="exit code 3"):
+        local_hub.run_python("raise SystemExit(3)")
