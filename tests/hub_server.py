@@ -857,51 +857,38 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         )
 
     # -- refs
-    def h_create_branch(self, type, repo, branch):  # noqa: A002
-        repo_obj = self._repo(self._type(type), repo, write=True)
-        storage = self.server.hub.storage
-        with storage.lock:
-            if branch.startswith("refs/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", branch):
-                raise HubError(400, f"Invalid branch name {branch!r}")
-            if branch in repo_obj["branches"]:
-                raise HubError(409, f"Branch {branch} already exists")
-            start = self.json_body().get("startingPoint") or "main"
-            repo_obj["branches"][branch] = storage.resolve_revision(repo_obj, start)
-            storage.save_repo(repo_obj)
+    def _create_ref(self, type_: str, repo: str, table: str, name: str, target: str):
+        """Point a new branch or tag (`table`) at the commit `target` resolves to (dispatch holds the lock)."""
+        repo_obj = self._repo(self._type(type_), repo, write=True)
+        if name.startswith("refs/") or not re.fullmatch(r"[A-Za-z0-9._/-]+", name):
+            raise HubError(400, f"Invalid {table[:-1]} name {name!r}")
+        if name in repo_obj[table]:
+            raise HubError(409, f"{table[:-1].capitalize()} {name} already exists")
+        repo_obj[table][name] = self.server.hub.storage.resolve_revision(repo_obj, target)
+        self.server.hub.storage.save_repo(repo_obj)
         return _json({})
+
+    def _delete_ref(self, type_: str, repo: str, table: str, name: str):
+        repo_obj = self._repo(self._type(type_), repo, write=True)
+        if (table, name) == ("branches", "main"):
+            raise HubError(400, "Cannot delete the main branch")
+        if name not in repo_obj[table]:
+            raise HubError(404, f"{table[:-1].capitalize()} {name} not found", "RevisionNotFound")
+        del repo_obj[table][name]
+        self.server.hub.storage.save_repo(repo_obj)
+        return _json({})
+
+    def h_create_branch(self, type, repo, branch):  # noqa: A002
+        return self._create_ref(type, repo, "branches", branch, self.json_body().get("startingPoint") or "main")
 
     def h_delete_branch(self, type, repo, branch):  # noqa: A002
-        repo_obj = self._repo(self._type(type), repo, write=True)
-        storage = self.server.hub.storage
-        with storage.lock:
-            if branch == "main" or branch not in repo_obj["branches"]:
-                raise HubError(404 if branch != "main" else 400, f"Cannot delete branch {branch}", "RevisionNotFound")
-            del repo_obj["branches"][branch]
-            storage.save_repo(repo_obj)
-        return _json({})
+        return self._delete_ref(type, repo, "branches", branch)
 
     def h_create_tag(self, type, repo, rev):  # noqa: A002
-        repo_obj = self._repo(self._type(type), repo, write=True)
-        storage = self.server.hub.storage
-        with storage.lock:
-            tag = self.json_body().get("tag") or ""
-            if not re.fullmatch(r"[A-Za-z0-9._/-]+", tag):
-                raise HubError(400, f"Invalid tag name {tag!r}")
-            if tag in repo_obj["tags"]:
-                raise HubError(409, f"Tag {tag} already exists")
-            repo_obj["tags"][tag] = storage.resolve_revision(repo_obj, rev)
-            storage.save_repo(repo_obj)
-        return _json({})
+        return self._create_ref(type, repo, "tags", self.json_body().get("tag") or "", rev)
 
     def h_delete_tag(self, type, repo, tag):  # noqa: A002
-        repo_obj = self._repo(self._type(type), repo, write=True)
-        storage = self.server.hub.storage
-        with storage.lock:
-            if tag not in repo_obj["tags"]:
-                raise HubError(404, f"Tag {tag} not found", "RevisionNotFound")
-            del repo_obj["tags"][tag]
-            storage.save_repo(repo_obj)
-        return _json({})
+        return self._delete_ref(type, repo, "tags", tag)
 
     # -- downloads
     def h_resolve(self, repo, rev, path, prefix=None):
@@ -1092,21 +1079,11 @@ class LocalHub:
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
-    def run_python(
-        self,
-        code: str | os.PathLike,
-        *,
-        args: tuple[str, ...] | list[str] = (),
-        hf_home: str | os.PathLike | None = None,
-        token: str | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 300,
-        check: bool = True,
-        cwd: str | os.PathLike | None = None,
-    ) -> ClientRun:
+    def run_python(self, code: str | os.PathLike, *, args: tuple[str, ...] | list[str] = (), **run_kwargs) -> ClientRun:
         """Run Python in a fresh interpreter wired to this server; `emit(obj)` is defined (also as a builtin).
 
         `code` is source text (dedented) or the path of a script (run as `__main__` with `sys.argv = [path, *args]`).
+        `run_kwargs` (`hf_home`, `token`, `env`, `timeout`, `check`, `cwd`) go to `run_command`.
         """
         if isinstance(code, os.PathLike):
             script = _CLIENT_PRELUDE + (
@@ -1116,7 +1093,7 @@ class LocalHub:
         else:
             script = _CLIENT_PRELUDE + textwrap.dedent(code)
         argv = [sys.executable, "-c", script, *args]
-        return self.run_command(argv, hf_home=hf_home, token=token, env=env, timeout=timeout, check=check, cwd=cwd)
+        return self.run_command(argv, **run_kwargs)
 
     def run_command(
         self,

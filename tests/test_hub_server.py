@@ -108,6 +108,12 @@ card.push_to_hub(repo_id, repo_type="dataset")
 second = build(weak * np.float32(2) - np.float32(1)).push_to_hub(repo_id, commit_message="weak labels v2")
 emit({{"kind": "dataset", "repo_id": repo_id, "sha_v1": first.oid, "sha_v2": second.oid,
       "weak": weak.tolist(), "pixels": pixels.tolist()}})
+
+# The W2S splits as one private DatasetDict repo.
+from datasets import DatasetDict
+splits = DatasetDict({{name: build(weak).select(range(n)) for name, n in [("weak_train", 2), ("strong_train", 3),
+                                                                           ("test", 1)]}})
+splits.push_to_hub({splits_repo!r}, private=True)
 """
 
 DATASET_LOAD = """
@@ -122,6 +128,12 @@ emit({{"kind": "dataset", "weak_main": weak_main.tolist(), "dtype": str(weak_mai
       "weak_v1": pinned.with_format("numpy")[:]["weak_logits"].tolist(),
       "pixels": [np.asarray(im).tolist() for im in main["image"]], "modes": [im.mode for im in main["image"]],
       "labels": list(main["label"]), "names": main.features["label"].names}})
+
+from huggingface_hub import HfApi
+splits = load_dataset({splits_repo!r})
+emit({{"kind": "splits", "sizes": {{name: len(split) for name, split in splits.items()}},
+      "anonymous_sees_it": HfApi(token=False).repo_exists({splits_repo!r}, repo_type="dataset"),
+      "owner_sees_it": HfApi().repo_exists({splits_repo!r}, repo_type="dataset")}})
 """
 
 
@@ -140,18 +152,19 @@ def pushed(local_hub):
     import (most of the cost, ~5-15 s on a busy machine) once instead of twice.
     """
     model_repo, dataset_repo = local_hub.new_repo_id("tiny-vit"), local_hub.new_repo_id("weak-labels")
+    splits_repo = local_hub.new_repo_id("w2s-splits")
     code = MODEL_PUSH.format(repo_id=model_repo, labels=LABELS)
-    code += DATASET_PUSH.format(repo_id=dataset_repo, labels=LABELS)
-    return _by_kind(local_hub.run_python(code))
+    code += DATASET_PUSH.format(repo_id=dataset_repo, labels=LABELS, splits_repo=splits_repo)
+    return {**_by_kind(local_hub.run_python(code)), "splits": {"repo_id": splits_repo}}
 
 
 @pytest.fixture(scope="module")
 def loaded(local_hub, pushed):
     """Load both back in ONE fresh client process with an empty HF_HOME, so every byte comes from the server."""
     model, dataset = pushed["model"], pushed["dataset"]
-    code = MODEL_LOAD.format(repo_id=model["repo_id"], sha_v1=model["sha_v1"]) + DATASET_LOAD.format(
-        repo_id=dataset["repo_id"], sha_v1=dataset["sha_v1"]
-    )
+    code = MODEL_LOAD.format(repo_id=model["repo_id"], sha_v1=model["sha_v1"])
+    code += DATASET_LOAD.format(repo_id=dataset["repo_id"], sha_v1=dataset["sha_v1"],
+                                splits_repo=pushed["splits"]["repo_id"])
     return _by_kind(local_hub.run_python(code))
 
 
@@ -180,6 +193,14 @@ def test_push_to_hub_then_load_dataset_gives_identical_values(local_hub, pushed,
     assert loaded_dataset["labels"] == [0, 1, 2, 0, 1, 2] and loaded_dataset["names"] == LABELS
     parquet = [p for p in local_hub.files(pushed_dataset["repo_id"], "dataset") if p.endswith(".parquet")]
     assert parquet == ["data/train-00000-of-00001.parquet"]
+
+
+def test_private_dataset_dict_keeps_the_w2s_splits(local_hub, pushed, loaded):
+    assert loaded["splits"]["sizes"] == {"weak_train": 2, "strong_train": 3, "test": 1}
+    assert loaded["splits"]["owner_sees_it"] is True and loaded["splits"]["anonymous_sees_it"] is False
+    files = local_hub.files(pushed["splits"]["repo_id"], "dataset")
+    assert {"data/weak_train-00000-of-00001.parquet", "data/strong_train-00000-of-00001.parquet",
+            "data/test-00000-of-00001.parquet"} <= set(files)
 
 
 def test_cards_round_trip(local_hub, pushed):
