@@ -44,7 +44,10 @@ fresh interpreter whose environment is set before anything is imported::
   every emitted object, `result`: the last one).  With `check=True` a failure raises `AssertionError` carrying the
   child's stderr and any routes the server did not handle.
 * `local_hub.run_command(argv, ...)`: the same for any command (`[sys.executable, "-m", "hf_w2s.cli", "label",
-  ...]`, torchrun, ...).
+  ...]`, torchrun, ...).  `spawn_python(...)` / `spawn_command(...)` start the process and return a `PendingRun`
+  whose `.wait()` gives the `ClientRun`: independent flows (a model push and a dataset push) can run side by side,
+  which on a busy machine hides one interpreter start-up (torch/transformers/datasets imports dominate) behind the
+  other.
 * `local_hub.env(hf_home=None, token=None, **extra)`: the environment itself, for your own `subprocess` calls:
   `HF_ENDPOINT=<url>`, `HF_TOKEN`, `HF_HUB_DISABLE_XET=1`, `HF_HUB_DISABLE_TELEMETRY=1`, progress bars off,
   a fresh empty `HF_HOME` (so a load really goes through the server) unless `hf_home=` is given to share a cache,
@@ -399,6 +402,23 @@ def _signature(files: dict, path: str) -> str | None:
     return None
 
 
+def _card_data(storage: HubStorage, readme: dict | None) -> dict | None:
+    """The YAML header of README.md as `cardData`, like the Hub; needs PyYAML (else, like an empty header: None)."""
+    if readme is None or readme["lfs"]:
+        return None
+    text = storage.read_blob(readme["sha256"]).decode(errors="replace")
+    match = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.DOTALL)
+    try:
+        import yaml  # optional: the server itself is stdlib-only
+    except ImportError:
+        return None
+    try:
+        data = yaml.safe_load(match.group(1)) if match else None
+    except yaml.YAMLError:
+        return None
+    return json.loads(json.dumps(data, default=str)) if isinstance(data, dict) else None
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # HTTP layer
 # --------------------------------------------------------------------------------------------------------------------
@@ -670,6 +690,10 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         }
         if repo_type == "model":
             info["modelId"] = repo
+        card_data = _card_data(storage, commit["files"].get("README.md"))
+        if card_data is not None:
+            info["cardData"] = card_data
+            info["tags"] = [str(t) for t in card_data.get("tags") or []]
         return _json(info)
 
     def h_refs(self, type, repo):  # noqa: A002
@@ -1079,12 +1103,20 @@ class LocalHub:
         env.update({k: str(v) for k, v in extra.items()})
         return env
 
-    def run_python(self, code: str | os.PathLike, *, args: tuple[str, ...] | list[str] = (), **run_kwargs) -> ClientRun:
+    def run_python(self, code: str | os.PathLike, *, args=(), **run_kwargs) -> ClientRun:
         """Run Python in a fresh interpreter wired to this server; `emit(obj)` is defined (also as a builtin).
 
         `code` is source text (dedented) or the path of a script (run as `__main__` with `sys.argv = [path, *args]`).
         `run_kwargs` (`hf_home`, `token`, `env`, `timeout`, `check`, `cwd`) go to `run_command`.
         """
+        return self.spawn_python(code, args=args, **run_kwargs).wait()
+
+    def run_command(self, argv: list[str], **run_kwargs) -> ClientRun:
+        """Run any command (`[sys.executable, "-m", "hf_w2s.cli", ...]`) with `self.env()`; see `spawn_command`."""
+        return self.spawn_command(argv, **run_kwargs).wait()
+
+    def spawn_python(self, code: str | os.PathLike, *, args=(), **run_kwargs) -> "PendingRun":
+        """`run_python` without waiting: start the process now, collect it with `.wait()` (runs side by side)."""
         if isinstance(code, os.PathLike):
             script = _CLIENT_PRELUDE + (
                 f"import runpy\n_local_hub_sys.argv = [{os.fspath(code)!r}] + _local_hub_sys.argv[1:]\n"
@@ -1092,10 +1124,9 @@ class LocalHub:
             )
         else:
             script = _CLIENT_PRELUDE + textwrap.dedent(code)
-        argv = [sys.executable, "-c", script, *args]
-        return self.run_command(argv, **run_kwargs)
+        return self.spawn_command([sys.executable, "-c", script, *args], **run_kwargs)
 
-    def run_command(
+    def spawn_command(
         self,
         argv: list[str],
         *,
@@ -1105,19 +1136,40 @@ class LocalHub:
         timeout: float = 300,
         check: bool = True,
         cwd: str | os.PathLike | None = None,
-    ) -> ClientRun:
-        """Run any command (e.g. `[sys.executable, "-m", "hf_w2s.cli", ...]`) with `self.env()`; see `run_python`."""
+    ) -> "PendingRun":
+        """Start `argv` with `self.env(hf_home, token)` updated by `env`; `.wait()` gives the `ClientRun`."""
         full_env = self.env(hf_home=hf_home, token=token)
         full_env.update(env or {})
-        proc = subprocess.run(argv, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-        lines = proc.stdout.splitlines()
+        proc = subprocess.Popen(
+            argv, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        return PendingRun(self, proc, timeout, check)
+
+
+@dataclass
+class PendingRun:
+    """A client process started by `LocalHub.spawn_*`."""
+
+    hub: LocalHub
+    proc: subprocess.Popen
+    timeout: float
+    check: bool
+
+    def wait(self) -> ClientRun:
+        try:
+            stdout, stderr = self.proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            stdout, stderr = self.proc.communicate()
+            stderr += f"\n[local-hub] client process killed after {self.timeout} s\n"
+        lines = stdout.splitlines()
         results = [json.loads(line[len(EMIT_MARKER) :]) for line in lines if line.startswith(EMIT_MARKER)]
-        run = ClientRun(proc.returncode, proc.stdout, proc.stderr, results)
-        if check and proc.returncode != 0:
-            unhandled = "\n".join(self.unhandled) or "(none)"
+        run = ClientRun(self.proc.returncode, stdout, stderr, results)
+        if self.check and self.proc.returncode != 0:
+            unhandled = "\n".join(self.hub.unhandled) or "(none)"
             raise AssertionError(
-                f"client process failed with exit code {proc.returncode}\n"
-                f"--- stderr (tail) ---\n{proc.stderr[-6000:]}\n--- stdout (tail) ---\n{proc.stdout[-2000:]}\n"
+                f"client process failed with exit code {self.proc.returncode}\n"
+                f"--- stderr (tail) ---\n{stderr[-6000:]}\n--- stdout (tail) ---\n{stdout[-2000:]}\n"
                 f"--- routes the local hub did not handle ---\n{unhandled}"
             )
         return run

@@ -140,32 +140,33 @@ emit({{"kind": "splits", "sizes": {{name: len(split) for name, split in splits.i
 # --------------------------------------------------------------------------------------------------------------------
 # Pushes (one client process each) shared by the tests below
 # --------------------------------------------------------------------------------------------------------------------
-def _by_kind(run):
-    return {result["kind"]: result for result in run.results}
+def _by_kind(*runs):
+    return {result["kind"]: result for run in runs for result in run.results}
 
 
 @pytest.fixture(scope="module")
 def pushed(local_hub):
-    """Push a tiny ViT student (3 commits) and a weak-label dataset (2 pushes) in ONE client process.
+    """Push a tiny ViT student (3 commits) and, side by side in a second process, the weak-label datasets.
 
-    The model and dataset snippets stay separate strings; running them in one interpreter pays the torch/transformers
-    import (most of the cost, ~5-15 s on a busy machine) once instead of twice.
+    Almost all the cost is importing torch/transformers (model) and datasets (data); running the two client
+    processes concurrently hides the second behind the first on a busy machine without adding CPU work.
     """
     model_repo, dataset_repo = local_hub.new_repo_id("tiny-vit"), local_hub.new_repo_id("weak-labels")
     splits_repo = local_hub.new_repo_id("w2s-splits")
-    code = MODEL_PUSH.format(repo_id=model_repo, labels=LABELS)
-    code += DATASET_PUSH.format(repo_id=dataset_repo, labels=LABELS, splits_repo=splits_repo)
-    return {**_by_kind(local_hub.run_python(code)), "splits": {"repo_id": splits_repo}}
+    model = local_hub.spawn_python(MODEL_PUSH.format(repo_id=model_repo, labels=LABELS))
+    data = local_hub.spawn_python(DATASET_PUSH.format(repo_id=dataset_repo, labels=LABELS, splits_repo=splits_repo))
+    return {**_by_kind(data.wait(), model.wait()), "splits": {"repo_id": splits_repo}}
 
 
 @pytest.fixture(scope="module")
 def loaded(local_hub, pushed):
-    """Load both back in ONE fresh client process with an empty HF_HOME, so every byte comes from the server."""
+    """Load everything back in fresh client processes with empty HF_HOMEs, so every byte comes from the server."""
     model, dataset = pushed["model"], pushed["dataset"]
-    code = MODEL_LOAD.format(repo_id=model["repo_id"], sha_v1=model["sha_v1"])
-    code += DATASET_LOAD.format(repo_id=dataset["repo_id"], sha_v1=dataset["sha_v1"],
-                                splits_repo=pushed["splits"]["repo_id"])
-    return _by_kind(local_hub.run_python(code))
+    model_run = local_hub.spawn_python(MODEL_LOAD.format(repo_id=model["repo_id"], sha_v1=model["sha_v1"]))
+    data_run = local_hub.spawn_python(DATASET_LOAD.format(
+        repo_id=dataset["repo_id"], sha_v1=dataset["sha_v1"], splits_repo=pushed["splits"]["repo_id"]
+    ))
+    return _by_kind(data_run.wait(), model_run.wait())
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -206,11 +207,13 @@ def test_private_dataset_dict_keeps_the_w2s_splits(local_hub, pushed, loaded):
 def test_cards_round_trip(local_hub, pushed):
     model_repo, dataset_repo = pushed["model"]["repo_id"], pushed["dataset"]["repo_id"]
     cards = local_hub.run_python(f"""
-        from huggingface_hub import DatasetCard, ModelCard
+        from huggingface_hub import DatasetCard, HfApi, ModelCard
         model_card = ModelCard.load({model_repo!r})
         dataset_card = DatasetCard.load({dataset_repo!r}, repo_type="dataset")
         emit({{"model": model_card.data.to_dict(), "model_text": model_card.text,
-              "dataset": dataset_card.data.to_dict(), "dataset_text": dataset_card.text}})
+              "dataset": dataset_card.data.to_dict(), "dataset_text": dataset_card.text,
+              "info_licenses": [HfApi().model_info({model_repo!r}).card_data.license,
+                                HfApi().dataset_info({dataset_repo!r}).card_data.license]}})
     """).result
     assert cards["model"]["license"] == "apache-2.0"
     (result,) = cards["model"]["model-index"][0]["results"]
@@ -222,6 +225,7 @@ def test_cards_round_trip(local_hub, pushed):
     assert "Weak labels written by the local-hub test." in cards["dataset_text"]
     assert cards["dataset"]["dataset_info"]["splits"][0]["num_examples"] == 6
     assert cards["dataset"]["configs"][0]["data_files"][0]["path"] == "data/train-*"
+    assert cards["info_licenses"] == ["apache-2.0", "mit"]  # `cardData` of model_info / dataset_info
 
 
 def test_revision_pinning_loads_the_first_commit(local_hub, pushed, loaded):
