@@ -339,7 +339,7 @@ class HubStorage:
                     if value.get("encoding", "base64") != "base64":
                         raise HubError(400, f"Unsupported encoding {value.get('encoding')!r} for {path}")
                     data = base64.b64decode(value["content"])
-                    if len(data) >= LFS_SIZE_THRESHOLD or b"\0" in data[:8000]:
+                    if len(data) >= LFS_SIZE_THRESHOLD or b"\0" in data[:512]:  # the rule `preupload` applies
                         raise HubError(400, f"Your push was rejected: {path} is binary or large and must go to LFS")
                     files[path] = self._entry(self.put_blob(data), len(data), False, data)
                 elif key == "lfsFile":
@@ -363,6 +363,9 @@ class HubStorage:
                         del files[p]
                 else:
                     raise HubError(400, f"Unsupported commit operation {key!r}")
+            clashes = _folders(files) & files.keys()
+            if clashes:
+                raise HubError(400, f"A path cannot be both a file and a folder: {sorted(clashes)}")
             title = header.get("summary") or "Upload files"
             sha = self._new_commit(repo, head, files, title, header.get("description") or "", author)
             repo["branches"][branch] = sha
@@ -1064,17 +1067,21 @@ class LocalHub:
         return repo
 
     def head(self, repo_id: str, repo_type: str = "model", branch: str = "main") -> str:
-        return self._repo_or_fail(repo_id, repo_type)["branches"][branch]
+        with self.storage.lock:
+            return self._repo_or_fail(repo_id, repo_type)["branches"][branch]
 
     def commits(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> list[str]:
         """Commit shas reachable from `revision`, newest first (the last one is the initial commit)."""
-        repo = self._repo_or_fail(repo_id, repo_type)
-        return self.storage.ancestry(repo, self.storage.resolve_revision(repo, revision))
+        with self.storage.lock:
+            repo = self._repo_or_fail(repo_id, repo_type)
+            return self.storage.ancestry(repo, self.storage.resolve_revision(repo, revision))
 
     def files(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> dict[str, dict]:
         """{path: {"size", "sha256", "lfs", "oid"}} at `revision`."""
-        repo = self._repo_or_fail(repo_id, repo_type)
-        return dict(repo["commits"][self.storage.resolve_revision(repo, revision)]["files"])
+        with self.storage.lock:
+            repo = self._repo_or_fail(repo_id, repo_type)
+            files = repo["commits"][self.storage.resolve_revision(repo, revision)]["files"]
+            return {path: dict(entry) for path, entry in files.items()}
 
     def file_bytes(self, repo_id: str, path: str, repo_type: str = "model", revision: str = "main") -> bytes:
         return self.storage.read_blob(self.files(repo_id, repo_type, revision)[path]["sha256"])

@@ -381,6 +381,8 @@ def test_resolve_headers_ranges_and_404_codes(local_hub, raw_repo):
     ]:
         status, headers, _ = _http(local_hub, "GET", path)
         assert (status, headers["X-Error-Code"]) == (404, code), path
+    clash = ("file", {"path": "d", "encoding": "base64", "content": base64.b64encode(b"x").decode()})
+    assert _commit(local_hub, raw_repo, clash)[0] == 400  # "d" is a folder already
     # A commit based on an outdated parent is refused like on the Hub (datasets retries on 412).
     parent = local_hub.commits(raw_repo)[1]
     assert _commit(local_hub, raw_repo, ("deletedFile", {"path": "d/x.txt"}), parent=parent)[0] == 412
