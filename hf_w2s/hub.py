@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +11,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_d
 
 from .weak_labels import (
     WEAK_LABEL_COLUMN,
+    WeakModel,
     align_weak_labels,
     describe_weak_model,
     find_label_column,
@@ -114,7 +116,7 @@ def weak_labels_card(
     sha = None
     if weak_model is not None and not isinstance(weak_model, str):
         info = describe_weak_model(weak_model)
-        sha = weights_hash(weak_model)
+        sha = weights_hash(weak_model.model if isinstance(weak_model, WeakModel) else weak_model)
         weak_model, weak_model_revision = info["name"], weak_model_revision or info["revision"]
     feature = dataset.features.get(WEAK_LABEL_COLUMN)
     if not isinstance(feature, ClassLabel):
@@ -159,6 +161,34 @@ def weak_labels_card(
     )
 
 
+def reproduce_command(
+    dataset: Dataset, repo_id: str, *, weak_model: str | None, weak_model_revision: str | None,
+    source_dataset: str | None, source_split: str | None, logits_column: str = "weak_logits",
+) -> str | None:
+    """The ``hf-w2s label`` command that remakes these labels from public sources, or ``None`` if it cannot."""
+    from datasets import Image
+
+    from .label_cli import LabelConfig
+
+    if not (weak_model and weak_model_revision and source_dataset):
+        return None
+    images = [c for c, f in dataset.features.items() if isinstance(f, Image)]
+    names = list(dataset.features[WEAK_LABEL_COLUMN].names)
+    gt = dataset.features.get(find_label_column(dataset) or "")
+    config = LabelConfig(
+        weak_model=weak_model,
+        revision=weak_model_revision,
+        dataset=source_dataset,
+        split=source_split or "train",
+        output="weak-labels",
+        push_to_hub=repo_id,
+        image_column=images[0] if len(images) == 1 else "image",
+        logits_column=logits_column,
+        label_names=None if isinstance(gt, ClassLabel) and list(gt.names) == names else names,
+    )
+    return config.to_command()
+
+
 # -- pushing ----------------------------------------------------------------------------------------------------------
 
 
@@ -168,8 +198,9 @@ def _keep_local_copy(dataset: Dataset, local_dir: str | None) -> str | None:
         return None
     path = Path(local_dir)
     if path.exists() and any(path.iterdir()):
-        if is_saved_dataset(path) and getattr(load_from_disk(str(path)), "_fingerprint", None) == dataset._fingerprint:
-            return str(path)
+        state = path / "state.json"
+        if state.is_file() and json.loads(state.read_text()).get("_fingerprint") == dataset._fingerprint:
+            return str(path)  # save_to_disk records the fingerprint (load_from_disk gives a new one)
         raise ValueError(f"local_dir {str(path)!r} exists and holds something else; refusing to overwrite it")
     dataset.save_to_disk(str(path))
     return str(path)
@@ -195,10 +226,12 @@ def push_weak_labels(
     """Push a weak-label dataset with ``Dataset.push_to_hub`` and a dataset card from ``model_cards/``.
 
     Args:
-        weak_model: the weak model (its ``_name_or_path``, Hub commit and a sha256 of its weights are recorded) or its
-            Hub id (with ``weak_model_revision``).
+        weak_model: the weak model — a :class:`~hf_w2s.WeakModel` from ``load_weak_model`` (its Hub id and commit
+            and a sha256 of its weights are recorded), an in-memory model (its ``_name_or_path`` and weights hash),
+            or its Hub id as a string (with ``weak_model_revision``).
         source_dataset, source_split: where the images came from, for the card.
-        command: the exact command that reproduces the labels (the ``hf-w2s label`` CLI fills it in).
+        command: the exact command that reproduces the labels (the ``hf-w2s label`` CLI fills it in). By default it
+            is built when the weak model has a Hub revision and ``source_dataset`` is a Hub id.
         local_dir: a ``save_to_disk`` copy is written there before pushing (an existing copy of this very dataset is
             reused; anything else there is never overwritten). Without it, a copy is saved to a new temporary
             directory only if the push fails.
@@ -219,6 +252,12 @@ def push_weak_labels(
         )
         step = "pushing the dataset card"
         existing = DatasetCard.load(repo_id, repo_type="dataset", token=token)
+        if command is None and weak_model is not None:
+            info = {"name": weak_model, "revision": None} if isinstance(weak_model, str) else describe_weak_model(weak_model)
+            command = reproduce_command(
+                dataset, repo_id, weak_model=info["name"], weak_model_revision=weak_model_revision or info["revision"],
+                source_dataset=source_dataset, source_split=source_split, logits_column=logits_column,
+            )
         card = weak_labels_card(
             dataset, repo_id, weak_model=weak_model, weak_model_revision=weak_model_revision,
             source_dataset=source_dataset, source_split=source_split, label_column=label_column,

@@ -145,15 +145,16 @@ def run(config: LabelConfig) -> int:
     _save(labelled, output)
     print(f"saved to {str(output)!r}")
     if config.push_to_hub:
+        pinned = dataclasses.replace(config, revision=config.revision or weak.revision)  # the same weights again
         push_weak_labels(
             labelled,
             config.push_to_hub,
-            weak_model=weak.model,
+            weak_model=weak,
             source_dataset=config.dataset if not Path(config.dataset).exists() else None,
             source_split=config.split,
             label_column=config.label_column,
             logits_column=config.logits_column,
-            command=config.to_command(),
+            command=pinned.to_command(),
             local_dir=str(output),
             private=config.private or None,
         )

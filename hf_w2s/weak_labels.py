@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -36,18 +37,32 @@ WEAK_CONFIDENCE_COLUMN = "weak_confidence"
 
 
 class WeakModel(NamedTuple):
-    """A weak model loaded by :func:`load_weak_model`, with its image processor and cache identity."""
+    """A weak model loaded by :func:`load_weak_model`: the model, its image processor, where it came from (``name``,
+    and ``revision``, the Hub commit sha, ``None`` for a local directory) and its cache ``identity``."""
 
     model: Any
     image_processor: Any
+    name: str
+    revision: str | None
     identity: str
+
+
+def hub_commit(name_or_path: str, *, revision: str | None = None, token: str | bool | None = None) -> str | None:
+    """The Hub commit sha the files of ``name_or_path`` were resolved to (from the cache), ``None`` if local."""
+    from transformers.utils import cached_file
+    from transformers.utils.hub import extract_commit_hash
+
+    if Path(name_or_path).is_dir():
+        return None
+    resolved = cached_file(name_or_path, "config.json", revision=revision, token=token)
+    return extract_commit_hash(resolved, None)
 
 
 def load_weak_model(name_or_path, *, revision: str | None = None, token: str | bool | None = None) -> WeakModel:
     """Load any ``AutoModelForImageClassification`` and its image processor from a Hub id or a local directory.
 
     The identity used for caching is the repo id and commit sha when the files came from the Hub, else a hash of
-    the weights (a local directory can change in place).
+    the weights and config (a local directory can change in place).
     """
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
@@ -60,11 +75,16 @@ def load_weak_model(name_or_path, *, revision: str | None = None, token: str | b
             f"the weak model {name_or_path!r} has no image processor (preprocessor_config.json); save one next to "
             "it or pass image_processor= explicitly."
         ) from err
-    return WeakModel(model, processor, model_identity(model, trust_hub_revision=True))
+    commit = hub_commit(name_or_path, revision=revision, token=token)
+    identity = f"hub:{name_or_path}@{commit}" if commit else model_identity(model)
+    return WeakModel(model, processor, name_or_path, commit, identity)
 
 
 def describe_weak_model(model) -> dict[str, str | None]:
-    """``{"name": ..., "revision": ...}``: where a model came from (``_name_or_path`` and its Hub commit, if any)."""
+    """``{"name": ..., "revision": ...}``: where a model came from (its ``_name_or_path``, and its Hub commit when
+    known: a :class:`WeakModel` records it; a bare model only on transformers versions that keep ``_commit_hash``)."""
+    if isinstance(model, WeakModel):
+        return {"name": model.name, "revision": model.revision}
     config = model.config
     return {"name": getattr(config, "_name_or_path", None) or None, "revision": getattr(config, "_commit_hash", None)}
 
@@ -83,15 +103,8 @@ def weights_hash(model) -> str:
     return h.hexdigest()
 
 
-def model_identity(model, *, trust_hub_revision: bool = False) -> str:
-    """A stable identity for a weak model.
-
-    With ``trust_hub_revision`` (the model was just loaded from the Hub by id) its repo id and commit sha are used;
-    otherwise — an in-memory model, which may have been changed since it was loaded — a hash of its weights.
-    """
-    info = describe_weak_model(model)
-    if trust_hub_revision and info["revision"]:
-        return f"hub:{info['name']}@{info['revision']}"
+def model_identity(model) -> str:
+    """The cache identity of an in-memory model, which may have changed since it was loaded: a hash of its weights."""
     return f"sha256:{weights_hash(model)}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 import os
@@ -19,7 +20,7 @@ from hf_w2s.data import load_sklearn_digits
 from hf_w2s.hub import load_image_dataset, resolve_train_dataset
 from hf_w2s.label_cli import LabelConfig, main, parse_args
 from hf_w2s.models import build_model, tiny_image_processor
-from hf_w2s.weak_labels import align_weak_labels, weak_logits_array
+from hf_w2s.weak_labels import align_weak_labels, model_identity, weak_logits_array
 
 NAMES = [str(i) for i in range(10)]
 N = 48
@@ -134,6 +135,10 @@ def test_local_path_has_the_in_memory_identity(digits_dir, tmp_path):
     b = label_dataset(load_from_disk(digits_dir), str(tmp_path / "weak"))
     assert a._fingerprint == b._fingerprint
     np.testing.assert_array_equal(weak_logits_array(a), weak_logits_array(b))
+    assert model_identity(copy.deepcopy(model).to(torch.bfloat16)) != model_identity(model)  # dtype is identity
+    model.save_pretrained(tmp_path / "no_processor")
+    with pytest.raises(ValueError, match="has no image processor"):
+        load_weak_model(tmp_path / "no_processor")
 
 
 # -- label spaces ----------------------------------------------------------------------------------------------------
@@ -307,9 +312,10 @@ def test_cli_labels_an_imagefolder_and_caches(weak_dir, imagefolder, tmp_path, c
     acc = float(printed.split("weak accuracy: ")[1].split()[0])
     assert acc == pytest.approx(weak_label_accuracy(saved), abs=1e-4)
 
+    state = (out / "state.json").read_text()
     assert main(argv) == 2  # never overwrites what is there
     assert "exists and is not empty" in capsys.readouterr().err
-    assert load_from_disk(str(out))._fingerprint == saved._fingerprint
+    assert (out / "state.json").read_text() == state
     counter["calls"] = 0
     assert main(argv + ["--overwrite"]) == 0  # same inputs: read from the cache
     assert counter["calls"] == 0
