@@ -101,13 +101,19 @@ def weak_labels_card(
     label_column: str | None = None,
     logits_column: str = "weak_logits",
     command: str | None = None,
-    metadata: dict | None = None,
 ):
     """The ``DatasetCard`` of a weak-label dataset, rendered from ``model_cards/weak_labels.md``.
 
-    ``metadata`` (e.g. what ``Dataset.push_to_hub`` already wrote: ``configs``, ``dataset_info``) is kept in the
-    YAML header, with the weak-label fields added: ``weak_model``, ``weak_model_revision``, ``weak_model_sha256``,
-    ``label_names``, ``weak_accuracy``, ``source_datasets``, tags and task category.
+    Its YAML header carries ``weak_model``, ``weak_model_revision``, ``weak_model_sha256``, ``label_names``,
+    ``weak_accuracy``, ``source_datasets``, tags and the task category.
+
+    Args:
+        weak_model: a :class:`~hf_w2s.WeakModel` from ``load_weak_model`` (its Hub id, commit and a sha256 of its
+            weights are recorded), an in-memory model (its ``_name_or_path`` and weights hash), or a Hub id string
+            (with ``weak_model_revision``).
+        source_dataset, source_split: where the images came from.
+        command: the exact command that reproduces the labels (the ``hf-w2s label`` CLI passes its own). By default
+            it is built when the weak model has a Hub revision and ``source_dataset`` is given.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -126,18 +132,20 @@ def weak_labels_card(
     names = list(feature.names)
     label_column = find_label_column(dataset, label_column)
     accuracy = weak_label_accuracy(dataset, label_column)
-    data = dict(metadata or {})
-    data.update(
-        {
-            "tags": sorted(set(data.get("tags") or []) | set(CARD_TAGS)),
-            "task_categories": ["image-classification"],
-            "weak_model": weak_model,
-            "weak_model_revision": weak_model_revision,
-            "weak_model_sha256": sha,
-            "label_names": names,
-            "weak_accuracy": None if accuracy is None else round(accuracy, 6),
-        }
-    )
+    if command is None:
+        command = reproduce_command(
+            dataset, repo_id, weak_model=weak_model, weak_model_revision=weak_model_revision,
+            source_dataset=source_dataset, source_split=source_split, logits_column=logits_column,
+        )
+    data = {
+        "tags": CARD_TAGS,
+        "task_categories": ["image-classification"],
+        "weak_model": weak_model,
+        "weak_model_revision": weak_model_revision,
+        "weak_model_sha256": sha,
+        "label_names": names,
+        "weak_accuracy": None if accuracy is None else round(accuracy, 6),
+    }
     if source_dataset:
         data["source_datasets"] = [source_dataset]
     data = {k: v for k, v in data.items() if v is not None}
@@ -210,39 +218,32 @@ def push_weak_labels(
     dataset: Dataset,
     repo_id: str,
     *,
-    weak_model=None,
-    weak_model_revision: str | None = None,
-    source_dataset: str | None = None,
-    source_split: str | None = None,
-    label_column: str | None = None,
-    logits_column: str = "weak_logits",
-    command: str | None = None,
     local_dir: str | None = None,
     split: str = "train",
     private: bool | None = None,
     token: str | None = None,
     commit_message: str | None = None,
+    **card_kwargs,
 ):
     """Push a weak-label dataset with ``Dataset.push_to_hub`` and a dataset card from ``model_cards/``.
 
     Args:
-        weak_model: the weak model — a :class:`~hf_w2s.WeakModel` from ``load_weak_model`` (its Hub id and commit
-            and a sha256 of its weights are recorded), an in-memory model (its ``_name_or_path`` and weights hash),
-            or its Hub id as a string (with ``weak_model_revision``).
-        source_dataset, source_split: where the images came from, for the card.
-        command: the exact command that reproduces the labels (the ``hf-w2s label`` CLI fills it in). By default it
-            is built when the weak model has a Hub revision and ``source_dataset`` is a Hub id.
         local_dir: a ``save_to_disk`` copy is written there before pushing (an existing copy of this very dataset is
             reused; anything else there is never overwritten). Without it, a copy is saved to a new temporary
             directory only if the push fails.
+        card_kwargs: what the card records — ``weak_model``, ``weak_model_revision``, ``source_dataset``,
+            ``source_split``, ``label_column``, ``logits_column``, ``command`` (see :func:`weak_labels_card`).
 
-    Returns the ``CommitInfo`` of the card commit. Raises :class:`WeakLabelsPushError` naming the step that failed
-    and the directory that holds the local copy.
+    The card is rendered before anything is uploaded (bad arguments fail early); after the data push it keeps the
+    metadata ``Dataset.push_to_hub`` wrote (``configs``, ``dataset_info``). Returns the ``CommitInfo`` of the card
+    commit. Raises :class:`WeakLabelsPushError` naming the step that failed and the directory holding the local copy.
     """
     from huggingface_hub import DatasetCard
 
+    logits_column = card_kwargs.get("logits_column", "weak_logits")
     if logits_column not in dataset.column_names:
         raise ValueError(f"the dataset has no {logits_column!r} column: label it with hf_w2s.label_dataset first")
+    card = weak_labels_card(dataset, repo_id, **card_kwargs)
     kept = _keep_local_copy(dataset, local_dir)
     step = "pushing the data"
     try:
@@ -251,18 +252,9 @@ def push_weak_labels(
             commit_message=commit_message or "Upload weak labels (hf_w2s)",
         )
         step = "pushing the dataset card"
-        existing = DatasetCard.load(repo_id, repo_type="dataset", token=token)
-        if command is None and weak_model is not None:
-            info = {"name": weak_model, "revision": None} if isinstance(weak_model, str) else describe_weak_model(weak_model)
-            command = reproduce_command(
-                dataset, repo_id, weak_model=info["name"], weak_model_revision=weak_model_revision or info["revision"],
-                source_dataset=source_dataset, source_split=source_split, logits_column=logits_column,
-            )
-        card = weak_labels_card(
-            dataset, repo_id, weak_model=weak_model, weak_model_revision=weak_model_revision,
-            source_dataset=source_dataset, source_split=source_split, label_column=label_column,
-            logits_column=logits_column, command=command, metadata=existing.data.to_dict(),
-        )
+        for key, value in DatasetCard.load(repo_id, repo_type="dataset", token=token).data.to_dict().items():
+            if card.data.get(key) is None:
+                card.data[key] = value
         return card.push_to_hub(repo_id, repo_type="dataset", token=token, commit_message="Weak-label dataset card")
     except Exception as err:
         if kept is None:

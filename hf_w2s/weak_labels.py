@@ -250,7 +250,8 @@ def label_dataset(
         label_column: the ground-truth column (default: ``label``/``labels`` if present); the weak accuracy on it is
             logged (see :func:`weak_label_accuracy`).
         revision: the Hub revision when ``weak_model`` is a Hub id.
-        device: where the weak model runs; defaults to the device Accelerate picks.
+        device: where the weak model runs; defaults to the device Accelerate picks. The model is moved back to
+            where it was afterwards.
 
     The map runs batched under ``torch.inference_mode()`` with a progress bar. Its fingerprint is built from the
     dataset's fingerprint, the weak model's identity (Hub commit when loaded here by id, otherwise a hash of its
@@ -299,11 +300,12 @@ def label_dataset(
         from accelerate import PartialState
 
         device = PartialState().device
+    home, was_training = next(model.parameters()).device, model.training
     model.eval()
-    model.to(device)
 
     def _label(batch, indices):
         images = [_decode(v, i, image_column, decoder) for v, i in zip(batch[image_column], indices)]
+        model.to(device)  # only when something is computed (a cache hit never touches the model)
         pixel_values = pixel_values_from_images(images, image_processor).to(device)
         with torch.inference_mode():
             logits = model(pixel_values=pixel_values).logits.float()
@@ -329,15 +331,18 @@ def label_dataset(
     features[logits_column] = List(Value("float32"), length=len(target_names))
     features[WEAK_LABEL_COLUMN] = ClassLabel(names=target_names)
     features[WEAK_CONFIDENCE_COLUMN] = Value("float32")
-    labelled = raw.map(
-        _label,
-        batched=True,
-        batch_size=batch_size,
-        with_indices=True,
-        features=Features(features),
-        new_fingerprint=fingerprint,
-        desc=desc,
-    ).cast_column(image_column, decoder)
+    try:
+        labelled = raw.map(
+            _label,
+            batched=True,
+            batch_size=batch_size,
+            with_indices=True,
+            features=Features(features),
+            new_fingerprint=fingerprint,
+            desc=desc,
+        ).cast_column(image_column, decoder)
+    finally:
+        model.to(home).train(was_training)  # the caller's model stays where and as it was
 
     acc = weak_label_accuracy(labelled, label_column)
     if acc is not None:

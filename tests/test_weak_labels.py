@@ -71,7 +71,10 @@ def direct_logits(model, processor, images):
 
 def test_columns_equal_a_direct_forward(digits):
     model, processor = weak(), tiny_image_processor(8)
+    model.train()
     out = label_dataset(digits, model, processor, batch_size=16)
+    assert model.training  # labelling ran in eval mode and left the caller's model as it was
+    model.eval()
     expected = direct_logits(model, processor, digits["image"])
     logits = weak_logits_array(out)
     assert logits.shape == (N, 10) and logits.dtype == np.float32
