@@ -11,6 +11,7 @@ from transformers import Trainer
 
 from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
+from .hub import resolve_train_dataset
 from .labels import label_names, label_permutation, reorder_logits
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
@@ -54,6 +55,7 @@ class WeakToStrongTrainer(Trainer):
         args.validate_w2s()
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
+        train_dataset = resolve_train_dataset(train_dataset, model, args.weak_logits_column)  # Hub id / path too
         self._check_supervision(model, args, train_dataset, weak_model)
         if data_collator is None:
             data_collator = WeakToStrongCollator(
