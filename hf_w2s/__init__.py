@@ -26,7 +26,6 @@ __all__ = [
     "accuracy",
     "agreement",
     "compute_w2s_loss",
-    "label_dataset",
     "performance_gap_recovered",
     "register_loss",
 ]
