@@ -214,7 +214,7 @@ def test_also_weak_logits_check_reads_arrow_not_python_lists(monkeypatch):
 
 
 def test_label_names(tmp_path):
-    weak = build_model("linear", ["cat", "dog", "emu"], image_size=SIZE, width=4, seed=1)
+    weak = build_model("linear", ["cat", "dog", "emu"], image_size=SIZE, num_channels=1, width=4, seed=1)
     with raises("label-names") as err:
         trainer(tmp_path, dataset(weak_logits=False), weak_model=weak)
     assert "missing from the weak model: ['owl']; missing from the student: ['emu']" in str(err.value)

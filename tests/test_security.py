@@ -21,7 +21,7 @@ OTHER = "tok-" + "9" * 20  # a token that does not look like one: redacted becau
 
 def remote_code_checkpoint(tmp_path):
     """A local checkpoint whose config points at its own Python module, which leaves a file behind if it runs."""
-    model = build_model("linear", ["a", "b"], image_size=8, width=4, seed=0)
+    model = build_model("linear", ["a", "b"], image_size=8, num_channels=1, width=4, seed=0)
     path = tmp_path / "remote"
     model.save_pretrained(path)
     sentinel = tmp_path / "remote_code_ran"
@@ -72,7 +72,7 @@ def test_loaders_pass_safe_defaults(monkeypatch):
 
 
 def test_safetensors_checkpoint_round_trips(tmp_path):
-    model = build_model("vit", ["a", "b", "c"], image_size=8, width=8, depth=1, seed=0)
+    model = build_model("vit", ["a", "b", "c"], image_size=8, num_channels=1, width=8, depth=1, seed=0)
     model.save_pretrained(tmp_path / "m")
     tiny_image_processor(8, 1).save_pretrained(tmp_path / "m")
     loaded = load_image_classifier(str(tmp_path / "m"))
@@ -192,7 +192,8 @@ def test_training_with_a_hub_token_writes_it_nowhere(tmp_path, monkeypatch, capf
     transformers.logging.set_verbosity_info()
     caplog.set_level(logging.INFO, logger="hf_w2s")
     try:
-        trainer = WeakToStrongTrainer(model=build_model("linear", ["a", "b"], image_size=8, width=4, seed=0),
+        trainer = WeakToStrongTrainer(model=build_model("linear", ["a", "b"], image_size=8, num_channels=1, width=4,
+                                                        seed=0),
                                       args=args, train_dataset=ds, processing_class=tiny_image_processor(8, 1))
         trainer.train()
         trainer.save_model()
