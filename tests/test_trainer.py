@@ -103,7 +103,7 @@ def test_eval_with_weak_logits_reports_agreement(tmp_path):
     m = trainer.evaluate(metric_key_prefix="test")
     assert {"test_agreement", "test_a", "test_kd", "test_accuracy"} <= set(m)
     with torch.no_grad():
-        pv = torch.stack([torch.as_tensor(np.asarray(PROC(im.convert("L"), return_tensors="np")["pixel_values"][0]))
+        pv = torch.stack([torch.as_tensor(np.asarray(PROC(im.convert("RGB"), return_tensors="np")["pixel_values"][0]))
                           for im in ds["image"]])
         s = trainer.model(pixel_values=pv).logits
     expected = (s.argmax(-1).numpy() == np.asarray(ds["weak_logits"]).argmax(-1)).mean()

@@ -34,7 +34,7 @@ def _quiet():
     torch.set_num_threads(1)
 
 
-def weak(seed=0, names=NAMES, channels=1):
+def weak(seed=0, names=NAMES, channels=3):
     return build_model("linear", names, image_size=8, num_channels=channels, width=8, seed=seed)
 
 
@@ -110,7 +110,7 @@ def test_rerun_is_free_and_any_change_recomputes(digits_dir):
     np.testing.assert_allclose(weak_logits_array(changed)[:, 0], weak_logits_array(first)[:, 0] + 1.0, rtol=1e-5)
 
     other = tiny_image_processor(8)  # nor does changed preprocessing
-    other.image_mean = [0.4]
+    other.image_mean = [0.4, 0.4, 0.4]
     label_dataset(ds, model, other, batch_size=16)
     assert counter.calls == 9
     label_dataset(ds.select(range(16)), model, processor, batch_size=16)  # nor other data
@@ -226,7 +226,7 @@ def test_missing_image_column_and_empty_dataset(digits):
 def test_images_are_converted_to_the_processor_mode(digits):
     rgb = digits.map(lambda ex: {"image": ex["image"].convert("RGB")})
     assert rgb[0]["image"].mode == "RGB"
-    gray_model, gray_proc = weak(seed=5), tiny_image_processor(8)
+    gray_model, gray_proc = weak(seed=5, channels=1), tiny_image_processor(8, num_channels=1)
     from_rgb = label_dataset(rgb, gray_model, gray_proc)  # RGB into a grayscale model: converted to L
     expected = direct_logits(gray_model, gray_proc, [im.convert("L") for im in rgb["image"]])
     np.testing.assert_allclose(weak_logits_array(from_rgb), expected, rtol=1e-5, atol=1e-6)
