@@ -100,6 +100,21 @@ def state_gather_object(obj: list, state) -> list:
     return gather_object(obj) if state.num_processes > 1 else list(obj)
 
 
+def _describe(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def _shard_start(num_rows: int, num_shards: int, index: int) -> int:
+    """First row of ``Dataset.shard(num_shards, index, contiguous=True)``."""
+    div, mod = divmod(num_rows, num_shards)
+    return div * index + min(index, mod)
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    if hasattr(error, "add_note"):  # Python >= 3.11
+        error.add_note(note)
+
+
 def shard_over_processes(fn):
     """Decorate ``fn(dataset, *args, **kwargs) -> dataset_with_new_columns`` to split the work over processes.
 
@@ -111,6 +126,9 @@ def shard_over_processes(fn):
     original order. Each shard keeps its own ``Dataset.map`` fingerprint, so shard caches never pose as the full
     result. Put the model on ``PartialState().device`` of each process; write the result only once
     (:func:`save_on_main_process`).
+
+    If ``fn`` fails on one process, every process raises (no process is left waiting in the gather): the failing
+    one re-raises its error with a note giving the rows its shard covered, the others a ``RuntimeError`` naming it.
     """
 
     @functools.wraps(fn)
@@ -120,9 +138,22 @@ def shard_over_processes(fn):
         state = process_state() if not _INSIDE_SHARD and isinstance(dataset, Dataset) else None
         if state is None or state.num_processes <= 1:
             return fn(dataset, *args, **kwargs)
-        shard = dataset.shard(num_shards=state.num_processes, index=state.process_index, contiguous=True)
+        n, i = state.num_processes, state.process_index
+        shard = dataset.shard(num_shards=n, index=i, contiguous=True)
+        error = None
         with _inside_shard():
-            result = fn(shard, *args, **kwargs)
+            try:
+                result = fn(shard, *args, **kwargs)
+            except Exception as err:  # every process must learn of it, or the others wait in the gather forever
+                result, error = None, err
+        failures = [f for f in state_gather_object([(i, _describe(error))], state) if f[1] is not None]
+        if error is not None:
+            start = _shard_start(len(dataset), n, i)
+            _add_note(error, f"(process {i} of {n} handled rows {start}..{start + len(shard) - 1} of the dataset; "
+                             f"row numbers above count from {start})")
+            raise error
+        if failures:
+            raise RuntimeError(f"{fn.__name__} failed on process {failures[0][0]}: {failures[0][1]}")
         return _gather_new_columns(dataset, result, state)
 
     return wrapper

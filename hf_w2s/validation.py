@@ -97,7 +97,8 @@ def check_weak_logits(dataset, column: str = "weak_logits", num_labels: int | No
         )
     if num_labels is not None and wrong_width_rows:
         raise ValueError(
-            f"the {column!r} column of the {what} dataset has {sorted(widths)} values per example but the student has "
+            f"the {column!r} column of the {what} dataset has {' or '.join(map(str, sorted(widths)))} values per "
+            f"example but the student has "
             f"{num_labels} labels "
             f"(rows {_rows(wrong_width_rows)}); weak and strong label sets must match (label the data with a weak "
             "model of the same label names)."
@@ -183,8 +184,9 @@ def image_mode_note(dataset, image_column: str, image_processor, *, what: str = 
 # -- the output directory ------------------------------------------------------------------------------------------
 
 RUN_FILE = "w2s_run.json"
+#: what a run leaves that another run would overwrite (w2s_run.json alone only names a run that saved nothing)
 _RUN_ARTEFACTS = ("trainer_state.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                  "adapter_model.safetensors", "config.json", RUN_FILE)
+                  "adapter_model.safetensors", "config.json", "training_args.bin")
 _CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 #: TrainingArguments that do not change what is trained (where it goes, how it is logged, saved or pushed)
 _NOT_THE_RUN = re.compile(
@@ -199,8 +201,9 @@ def run_identity(args, model) -> dict:
     config = {k: v for k, v in sorted(args.to_dict().items()) if not _NOT_THE_RUN.match(k)}
     model_config = model.config.to_dict() if hasattr(model, "config") else {}
     model_config = {k: v for k, v in sorted(model_config.items()) if k not in ("transformers_version", "dtype")}
-    identity = {"config": config, "model": model_config}
-    blob = json.dumps(identity, sort_keys=True, default=str)
+    # through JSON, as it is stored: int keys of id2label become strings, tuples become lists
+    identity = json.loads(json.dumps({"config": config, "model": model_config}, sort_keys=True, default=str))
+    blob = json.dumps(identity, sort_keys=True)
     return {"fingerprint": hashlib.sha256(blob.encode()).hexdigest()[:16], **identity}
 
 

@@ -162,7 +162,7 @@ def test_no_weak_supervision(tmp_path):
 def test_weak_logits_width(tmp_path, width):
     with raises("weak-logits-width") as err:
         trainer(tmp_path, dataset(width=width))
-    assert f"[{width}] values per example but the student has 3 labels" in str(err.value)
+    assert f"has {width} values per example but the student has 3 labels" in str(err.value)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
@@ -319,6 +319,34 @@ def test_output_dir_unknown_run(tmp_path):
     (other / "README.txt").write_text("mine")
     _run(tmp_path, other)
     assert (other / "README.txt").read_text() == "mine"
+
+
+# -- labelling and pushing (issue 3's checks; rows listed for completeness) --------------------------------------------
+
+
+def test_undecodable_images(tmp_path):
+    import io
+
+    from hf_w2s.weak_labels import label_dataset
+
+    rows = []
+    for im in images(3):
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        rows.append({"bytes": buf.getvalue(), "path": None})
+    rows[1] = {"bytes": b"not an image", "path": "broken.png"}
+    ds = Dataset.from_dict({"image": rows}, features=Features({"image": Image()}))
+    weak = build_model("linear", NAMES, image_size=SIZE, num_channels=1, width=4, seed=1)
+    with raises("undecodable-images") as err:
+        label_dataset(ds, weak, tiny_image_processor(SIZE, 1), batch_size=2)
+    assert str(err.value).startswith("row 1: cannot decode the image in column 'image' (path 'broken.png')")
+
+
+def test_failed_push(tmp_path_factory):
+    from test_security import failing_push
+
+    _, msg, kept = failing_push(str(tmp_path_factory.getbasetemp()))
+    assert re.fullmatch(message("failed-push"), msg, re.S) and f"kept at {kept!r}" in msg
 
 
 # -- loading -----------------------------------------------------------------------------------------------------------

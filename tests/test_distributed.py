@@ -105,6 +105,18 @@ def dist_worker_logits(ds):
     return np.stack(ds.with_format("numpy")["weak_logits"]).astype(np.float32)
 
 
+def test_a_labelling_error_in_one_shard_reaches_every_process_with_global_rows(dist_run):
+    out, _ = dist_run
+    failing = (out / "broken-rank1.txt").read_text()
+    other = (out / "broken-rank0.txt").read_text()
+    # the process whose shard (rows 3..5) holds the bad image: label_dataset's own message, shard-relative row 1,
+    # and a note that maps it to the dataset's row numbers
+    assert "cannot decode the image in column 'image'" in failing and failing.startswith("ValueError: row 1:")
+    assert "(process 1 of 2 handled rows 3..5 of the dataset; row numbers above count from 3)" in failing
+    # the other process does not hang in the gather: it raises too, naming the failing process
+    assert other.startswith("RuntimeError: label_dataset failed on process 1: ValueError: row 1:")
+
+
 # -- single-process pieces ------------------------------------------------------------------------------------------
 
 

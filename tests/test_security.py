@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +20,7 @@ from hf_w2s.loading import load_image_classifier, load_image_processor
 from hf_w2s.models import build_model, tiny_image_processor
 from hf_w2s.security import RedactedError, install_log_redaction, redact, redacted
 
+REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_" + "Qx7Lm2" * 6  # shaped like a user access token, never valid
 OTHER = "tok-" + "9" * 20  # a token that does not look like one: redacted because it is passed in / in HF_TOKEN
 
@@ -152,6 +158,30 @@ def test_real_hub_call_errors_carry_no_token(monkeypatch, caplog, capfd):
         with redacted():
             HfApi(endpoint="http://127.0.0.1:9").create_repo("me/model", token=TOKEN)
     assert TOKEN not in _all_text(caplog, capfd, err.value)
+
+
+@functools.lru_cache(maxsize=None)
+def failing_push(tmp: str) -> tuple[str, str, str]:
+    """Run tests/scripts/failing_push.py with HF_TOKEN set; returns (output, message, local copy)."""
+    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1",
+           "HF_HOME": os.path.join(tmp, "hf_home"), "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(REPO),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "failing_push.py")], env=env, cwd=tmp,
+                          capture_output=True, text=True, timeout=240)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    message = next(line[len("MESSAGE: "):] for line in proc.stdout.splitlines() if line.startswith("MESSAGE: "))
+    kept = next(line[len("KEPT: "):] for line in proc.stdout.splitlines() if line.startswith("KEPT: "))
+    return output, message, kept
+
+
+def test_a_failing_weak_label_push_names_the_local_copy_and_never_the_token(tmp_path_factory):
+    output, message, kept = failing_push(str(tmp_path_factory.getbasetemp()))
+    assert TOKEN not in output  # DEBUG logs of huggingface_hub/httpx/datasets, the traceback and the message
+    assert message.startswith("push of weak labels to 'me/labels' failed while pushing the data")
+    from datasets import load_from_disk
+
+    assert load_from_disk(kept).num_rows == 3  # the local copy is complete
 
 
 def test_install_log_redaction_filters_handlers(caplog):

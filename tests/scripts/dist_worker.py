@@ -43,6 +43,19 @@ def label_data() -> Dataset:
     return Dataset.from_dict({"image": images(N_LABEL, 2)}, features=Features({"image": Image()}))
 
 
+def broken_label_data() -> Dataset:
+    """6 images, row 4 (in the second process's shard, rows 3-5) is not an image."""
+    import io
+
+    rows = []
+    for im in images(6, 3):
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        rows.append({"bytes": buf.getvalue(), "path": None})
+    rows[4] = {"bytes": b"definitely not a PNG", "path": None}
+    return Dataset.from_dict({"image": rows}, features=Features({"image": Image()}))
+
+
 def student():
     from hf_w2s.models import build_model
 
@@ -112,6 +125,15 @@ def main(out_dir: str) -> None:
     state = process_state()
     labelled = label(label_data())
     results = {"world_size": state.num_processes}
+    # a failure in one process's shard reaches every process (none is left waiting in the gather)
+    try:
+        label(broken_label_data())
+        outcome = "no error"
+    except Exception as err:
+        outcome = "".join(__import__("traceback").format_exception_only(type(err), err))
+        outcome += "\n".join(getattr(err, "__notes__", []))
+    with open(os.path.join(out_dir, f"broken-rank{state.process_index}.txt"), "w") as f:
+        f.write(outcome)
     if state.is_main_process:
         results["weak_label"] = list(labelled["weak_label"])
         results["weak_logits"] = np.asarray(labelled.with_format("numpy")["weak_logits"]).tolist()
