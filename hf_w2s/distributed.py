@@ -118,13 +118,13 @@ def _add_note(error: BaseException, note: str) -> None:
 def shard_over_processes(fn):
     """Decorate ``fn(dataset, *args, **kwargs) -> dataset_with_new_columns`` to split the work over processes.
 
-    With one process, for anything but a ``datasets.Dataset`` (e.g. a ``DatasetDict``, whose splits ``fn`` may label
-    one by one through this same wrapper), or when called from inside another sharded call, ``fn`` runs unchanged. With several
-    processes, process ``i`` runs ``fn`` on ``dataset.shard(n, i, contiguous=True)``; the columns ``fn`` added are
-    all-gathered as Arrow tables, concatenated in process order (which is the original row order, as the shards are
-    contiguous) and appended to ``dataset``, so every process returns exactly the single-process rows in the
-    original order. Each shard keeps its own ``Dataset.map`` fingerprint, so shard caches never pose as the full
-    result. Put the model on ``PartialState().device`` of each process; write the result only once
+    With one process, for anything but a ``datasets.Dataset`` (e.g. a ``DatasetDict``), or when called from inside
+    another sharded call, ``fn`` runs unchanged. With several processes, process ``i`` runs ``fn`` on
+    ``dataset.shard(n, i, contiguous=True)``; the columns ``fn`` added are all-gathered as Arrow tables, concatenated
+    in process order (which is the original row order, as the shards are contiguous) and appended to ``dataset``, so
+    every process returns exactly the single-process rows in the original order. Each shard keeps its own
+    ``Dataset.map`` fingerprint, so shard caches never pose as the full result. Put the model on
+    ``PartialState().device`` of each process (``label_dataset`` does by default); write the result only once
     (:func:`save_on_main_process`).
 
     If ``fn`` fails on one process, every process raises (no process is left waiting in the gather): the failing

@@ -13,8 +13,8 @@ from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
 from .distributed import gather_weighted_means, prepare_weak_model
 from .hub import resolve_train_dataset
-from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .labels import label_names, label_permutation, reorder_logits
+from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
 from .validation import check_inputs, check_output_dir, run_identity, write_run_file

@@ -48,7 +48,9 @@ def _rows(indices, limit: int = 5) -> str:
     return shown + (", ..." if len(indices) > limit else "")
 
 
-def check_weak_logits(dataset, column: str = "weak_logits", num_labels: int | None = None, *, what: str = "training") -> None:
+def check_weak_logits(
+    dataset, column: str = "weak_logits", num_labels: int | None = None, *, what: str = "training"
+) -> None:
     """Check a cached weak-logits column: present, one list of numbers per row, ``num_labels`` wide, all finite."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -92,7 +94,8 @@ def check_weak_logits(dataset, column: str = "weak_logits", num_labels: int | No
             offset += len(chunk)
     if n_null:
         raise ValueError(
-            f"the {column!r} column of the {what} dataset is missing for {n_null} example(s) (rows {_rows(null_rows)}); "
+            f"the {column!r} column of the {what} dataset is missing for {n_null} example(s) "
+            f"(rows {_rows(null_rows)}); "
             "re-label those examples or drop them before training."
         )
     if num_labels is not None and wrong_width_rows:
