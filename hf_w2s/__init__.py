@@ -4,6 +4,7 @@ from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
 from .losses import LOSSES, W2SLossOutput, compute_w2s_loss, register_loss
 from .metrics import accuracy, agreement, performance_gap_recovered
+from .noise import add_noisy_labels, corrupt_labels, noisy_weak_logits
 from .trainer import WeakToStrongTrainer
 
 __version__ = "0.1.0"
@@ -14,6 +15,9 @@ __all__ = [
     "WeakToStrongCollator",
     "WeakToStrongConfig",
     "WeakToStrongTrainer",
+    "add_noisy_labels",
+    "corrupt_labels",
+    "noisy_weak_logits",
     "accuracy",
     "agreement",
     "compute_w2s_loss",
