@@ -40,6 +40,9 @@ def _transition(num_classes: int, transition) -> np.ndarray:
     if transition is None:
         return (np.arange(num_classes) + 1) % num_classes
     table = np.arange(num_classes)
+    if not isinstance(transition, Mapping) and len(transition) != num_classes:
+        raise ValueError(f"a transition sequence lists one partner per class: got {len(transition)} partners for "
+                         f"{num_classes} classes")
     items = transition.items() if isinstance(transition, Mapping) else enumerate(transition)
     for src, dst in items:
         src, dst = int(src), int(dst)

@@ -54,6 +54,8 @@ def test_seeded_deterministic_and_input_untouched():
         (dict(labels=[0, 1], num_classes=1, rate=0.1), "num_classes must be >= 2"),
         (dict(labels=[0.5, 1.0], num_classes=2, rate=0.1), "integer class ids"),
         (dict(labels=[0, 1], num_classes=2, rate=0.1, transition={0: 1}), "only applies"),
+        (dict(labels=[0, 1], num_classes=3, rate=0.1, kind="asymmetric", transition=[1, 0]), "2 partners for 3"),
+        (dict(labels=[0, 1], num_classes=2, rate=0.1, kind="asymmetric", transition={0: 2}), "outside"),
     ],
 )
 def test_bad_input_is_named(kwargs, match):
