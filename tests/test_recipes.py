@@ -228,3 +228,119 @@ def test_head_is_fresh_when_labels_differ(tmp_path):
     for model in (same, renamed, resized):
         assert torch.equal(model.resnet.embedder.embedder.convolution.weight,
                            old.resnet.embedder.embedder.convolution.weight)
+
+
+# -- the whole flow against the local Hub (tests/hub_server.py) ----------------------------------------------------
+
+LOADER = r'''
+import sys
+import numpy as np
+import torch
+from PIL import Image
+from huggingface_hub import ModelCard
+from transformers import AutoModelForImageClassification, pipeline
+
+image_path, plain_repo, lora_repo = sys.argv[1:4]
+out = {}
+for name, repo in (("plain", plain_repo), ("lora", lora_repo)):
+    model = AutoModelForImageClassification.from_pretrained(repo).eval()
+    clf = pipeline("image-classification", model=repo)
+    pixel_values = clf.image_processor(images=Image.open(image_path).convert("RGB"), return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        logits = model(pixel_values=pixel_values).logits[0]
+    card = ModelCard.load(repo)
+    out[name] = {"id2label": {str(k): v for k, v in model.config.id2label.items()},
+                 "arch": type(model).__name__, "logits": logits.tolist(), "pipeline": clf(image_path, top_k=3),
+                 "model_index": card.data.to_dict()["model-index"], "card_text": card.text}
+    if name == "lora":
+        from peft import PeftModel
+
+        base = AutoModelForImageClassification.from_pretrained(repo, subfolder="base_model")
+        adapted = PeftModel.from_pretrained(base, repo, subfolder="adapter").eval()
+        with torch.no_grad():
+            out[name]["adapter_logits"] = adapted(pixel_values=pixel_values).logits[0].tolist()
+out["hf_w2s_imported"] = any(m == "hf_w2s" or m.startswith("hf_w2s.") for m in sys.modules)
+emit(out)
+'''
+
+
+def test_one_command_trains_pushes_and_a_fresh_process_loads(local_hub, tmp_path):
+    """Done-when of the recipes issue: from the offline twin, one command trains a student and pushes it with its
+    card; a separate process that never imports hf_w2s loads it with from_pretrained and pipeline. Same for a LoRA
+    student (merged model at the repo root, adapter in adapter/, identical logits)."""
+    import sys
+
+    from PIL import Image as PILImage
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from hf_w2s.data import w2s_splits
+    from hf_w2s.train_cli import _packaged
+
+    root = os.path.dirname(CONFIGS)
+    script = os.path.join(root, "train_student.py")
+    config = _config("cifar100_distillation_gt_offline.yaml")
+    repos = {"plain": local_hub.new_repo_id("digits-student"), "lora": local_hub.new_repo_id("digits-lora")}
+    runs = {
+        name: local_hub.spawn_command(
+            [sys.executable, script, "--config", config, "--output_dir", str(tmp_path / name), *TINY,
+             "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
+             *(["--lora_r", "4"] if name == "lora" else [])],
+            cwd=tmp_path, timeout=400)
+        for name, repo in repos.items()
+    }
+    done = {name: run.wait() for name, run in runs.items()}
+    for name, run in done.items():
+        summary = json.loads(run.stdout.strip().splitlines()[-1])
+        assert summary["repo_id"] == repos[name]
+
+    files = {name: local_hub.files(repo) for name, repo in repos.items()}
+    for name in files:
+        assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
+                "w2s_results.json"} <= set(files[name])
+        assert not any(p.startswith(("weak_model/", "checkpoint-")) or p.endswith("training_args.bin")
+                       for p in files[name])
+        assert files[name]["model.safetensors"]["lfs"]
+    assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "base_model/config.json",
+            "base_model/model.safetensors"} <= set(files["lora"])
+    assert "adapter/adapter_config.json" not in files["plain"]
+    assert local_hub.file_bytes(repos["plain"], "README.md") == (tmp_path / "plain" / "README.md").read_bytes()
+
+    test = w2s_splits(_packaged("mnist"), (60, 200, 100), seed=0)["test"]
+    image_path = tmp_path / "digit.png"
+    test[0]["image"].save(image_path)
+    loaded = local_hub.run_python(LOADER, args=(str(image_path), repos["plain"], repos["lora"]), timeout=300).result
+    assert loaded["hf_w2s_imported"] is False
+    for name in ("plain", "lora"):
+        got = loaded[name]
+        assert got["arch"] == "ResNetForImageClassification"
+        assert got["id2label"] == {str(i): str(i) for i in range(10)}
+        # the Hub copy classifies exactly like the local save
+        local = AutoModelForImageClassification.from_pretrained(tmp_path / name).eval()
+        proc = AutoImageProcessor.from_pretrained(tmp_path / name)
+        with torch.no_grad():
+            expected = local(**proc(images=PILImage.open(image_path).convert("RGB"), return_tensors="pt")).logits[0]
+        torch.testing.assert_close(torch.tensor(got["logits"]), expected, atol=1e-6, rtol=1e-6)
+        top = got["pipeline"]
+        assert top[0]["label"] == str(int(expected.argmax()))
+        assert top[0]["score"] == pytest.approx(float(torch.softmax(expected, -1).max()), rel=1e-4)
+        results = json.loads((tmp_path / name / "w2s_results.json").read_text())
+        metrics = {m["type"]: m["value"] for m in got["model_index"][0]["results"][0]["metrics"]}
+        assert metrics["accuracy"] == pytest.approx(results["accuracy"])
+        assert f'from_pretrained("{repos[name]}")' in got["card_text"]
+    torch.testing.assert_close(torch.tensor(loaded["lora"]["adapter_logits"]), torch.tensor(loaded["lora"]["logits"]),
+                               atol=1e-5, rtol=1e-5)
+    assert 'subfolder="adapter"' in loaded["lora"]["card_text"] and "LoRA r = 4" in loaded["lora"]["card_text"]
+
+
+def test_hf_w2s_train_is_the_recipe_script(capsys):
+    from hf_w2s.cli import main as cli_main
+
+    assert cli_main(["train", "--model_name_or_path", "tiny:resnet"]) == 2
+    assert "hf-w2s train: error: give dataset_name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["train", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for option in ("--config", "--model_name_or_path", "--weak_model_name_or_path", "--lora_r", "--w2s_loss",
+                   "--label_noise_rate", "--mixup_alpha", "--push_to_hub"):
+        assert option in help_text
