@@ -270,247 +270,308 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
                          "pass --overwrite_output_dir to replace it.")
 
 
-def run(script_args: TrainScriptArguments, training_args, command: str = "") -> dict:
-    """Train, evaluate, save, card and (optionally) push one student. Returns the results dict (also written to
-    ``output_dir/w2s_results.json``)."""
-    from transformers import set_seed
+class StudentRecipe:
+    """One ``hf-w2s train`` run, in the order it happens: :meth:`run` calls each step."""
 
-    from .augment import AugmentingCollator, TrainAugmentation
-    from .cards import lora_load_snippet, render_student_card
-    from .labels import label_names as names_of, label_permutation
-    from .metrics import accuracy, agreement, performance_gap_recovered
-    from .noise import add_noisy_labels
+    def __init__(self, script_args: TrainScriptArguments, training_args, command: str = ""):
+        self.sa, self.args, self.command = script_args, training_args, command
+        self.output_dir = training_args.output_dir
+        self.results: dict = {}
+        self.weak = self.weak_processor = self.online_weak = None
+        self.repo_id = self.api = None
 
-    sa, args = script_args, training_args
-    output_dir = args.output_dir
-    check_output_dir(output_dir, sa.overwrite_output_dir)
-    push = bool(args.push_to_hub)
-    args.push_to_hub = False  # the Trainer would push its own card; the student is pushed below with ours
-    api = repo_id = None
-    if push:
+    def run(self) -> dict:
+        """Train, evaluate, save, card and (optionally) push one student; returns the results (also written to
+        ``output_dir/w2s_results.json``)."""
+        from transformers import set_seed
+
+        check_output_dir(self.output_dir, self.sa.overwrite_output_dir)
+        self.prepare_push()
+        set_seed(self.args.seed)
+        self.load_data()
+        self.load_models()
+        self.fit_weak_supervisor()
+        self.add_supervision()
+        self.train_student()
+        self.evaluate_weak()
+        self.save_student()
+        self.train_ceiling()
+        self.write_card()
+        if self.push:
+            self.results["repo_id"] = push_student(self.api, self.output_dir, self.repo_id,
+                                                   private=self.args.hub_private_repo)
+        return self.results
+
+    # -- steps -----------------------------------------------------------------------------------------------------
+
+    def prepare_push(self) -> None:
+        """``push_to_hub`` is handled here, not by the Trainer (which would push its own card at every save)."""
+        self.push = bool(self.args.push_to_hub)
+        self.args.push_to_hub = False
+        if not self.push:
+            return
         from huggingface_hub import HfApi
 
-        api = HfApi(token=args.hub_token)
-        repo_id = args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+        self.api = HfApi(token=self.args.hub_token)
+        repo_id = self.args.hub_model_id or os.path.basename(os.path.abspath(self.output_dir))
         if "/" not in repo_id:
-            repo_id = f"{api.whoami()['name']}/{repo_id}"  # also fails early without a token
-    image_column = args.image_column
-    set_seed(args.seed)
+            try:
+                repo_id = f"{self.api.whoami()['name']}/{repo_id}"
+            except Exception as err:  # no token, a wrong token, no network: say so before training
+                raise ValueError(f"push_to_hub needs a Hub login to name the repo {repo_id!r} ({err}); log in "
+                                 "(hf auth login / HF_TOKEN) or pass a full hub_model_id.") from err
+        self.repo_id = repo_id
 
-    # -- data ---------------------------------------------------------------------------------------------------
-    load = dict(config=sa.dataset_config, data_dir=sa.dataset_dir, split_sizes=sa.split_sizes,
-                split_seed=sa.split_seed)
-    data = load_image_dataset(sa.dataset_name, **load) if sa.dataset_name else None
-    if sa.weak_labels_dataset:
-        weak_data = load_image_dataset(sa.weak_labels_dataset, split_sizes=sa.split_sizes, split_seed=sa.split_seed)
-        train_ds = get_split(weak_data, sa.dataset_train_split, f"weak_labels_dataset {sa.weak_labels_dataset!r}")
-        eval_source = data if data is not None else weak_data
-        if args.weak_logits_column not in train_ds.column_names:
-            raise ValueError(f"weak_labels_dataset {sa.weak_labels_dataset!r} has no {args.weak_logits_column!r} "
-                             f"column (columns: {train_ds.column_names}); label it with hf-w2s label first.")
-    else:
-        train_ds = get_split(data, sa.dataset_train_split, f"dataset {sa.dataset_name!r}")
-        eval_source = data
-    eval_name = sa.dataset_name or sa.weak_labels_dataset
-    eval_ds = get_split(eval_source, sa.dataset_test_split, f"dataset {eval_name!r}")
-    train_ds = use_label_column(train_ds, sa.label_column)
-    eval_ds = use_label_column(eval_ds, sa.label_column)
-    for what, ds in (("training", train_ds), ("evaluation", eval_ds)):
-        if image_column not in ds.column_names:
-            raise ValueError(f"the {what} split has no image column {image_column!r} (columns: {ds.column_names}); "
-                             "set image_column.")
-    if "label" not in eval_ds.column_names:
-        raise ValueError(f"the evaluation split has no label column {sa.label_column!r} (columns: "
-                         f"{eval_ds.column_names}); set label_column.")
-    names = resolve_label_names(sa, train_ds, eval_ds)
-    train_ds = subsample(train_ds, sa.max_train_samples, sa.split_seed)
-    eval_ds = subsample(eval_ds, sa.max_eval_samples, sa.split_seed)
-    weak_train_ds = None
-    if sa.weak_train_split:
-        weak_train_ds = use_label_column(get_split(data if data is not None else weak_data, sa.weak_train_split,
-                                                   "weak_train_split"), sa.label_column)
-        if sa.weak_shots_per_class:
-            weak_train_ds = select_k_per_class(weak_train_ds, sa.weak_shots_per_class, seed=sa.split_seed)
-    if sa.label_noise_rate > 0 and "label" not in train_ds.column_names:
-        raise ValueError("label_noise_rate corrupts the training split's labels, but it has no label column "
-                         f"{sa.label_column!r}.")
+    def load_data(self) -> None:
+        sa, args = self.sa, self.args
+        data = None
+        if sa.dataset_name:
+            data = load_image_dataset(sa.dataset_name, config=sa.dataset_config, data_dir=sa.dataset_dir,
+                                      split_sizes=sa.split_sizes, split_seed=sa.split_seed)
+        if sa.weak_labels_dataset:
+            weak_data = load_image_dataset(sa.weak_labels_dataset, split_sizes=sa.split_sizes,
+                                           split_seed=sa.split_seed)
+            train = get_split(weak_data, sa.dataset_train_split, f"weak_labels_dataset {sa.weak_labels_dataset!r}")
+            if args.weak_logits_column not in train.column_names:
+                raise ValueError(f"weak_labels_dataset {sa.weak_labels_dataset!r} has no "
+                                 f"{args.weak_logits_column!r} column (columns: {train.column_names}); label it "
+                                 "with hf-w2s label first.")
+            data = data if data is not None else weak_data
+        else:
+            train = get_split(data, sa.dataset_train_split, f"dataset {sa.dataset_name!r}")
+        self.eval_name = sa.dataset_name or sa.weak_labels_dataset
+        test = use_label_column(get_split(data, sa.dataset_test_split, f"dataset {self.eval_name!r}"),
+                                sa.label_column)
+        train = use_label_column(train, sa.label_column)
+        for what, ds in (("training", train), ("evaluation", test)):
+            if args.image_column not in ds.column_names:
+                raise ValueError(f"the {what} split has no image column {args.image_column!r} (columns: "
+                                 f"{ds.column_names}); set image_column.")
+        if "label" not in test.column_names:
+            raise ValueError(f"the evaluation split has no label column {sa.label_column!r} (columns: "
+                             f"{test.column_names}); set label_column.")
+        if sa.label_noise_rate > 0 and "label" not in train.column_names:
+            raise ValueError("label_noise_rate corrupts the training split's labels, but it has no label column "
+                             f"{sa.label_column!r}.")
+        self.names = resolve_label_names(sa, train, test)
+        self.results["label_names"] = self.names
+        self.train_ds = subsample(train, sa.max_train_samples, sa.split_seed)
+        self.eval_ds = subsample(test, sa.max_eval_samples, sa.split_seed)
+        self.labels = np.asarray(self.eval_ds["label"])
+        self.weak_train_ds = None
+        if sa.weak_train_split:
+            weak_train = use_label_column(get_split(data, sa.weak_train_split, "weak_train_split"), sa.label_column)
+            if sa.weak_shots_per_class:
+                weak_train = select_k_per_class(weak_train, sa.weak_shots_per_class, seed=sa.split_seed)
+            self.weak_train_ds = weak_train
 
-    # -- models ---------------------------------------------------------------------------------------------------
-    tiny = dict(image_size=sa.image_size, num_channels=sa.num_channels)
-    processor = load_processor(sa.image_processor_name_or_path, sa.model_name_or_path, sa.model_revision, **tiny)
-    weak = weak_processor = None
-    if sa.weak_model_name_or_path:
-        weak, _ = load_classifier(sa.weak_model_name_or_path, names, revision=sa.model_revision, seed=args.seed,
-                                  fresh_head=bool(sa.weak_train_split), **tiny)
-        label_permutation(names_of(weak.config.id2label), names)  # a clear error before any compute
-        weak_processor = load_processor(sa.weak_image_processor_name_or_path, sa.weak_model_name_or_path,
-                                        sa.model_revision, **tiny)
+    def load_models(self) -> None:
+        """The processors and the weak model (label names are checked here, before any compute)."""
+        from .labels import label_names, label_permutation
 
-    def augmentation():
-        if not sa.augment:
-            return None
-        return TrainAugmentation.from_image_processor(
+        sa = self.sa
+        self.tiny = dict(image_size=sa.image_size, num_channels=sa.num_channels)
+        self.processor = load_processor(sa.image_processor_name_or_path, sa.model_name_or_path, sa.model_revision,
+                                        **self.tiny)
+        self.compute_metrics = build_compute_metrics(sa.metrics)
+        if sa.weak_model_name_or_path:
+            self.weak, _ = load_classifier(sa.weak_model_name_or_path, self.names, revision=sa.model_revision,
+                                           seed=self.args.seed, fresh_head=bool(sa.weak_train_split), **self.tiny)
+            label_permutation(label_names(self.weak.config.id2label), self.names)
+            self.weak_processor = load_processor(sa.weak_image_processor_name_or_path, sa.weak_model_name_or_path,
+                                                 sa.model_revision, **self.tiny)
+
+    def collator(self, processor, weak_processor=None, mixup_alpha: float = 0.0):
+        from .augment import AugmentingCollator, TrainAugmentation
+
+        sa = self.sa
+        augmentation = TrainAugmentation.from_image_processor(
             processor, crop_scale=(sa.crop_scale_min, 1.0), hflip=sa.hflip, randaugment_n=sa.randaugment_n,
-            randaugment_m=sa.randaugment_m)
+            randaugment_m=sa.randaugment_m) if sa.augment else None
+        return AugmentingCollator(image_processor=processor, weak_image_processor=weak_processor,
+                                  image_column=self.args.image_column,
+                                  weak_logits_column=self.args.weak_logits_column, train_transform=augmentation,
+                                  mixup_alpha=mixup_alpha)
 
-    def collator(proc, weak_proc=None, mixup_alpha=0.0):
-        return AugmentingCollator(image_processor=proc, weak_image_processor=weak_proc, image_column=image_column,
-                                  weak_logits_column=args.weak_logits_column, train_transform=augmentation()
-                                  if proc is processor else None, mixup_alpha=mixup_alpha)
-
-    compute_metrics = build_compute_metrics(sa.metrics)
-    results: dict = {"label_names": names}
-
-    # -- the weak supervisor ---------------------------------------------------------------------------------------
-    if weak is not None and weak_train_ds is not None:
-        weak_args = derived_args(args, os.path.join(output_dir, "weak_model"), w2s_loss="ground_truth",
+    def fit_weak_supervisor(self) -> None:
+        """Fine-tune the weak model on the ground truth of ``weak_train_split`` (k per class for few-shot)."""
+        if self.weak is None or self.weak_train_ds is None:
+            return
+        sa = self.sa
+        weak_args = derived_args(self.args, os.path.join(self.output_dir, "weak_model"), w2s_loss="ground_truth",
                                  num_train_epochs=sa.weak_num_train_epochs, learning_rate=sa.weak_learning_rate,
                                  max_steps=-1)
-        weak_trainer, _, _ = train_model(weak, weak_args, weak_train_ds, None, weak_processor,
-                                         collator(weak_processor), compute_metrics)
-        weak = weak_trainer.model
-        weak_trainer.save_model(weak_args.output_dir)
-        results["weak_train_examples"] = len(weak_train_ds)
+        trainer, _, _ = train_model(self.weak, weak_args, self.weak_train_ds, None, self.weak_processor,
+                                    self.collator(self.weak_processor), self.compute_metrics)
+        self.weak = trainer.model
+        trainer.save_model(weak_args.output_dir)
+        self.results["weak_train_examples"] = len(self.weak_train_ds)
 
-    # -- the supervision -------------------------------------------------------------------------------------------
-    online_weak = None
-    noise_desc = None
-    if sa.label_noise_rate > 0:
-        train_ds = add_noisy_labels(train_ds, sa.label_noise_rate, kind=sa.label_noise_kind,
-                                    seed=sa.label_noise_seed, num_classes=len(names),
-                                    transition=sa.label_noise_transition,
-                                    confidence=sa.label_noise_confidence, logits_column=args.weak_logits_column)
-        realised = float(np.mean(np.asarray(train_ds["noisy_label"]) != np.asarray(train_ds["label"])))
-        results["label_noise"] = {"kind": sa.label_noise_kind, "rate": sa.label_noise_rate, "realised": realised,
-                                  "seed": sa.label_noise_seed}
-        noise_desc = (f"ground truth with {sa.label_noise_kind} label noise at rate {sa.label_noise_rate} "
-                      f"(seed {sa.label_noise_seed})")
-    elif weak is not None and args.w2s_loss != "ground_truth":
-        if sa.weak_supervision == "cached":
-            from datasets import List, Value
+    def add_supervision(self) -> None:
+        """Noisy labels or cached weak logits become a column of the training split; otherwise online."""
+        from .noise import add_noisy_labels
 
-            logits = weak_logits_on(train_ds, weak, weak_processor, image_column, names)
-            train_ds = train_ds.add_column(args.weak_logits_column, logits.tolist(),
-                                           feature=List(Value("float32"), length=len(names)))
-        else:
-            online_weak = weak
+        sa, args = self.sa, self.args
+        self.noise_desc = None
+        if sa.label_noise_rate > 0:
+            self.train_ds = add_noisy_labels(
+                self.train_ds, sa.label_noise_rate, kind=sa.label_noise_kind, seed=sa.label_noise_seed,
+                num_classes=len(self.names), transition=sa.label_noise_transition,
+                confidence=sa.label_noise_confidence, logits_column=args.weak_logits_column)
+            realised = float(np.mean(np.asarray(self.train_ds["noisy_label"]) != np.asarray(self.train_ds["label"])))
+            self.results["label_noise"] = {"kind": sa.label_noise_kind, "rate": sa.label_noise_rate,
+                                           "realised": realised, "seed": sa.label_noise_seed}
+            self.noise_desc = (f"ground truth with {sa.label_noise_kind} label noise at rate {sa.label_noise_rate} "
+                               f"(seed {sa.label_noise_seed})")
+        elif self.weak is not None and args.w2s_loss != "ground_truth":
+            if sa.weak_supervision == "cached":
+                from datasets import List, Value
 
-    # -- the student -----------------------------------------------------------------------------------------------
-    def new_student(save_tiny_base: bool = False):
-        model, base_class = load_classifier(sa.model_name_or_path, names, revision=sa.model_revision,
-                                            seed=args.seed, **tiny)
+                logits = weak_logits_on(self.train_ds, self.weak, self.weak_processor, args.image_column,
+                                        self.names)
+                self.train_ds = self.train_ds.add_column(args.weak_logits_column, logits.tolist(),
+                                                         feature=List(Value("float32"), length=len(self.names)))
+            else:
+                self.online_weak = self.weak
+
+    def new_student(self, save_tiny_base: bool = False):
+        """The student (LoRA-wrapped when ``lora_r > 0``) and the class name that loads its base."""
+        sa = self.sa
+        model, base_class = load_classifier(sa.model_name_or_path, self.names, revision=sa.model_revision,
+                                            seed=self.args.seed, **self.tiny)
         if sa.lora_r > 0:
             from .peft_utils import apply_lora
 
             if save_tiny_base and sa.model_name_or_path.startswith(TINY_PREFIX):
                 # a tiny base exists nowhere else: keep its weights for the adapter's load path
-                model.save_pretrained(os.path.join(output_dir, "base_model"))
+                model.save_pretrained(os.path.join(self.output_dir, "base_model"))
             model = apply_lora(model, sa.lora_r, sa.lora_alpha, sa.lora_target_modules, sa.lora_dropout)
         return model, base_class
 
-    student, base_class = new_student(save_tiny_base=True)
-    weak_proc_for_batches = weak_processor if online_weak is not None and not _same_processor(
-        weak_processor, processor) else None
-    trainer, metrics, student_logits = train_model(
-        student, args, train_ds, eval_ds, processor, collator(processor, weak_proc_for_batches, sa.mixup_alpha),
-        compute_metrics, weak_model=online_weak, weak_processor=weak_proc_for_batches)
-    results["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    labels = np.asarray(eval_ds["label"])
-    student_acc = metrics.get("eval_accuracy", accuracy(student_logits, labels))
-    results["accuracy"] = student_acc
+    def train_student(self) -> None:
+        from .metrics import accuracy
 
-    # -- weak accuracy -------------------------------------------------------------------------------------------
-    weak_acc = sa.weak_accuracy
-    eval_weak = None
-    if weak is not None:
-        eval_weak = weak_logits_on(eval_ds, weak, weak_processor, image_column, names)
-    elif args.weak_logits_column in eval_ds.column_names:
-        eval_weak = np.asarray(eval_ds.with_format("numpy")[args.weak_logits_column], dtype=np.float32)
-    if eval_weak is not None:
-        weak_acc = accuracy(eval_weak, labels)
-        results["agreement"] = agreement(student_logits, eval_weak)
-    results["weak_accuracy"] = weak_acc
+        student, self.base_class = self.new_student(save_tiny_base=True)
+        weak_proc = None
+        if self.online_weak is not None and not _same_processor(self.weak_processor, self.processor):
+            weak_proc = self.weak_processor
+        self.trainer, metrics, self.student_logits = train_model(
+            student, self.args, self.train_ds, self.eval_ds, self.processor,
+            self.collator(self.processor, weak_proc, self.sa.mixup_alpha), self.compute_metrics,
+            weak_model=self.online_weak, weak_processor=weak_proc)
+        self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.results["metrics"] = self.metrics
+        self.results["accuracy"] = metrics.get("eval_accuracy", accuracy(self.student_logits, self.labels))
 
-    # -- save the student ------------------------------------------------------------------------------------------
-    os.makedirs(output_dir, exist_ok=True)
-    lora_info = None
-    if sa.lora_r > 0:
+    def evaluate_weak(self) -> None:
+        """Weak accuracy on the evaluation split (from the weak model, or a weak_logits column there)."""
+        from .metrics import accuracy, agreement
+
+        weak_logits = None
+        if self.weak is not None:
+            weak_logits = weak_logits_on(self.eval_ds, self.weak, self.weak_processor, self.args.image_column,
+                                         self.names)
+        elif self.args.weak_logits_column in self.eval_ds.column_names:
+            weak_logits = np.asarray(self.eval_ds.with_format("numpy")[self.args.weak_logits_column], np.float32)
+        weak_acc = self.sa.weak_accuracy
+        if weak_logits is not None:
+            weak_acc = accuracy(weak_logits, self.labels)
+            self.results["agreement"] = agreement(self.student_logits, weak_logits)
+        self.results["weak_accuracy"] = weak_acc
+
+    def save_student(self) -> None:
+        """The plain student at ``output_dir``; for LoRA also the adapter in ``adapter/`` (merged at the root)."""
+        os.makedirs(self.output_dir, exist_ok=True)
+        self.lora_info = None
+        if self.sa.lora_r <= 0:
+            self.trainer.save_model(self.output_dir)
+            return
         from .peft_utils import save_lora_student
 
-        peft_cfg = next(iter(student.peft_config.values()))
-        base_ref = None if sa.model_name_or_path.startswith(TINY_PREFIX) else sa.model_name_or_path
-        save_lora_student(trainer.model, output_dir, base_model_name_or_path=base_ref, image_processor=processor)
-        lora_info = {"r": peft_cfg.r, "alpha": peft_cfg.lora_alpha,
-                     "target_modules": sorted(peft_cfg.target_modules),
-                     "modules_to_save": sorted(peft_cfg.modules_to_save)}
-    else:
-        trainer.save_model(output_dir)
+        peft_cfg = next(iter(self.trainer.model.peft_config.values()))
+        tiny_base = self.sa.model_name_or_path.startswith(TINY_PREFIX)
+        save_lora_student(self.trainer.model, self.output_dir, image_processor=self.processor,
+                          base_model_name_or_path=None if tiny_base else self.sa.model_name_or_path)
+        self.lora_info = {"r": peft_cfg.r, "alpha": peft_cfg.lora_alpha,
+                          "target_modules": sorted(peft_cfg.target_modules),
+                          "modules_to_save": sorted(peft_cfg.modules_to_save)}
 
-    # -- the ceiling -----------------------------------------------------------------------------------------------
-    ceiling_acc = sa.ceiling_accuracy
-    if sa.compute_ceiling:
-        if "label" not in train_ds.column_names:
-            raise ValueError("compute_ceiling needs ground-truth labels in the training split.")
-        ceiling_model, _ = new_student()
-        with tempfile.TemporaryDirectory() as tmp:
-            ceiling_args = derived_args(args, tmp, w2s_loss="ground_truth", gt_loss_weight=0.0)
-            _, _, ceiling_logits = train_model(ceiling_model, ceiling_args, train_ds, eval_ds, processor,
-                                               collator(processor), compute_metrics)
-        ceiling_acc = accuracy(ceiling_logits, labels)
-    results["ceiling_accuracy"] = ceiling_acc
-    pgr = None
-    if None not in (weak_acc, ceiling_acc):
-        pgr = performance_gap_recovered(weak_acc, student_acc, ceiling_acc)
-        pgr = None if math.isnan(pgr) else pgr
-    results["pgr"] = pgr
+    def train_ceiling(self) -> None:
+        """With ``compute_ceiling``: the same student trained on the ground truth (no mixup), and PGR."""
+        from .metrics import accuracy, performance_gap_recovered
 
-    # -- card, results, push ---------------------------------------------------------------------------------------
-    card_repo = repo_id or os.path.abspath(output_dir)
-    if lora_info is not None:
-        tiny_base = sa.model_name_or_path.startswith(TINY_PREFIX)
-        lora_info["load_snippet"] = lora_load_snippet(card_repo, sa.model_name_or_path, base_class=base_class,
-                                                      base_subfolder="base_model" if tiny_base else None)
-    hyper = {"learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
-             "max_steps": args.max_steps, "per_device_train_batch_size": args.per_device_train_batch_size,
-             "gradient_accumulation_steps": args.gradient_accumulation_steps, "weight_decay": args.weight_decay,
-             "lr_scheduler_type": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
-             "warmup_steps": args.warmup_steps, "seed": args.seed, "training examples": len(train_ds)}
-    extra = {k[len("eval_"):]: v for k, v in results["metrics"].items()
-             if k.startswith("eval_") and k[len("eval_"):] in sa.metrics and k != "eval_accuracy"}
-    card = render_student_card(
-        model_name=os.path.basename(card_repo.rstrip("/")),
-        repo_id=card_repo,
-        architecture=type(trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model")
-                          else trainer.model).__name__,
-        label_names=names,
-        loss=args.w2s_loss,
-        knobs=_loss_knobs(args),
-        hyperparameters=hyper,
-        base_model=sa.model_name_or_path,
-        weak_supervisor=_weak_id(sa),
-        weak_desc=_weak_description(sa),
-        dataset=sa.weak_labels_dataset or sa.dataset_name,
-        eval_dataset=eval_name,
-        dataset_config=sa.dataset_config,
-        train_split=sa.dataset_train_split,
-        eval_split=sa.dataset_test_split,
-        accuracy=student_acc,
-        weak_accuracy=weak_acc,
-        ceiling_accuracy=ceiling_acc,
-        extra_metrics=extra,
-        gt_loss_weight=args.gt_loss_weight,
-        augmentation_desc=_augmentation_description(sa),
-        noise_desc=noise_desc,
-        lora=lora_info,
-        command=command,
-        max_train_samples=len(train_ds),
-    )
-    card.save(os.path.join(output_dir, "README.md"))
-    with open(os.path.join(output_dir, RESULTS_FILE), "w") as f:
-        json.dump(results, f, indent=2)
-    if push:
-        results["repo_id"] = push_student(api, output_dir, repo_id, private=args.hub_private_repo)
-    return results
+        ceiling = self.sa.ceiling_accuracy
+        if self.sa.compute_ceiling:
+            if "label" not in self.train_ds.column_names:
+                raise ValueError("compute_ceiling needs ground-truth labels in the training split.")
+            model, _ = self.new_student()
+            with tempfile.TemporaryDirectory() as tmp:
+                args = derived_args(self.args, tmp, w2s_loss="ground_truth", gt_loss_weight=0.0)
+                _, _, logits = train_model(model, args, self.train_ds, self.eval_ds, self.processor,
+                                           self.collator(self.processor), self.compute_metrics)
+            ceiling = accuracy(logits, self.labels)
+        self.results["ceiling_accuracy"] = ceiling
+        weak = self.results["weak_accuracy"]
+        pgr = None
+        if weak is not None and ceiling is not None:
+            pgr = performance_gap_recovered(weak, self.results["accuracy"], ceiling)
+            pgr = None if math.isnan(pgr) else pgr
+        self.results["pgr"] = pgr
+
+    def write_card(self) -> None:
+        """``README.md`` (the model card) and ``w2s_results.json`` next to the saved student."""
+        from .cards import lora_load_snippet, render_student_card
+
+        sa, args, results = self.sa, self.args, self.results
+        card_repo = self.repo_id or os.path.abspath(self.output_dir)
+        if self.lora_info is not None:
+            tiny_base = sa.model_name_or_path.startswith(TINY_PREFIX)
+            self.lora_info["load_snippet"] = lora_load_snippet(
+                card_repo, sa.model_name_or_path, base_class=self.base_class,
+                base_subfolder="base_model" if tiny_base else None)
+        hyper = {"learning_rate": args.learning_rate, "num_train_epochs": args.num_train_epochs,
+                 "max_steps": args.max_steps, "per_device_train_batch_size": args.per_device_train_batch_size,
+                 "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                 "weight_decay": args.weight_decay,
+                 "lr_scheduler_type": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
+                 "warmup_steps": args.warmup_steps, "seed": args.seed}
+        extra = {m: self.metrics[f"eval_{m}"] for m in sa.metrics if m != "accuracy" and f"eval_{m}" in self.metrics}
+        model = self.trainer.model
+        card = render_student_card(
+            model_name=os.path.basename(card_repo.rstrip("/")),
+            repo_id=card_repo,
+            architecture=type(model.get_base_model() if hasattr(model, "get_base_model") else model).__name__,
+            label_names=self.names,
+            loss=args.w2s_loss,
+            knobs=_loss_knobs(args),
+            hyperparameters=hyper,
+            base_model=sa.model_name_or_path,
+            weak_supervisor=_weak_id(sa),
+            weak_desc=_weak_description(sa),
+            dataset=sa.weak_labels_dataset or sa.dataset_name,
+            eval_dataset=self.eval_name,
+            dataset_config=sa.dataset_config,
+            train_split=sa.dataset_train_split,
+            eval_split=sa.dataset_test_split,
+            accuracy=results["accuracy"],
+            weak_accuracy=results["weak_accuracy"],
+            ceiling_accuracy=results["ceiling_accuracy"],
+            extra_metrics=extra,
+            gt_loss_weight=args.gt_loss_weight,
+            augmentation_desc=_augmentation_description(sa),
+            noise_desc=self.noise_desc,
+            lora=self.lora_info,
+            command=self.command,
+            max_train_samples=len(self.train_ds),
+        )
+        card.save(os.path.join(self.output_dir, "README.md"))
+        with open(os.path.join(self.output_dir, RESULTS_FILE), "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def run(script_args: TrainScriptArguments, training_args, command: str = "") -> dict:
+    """Run one recipe (see :class:`StudentRecipe`); returns its results."""
+    return StudentRecipe(script_args, training_args, command).run()
 
 
 def _loss_knobs(args) -> dict:
