@@ -381,13 +381,13 @@ class StudentRecipe:
             self.weak_processor = load_processor(sa.weak_image_processor_name_or_path, sa.weak_model_name_or_path,
                                                  sa.model_revision, **self.tiny)
 
-    def collator(self, processor, weak_processor=None, mixup_alpha: float = 0.0):
+    def collator(self, processor, weak_processor=None, mixup_alpha: float = 0.0, augment: bool | None = None):
         from .augment import AugmentingCollator, TrainAugmentation
 
         sa = self.sa
         augmentation = TrainAugmentation.from_image_processor(
             processor, crop_scale=(sa.crop_scale_min, 1.0), hflip=sa.hflip, randaugment_n=sa.randaugment_n,
-            randaugment_m=sa.randaugment_m) if sa.augment else None
+            randaugment_m=sa.randaugment_m) if (sa.augment if augment is None else augment) else None
         return AugmentingCollator(image_processor=processor, weak_image_processor=weak_processor,
                                   image_column=self.args.image_column,
                                   weak_logits_column=self.args.weak_logits_column, train_transform=augmentation,
@@ -402,7 +402,8 @@ class StudentRecipe:
                                  num_train_epochs=sa.weak_num_train_epochs, learning_rate=sa.weak_learning_rate,
                                  max_steps=-1)
         trainer, _, _ = train_model(self.weak, weak_args, self.weak_train_ds, None, self.weak_processor,
-                                    self.collator(self.weak_processor), self.compute_metrics)
+                                    self.collator(self.weak_processor, augment=sa.augment and sa.weak_augment),
+                                    self.compute_metrics)
         self.weak = trainer.model
         trainer.save_model(weak_args.output_dir)
         self.results["weak_train_examples"] = len(self.weak_train_ds)

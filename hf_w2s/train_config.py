@@ -96,6 +96,11 @@ class TrainScriptArguments:
         default=None, metadata={"help": "Few-shot: fine-tune the weak model on k seeded examples per class."})
     weak_num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs of weak-model fine-tuning."})
     weak_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of weak-model fine-tuning."})
+    weak_augment: bool = field(
+        default=False,
+        metadata={"help": "Fine-tune the weak model with the student's crop/flip/RandAugment too (never mixup); "
+                  "default: the processor's plain transform."},
+    )
     label_noise_rate: float = field(
         default=0.0,
         metadata={"help": "Noisy labels: supervise with the training split's labels corrupted at this rate "

@@ -106,7 +106,7 @@ def test_offline_twin_end_to_end(twin, tmp_path, capsys):
     if "fewshot" in twin:
         assert results["weak_train_examples"] == 2 * 10
     if sa.mixup_alpha:
-        assert "mixup α=0.8" in card.text and "RandAugment" in card.text
+        assert "mixup α=0.8" in card.text and "random resized crop" in card.text
 
 
 def test_student_learns_and_beats_chance(tmp_path, capsys):
