@@ -38,7 +38,9 @@ def test_default_targets_exist_in_each_architecture(arch, targets):
 
 def test_clear_errors():
     # the 'linear' tiny model is a ConvNeXt without blocks: the ConvNeXt defaults do not exist in it
-    with pytest.raises(ValueError, match=r"targets \['pwconv1', 'pwconv2'\] for model_type='convnext' are not in this model; pass --lora_target_modules.*\['patch_embeddings'\]"):
+    match = (r"targets \['pwconv1', 'pwconv2'\] for model_type='convnext' are not in this model; "
+             r"pass --lora_target_modules.*\['patch_embeddings'\]")
+    with pytest.raises(ValueError, match=match):
         default_lora_targets(_tiny("linear"))
     model = _tiny("vit")
     model.config.model_type = "my_arch"
