@@ -2,8 +2,11 @@
 
 from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
+from .experiment import Experiment
+from .experiment_config import ExperimentConfig
 from .losses import LOSSES, W2SLossOutput, compute_w2s_loss, register_loss
 from .metrics import accuracy, agreement, performance_gap_recovered
+from .noise import corrupt_labels
 from .trainer import WeakToStrongTrainer
 
 __version__ = "0.1.0"
@@ -14,6 +17,9 @@ __all__ = [
     "WeakToStrongCollator",
     "WeakToStrongConfig",
     "WeakToStrongTrainer",
+    "Experiment",
+    "ExperimentConfig",
+    "corrupt_labels",
     "accuracy",
     "agreement",
     "compute_w2s_loss",

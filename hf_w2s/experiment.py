@@ -55,6 +55,22 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def non_default(obj) -> dict:
+    """A dataclass's fields that differ from their defaults: run keys stay stable when a new optional field is added."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if value != default:
+            out[f.name] = value
+    return out
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in text)[:80]
 
@@ -257,13 +273,13 @@ class Experiment:
 
     def strong_spec(self) -> dict:
         c = self.config
-        return {"strong": dataclasses.asdict(c.strong_model), "image_size": c.image_size,
+        return {"strong": non_default(c.strong_model), "image_size": c.image_size,
                 "num_channels": c.num_channels, "augmentation": c.augmentation, "data": self.data_spec,
                 "v": HARNESS_VERSION}
 
     def weak_key(self, w: WeakSupervisorConfig) -> str:
-        spec = dataclasses.asdict(w)
-        spec.pop("name")
+        spec = non_default(w)
+        spec.pop("name", None)
         return stable_hash({"weak": spec, "data": self.data_spec, "image_size": self.config.image_size,
                             "num_channels": self.config.num_channels, "v": HARNESS_VERSION})
 
@@ -319,7 +335,8 @@ class Experiment:
                 dd = w2s_splits(source, tuple(c.split_sizes), seed=c.split_seed)
             tmp = path.with_name(path.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            dd.save_to_disk(str(tmp))
+            # an empty split (size 0: nobody trains on it) cannot be loaded back by datasets: leave it out
+            DatasetDict({k: v for k, v in dd.items() if len(v)}).save_to_disk(str(tmp))
             tmp.rename(path)
         self._splits = load_from_disk(str(path))
         self._names = list(self._splits["test"].features["label"].names)
@@ -479,11 +496,13 @@ class Experiment:
         if not s.pretrain_dataset:
             return None
         if self._strong_init_path is None:
-            key = stable_hash({"pretrain": dataclasses.asdict(s), "image_size": self.config.image_size,
+            key = stable_hash({"pretrain": non_default(s), "image_size": self.config.image_size,
                                "num_channels": self.config.num_channels, "v": HARNESS_VERSION})
             path = self.out / "strong_init" / key
             if not (path / "model" / "config.json").exists():
                 data = _canonical(load_image_dataset(s.pretrain_dataset), "image", "label", s.pretrain_dataset)
+                if s.pretrain_size:
+                    data = _random_subset(data, s.pretrain_size, 0)
                 names = list(data.features["label"].names)
                 model = build_model(s.arch, names, image_size=self.config.image_size,
                                     num_channels=self.config.num_channels, width=s.width, depth=s.depth, seed=0)

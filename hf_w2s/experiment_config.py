@@ -209,6 +209,9 @@ class StrongModelConfig:
                   "truth of this dataset (a packaged name such as sklearn_digits, or a path), once, then start every "
                   "run (ceiling included) from it."},
     )
+    pretrain_size: int | None = field(
+        default=None, metadata={"help": "Pre-train on a seeded random subset of this many examples."}
+    )
     pretrain_epochs: float = field(default=5.0, metadata={"help": "Epochs of that pre-training."})
     pretrain_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of that pre-training."})
     pretrain_batch_size: int = field(default=64, metadata={"help": "Batch size of that pre-training."})

@@ -144,6 +144,20 @@ def test_foreign_output_dir_is_never_touched(tmp_path, bands_dataset, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
+def test_each_run_gets_its_knobs_and_report_to(tmp_path, bands_dataset):
+    cfg = tiny_config(bands_dataset, tmp_path / "out", report_to=["tensorboard"], training={"learning_rate": 0.01},
+                      losses=[{"name": "adapt_conf", "label": "T2", "confidence_temperature": 2.0,
+                               "learning_rate": 0.002}, "kd"])
+    exp = Experiment(ExperimentConfig(**cfg), log=lambda *_: None)
+    t2, kd = exp.config.losses
+    args = exp._training_config("adapt_conf", seed=3, run_dir=tmp_path / "r", spec=t2)
+    assert (args.w2s_loss, args.seed, args.confidence_temperature, args.learning_rate) == ("adapt_conf", 3, 2.0, 0.002)
+    assert args.report_to == ["tensorboard"] and args.eval_strategy == "epoch" and args.num_train_epochs == 5
+    args = exp._training_config("kd", seed=0, run_dir=tmp_path / "r", spec=kd)
+    assert args.learning_rate == 0.01 and args.confidence_temperature == 0.5
+    assert exp.w2s_key(exp.config.weak_supervisors[0], t2, 0) != exp.w2s_key(exp.config.weak_supervisors[0], kd, 0)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # label noise and data selection
 
