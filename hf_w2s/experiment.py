@@ -380,6 +380,8 @@ class Experiment:
         processor.save_pretrained(tmp)
         (tmp / "w2s_info.json").write_text(json.dumps({"num_train": len(train)}))
         tmp.rename(path / "model")
+        # label with the saved model, as every later run will: the same identity, so the label cache hits
+        model, processor = _load_classifier(str(path / "model"), self.label_names)
         return model, processor, len(train)
 
     def _weak_model(self, w: WeakSupervisorConfig):
