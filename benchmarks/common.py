@@ -74,7 +74,7 @@ def run_args(out: str, steps: int, batch_size: int) -> dict:
 
 
 def time_w2s(ds, steps: int, batch_size: int, weak=None, loss: str = "adapt_conf") -> tuple[float, float]:
-    """Median (wall, CPU) step time of WeakToStrongTrainer on ``ds`` (cached ``weak_logits``, or online with ``weak``)."""
+    """Median (wall, CPU) step time of WeakToStrongTrainer on ``ds``: cached ``weak_logits``, or online ``weak``."""
     import tempfile
 
     from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -23,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value, load_dataset, load_from_disk
+from datasets import ClassLabel, Dataset, DatasetDict, List, Value, load_dataset, load_from_disk
+from transformers.trainer_callback import PrinterCallback
 
 from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
@@ -378,6 +380,8 @@ class Experiment:
         processor.save_pretrained(tmp)
         (tmp / "w2s_info.json").write_text(json.dumps({"num_train": len(train)}))
         tmp.rename(path / "model")
+        # label with the saved model, as every later run will: the same identity, so the label cache hits
+        model, processor = _load_classifier(str(path / "model"), self.label_names)
         return model, processor, len(train)
 
     def _weak_model(self, w: WeakSupervisorConfig):
@@ -399,8 +403,11 @@ class Experiment:
 
     def _label(self, ds: Dataset, model, processor, what: str) -> Dataset:
         perm = label_permutation(ordered_label_names(model.config.id2label), self.label_names)
+        kwargs = {}
+        if "label_names" in inspect.signature(label_dataset).parameters:
+            kwargs["label_names"], perm = self.label_names, None  # label_dataset matches the names itself
         out = label_dataset(ds, model, processor, batch_size=self.config.label_batch_size,
-                            desc=f"weak labels ({what})")
+                            desc=f"weak labels ({what})", **kwargs)
         if perm is not None:  # a weak model with the same names in another order: reorder its logits by name
             logits = weak_logits_array(out)[:, perm]
             out = out.remove_columns(["weak_logits", "weak_label"]).add_column(
@@ -487,6 +494,9 @@ class Experiment:
         collator = WeakToStrongCollator(image_processor=processor, train_transform=augmentation)
         trainer = WeakToStrongTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=eval_dataset,
                                       processing_class=processor, data_collator=collator)
+        # one line per run instead of every log dict (they stay in log_history and go to report_to);
+        # `training: {disable_tqdm: false}` brings back the progress bars and the printed logs
+        trainer.remove_callback(PrinterCallback)
         trainer.train()
         return trainer
 
