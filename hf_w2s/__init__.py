@@ -1,9 +1,11 @@
 """hf_w2s: weak-to-strong fine-tuning of Hugging Face vision models."""
 
 from .collator import WeakToStrongCollator
+from .conf_select import fit_temperature
 from .config import WeakToStrongConfig
 from .losses import LOSSES, W2SLossOutput, compute_w2s_loss, register_loss
 from .metrics import accuracy, agreement, performance_gap_recovered
+from .multi_weak import WeakCombiner, label_dataset_multi, merge_weak_label_datasets
 from .trainer import WeakToStrongTrainer
 
 __version__ = "0.1.0"
@@ -17,6 +19,10 @@ __all__ = [
     "accuracy",
     "agreement",
     "compute_w2s_loss",
+    "fit_temperature",
+    "label_dataset_multi",
+    "merge_weak_label_datasets",
+    "WeakCombiner",
     "performance_gap_recovered",
     "register_loss",
 ]
