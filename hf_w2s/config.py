@@ -117,6 +117,12 @@ class WeakToStrongConfig(TrainingArguments):
         metadata={"help": "weak_combination='learned': learning rate of the supervisor weights' logits (their own "
                   "optimizer group, no weight decay). Must be > 0."},
     )
+    weak_weights_warmup: float = field(
+        default=0.3,
+        metadata={"help": "weak_combination='learned': fraction of training during which the weights stay fixed "
+                  "(uniform) before they start learning: the student's early predictions are noise, and the weights "
+                  "learn from agreement with the student. In [0, 1]."},
+    )
     weak_agreement_warmup: float = field(
         default=0.0,
         metadata={"help": "Several weak supervisors: fraction of training during which the student trains only on "
@@ -150,7 +156,7 @@ class WeakToStrongConfig(TrainingArguments):
         for name in ("weak_calibration_temperature", "student_calibration_temperature", "weak_weights_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
-        for name in ("conf_select_warmup", "weak_agreement_warmup"):
+        for name in ("conf_select_warmup", "weak_agreement_warmup", "weak_weights_warmup"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}.")
         if self.student_calibration_steps < 0:
