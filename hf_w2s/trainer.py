@@ -253,11 +253,12 @@ class WeakToStrongTrainer(Trainer):
         During ``weak_agreement_warmup`` only the rows where all supervisors agree are kept (a batch without any keeps
         its rows at loss scale 0, so every process logs the same metrics). Returns the (possibly filtered) student
         logits, weak logits and labels, and a dict with ``loss_scale``, the supervisor weights and agreement for
-        logging and, for learned weights in training, ``weight_step``: their objective computed on the batch gathered
-        over all processes, so that every process takes the same step on its copy of the weights.
+        logging and, for learned weights in training after ``weak_weights_warmup``, ``weight_step``: their objective
+        computed on the batch gathered over all processes, so that every process takes the same step on its copy of
+        the weights.
         """
         if self.weak_combiner is None:
-            raise ValueError("the batch carries several weak supervisors (B, K, C) but args.weak_logits_columns is unset")
+            raise ValueError("the batch carries several weak supervisors (B, K, C); set args.weak_logits_columns")
         stacked = stacked.to(logits.device)
         combined = self.weak_combiner(stacked)
         agree = supervisors_agree(stacked)
@@ -265,7 +266,8 @@ class WeakToStrongTrainer(Trainer):
         extra = {f"weak_weight_{k}": pi[k] for k in range(len(pi))}
         extra["weak_agreement"] = agree.float().mean()
         extra["loss_scale"] = 1.0
-        if mode == "train" and self.weak_combiner.learnable:
+        learning = self.weak_combiner.learnable and self.training_progress >= self.args.weak_weights_warmup
+        if mode == "train" and learning:
             gathered_weak = self.accelerator.gather(stacked.contiguous())
             gathered_student = self.accelerator.gather(logits.detach().contiguous())
             extra["weight_step"] = self.weak_combiner.weight_loss(gathered_weak, gathered_student)
