@@ -260,8 +260,8 @@ def test_accuracy_combination_and_bad_columns(tmp_path):
     assert torch.allclose(trainer.weak_combiner.weights(), accuracy_weights(ACCURACIES, CLASSES))
     assert len(trainer.create_optimizer().param_groups) == 2  # nothing to learn
     with pytest.raises(ValueError, match="no 'weak_logits_5' column"):
-        WeakToStrongTrainer(model=_student(), args=_args(tmp_path, weak_logits_columns=["weak_logits_0", "weak_logits_5"]),
-                            train_dataset=ds)
+        args = _args(tmp_path, weak_logits_columns=["weak_logits_0", "weak_logits_5"])
+        WeakToStrongTrainer(model=_student(), args=args, train_dataset=ds)
 
 
 def test_learned_weights_are_checkpointed_and_resume_exactly(tmp_path):
@@ -292,3 +292,12 @@ def test_learned_weights_step_the_same_under_gradient_accumulation(tmp_path):
         runs[bs] = trainer.weak_combiner.logit_weights.detach().clone()
     assert not torch.equal(runs[32], torch.zeros(3))
     torch.testing.assert_close(runs[16], runs[32], rtol=1e-4, atol=1e-5)
+
+
+def test_learned_weights_stay_uniform_during_their_warmup(tmp_path):
+    args = _args(tmp_path, max_steps=4, per_device_train_batch_size=32, weak_weights_warmup=1.0, logging_steps=2)
+    trainer = WeakToStrongTrainer(model=_student(), args=args, train_dataset=_synthetic(128))
+    trainer.train()
+    assert torch.equal(trainer.weak_combiner.logit_weights.detach(), torch.zeros(3))
+    logs = [h for h in trainer.state.log_history if "weak_weight_0" in h]
+    assert len(logs) == 2 and not any("weak_weights_nll" in h for h in logs)
