@@ -3,10 +3,12 @@
 from .collator import WeakToStrongCollator
 from .conf_select import fit_temperature
 from .config import WeakToStrongConfig
+from .hub import WeakLabelsPushError, load_image_dataset, push_weak_labels
 from .losses import LOSSES, W2SLossOutput, compute_w2s_loss, register_loss
 from .metrics import accuracy, agreement, performance_gap_recovered
 from .multi_weak import WeakCombiner, label_dataset_multi, merge_weak_label_datasets
 from .trainer import WeakToStrongTrainer
+from .weak_labels import WeakModel, label_dataset, load_weak_model, weak_label_accuracy
 
 __version__ = "0.1.0"
 
@@ -16,6 +18,13 @@ __all__ = [
     "WeakToStrongCollator",
     "WeakToStrongConfig",
     "WeakToStrongTrainer",
+    "WeakLabelsPushError",
+    "WeakModel",
+    "label_dataset",
+    "load_image_dataset",
+    "load_weak_model",
+    "push_weak_labels",
+    "weak_label_accuracy",
     "accuracy",
     "agreement",
     "compute_w2s_loss",

@@ -11,8 +11,12 @@ def label_maps(names):
     return {i: n for i, n in enumerate(names)}, {n: i for i, n in enumerate(names)}
 
 
-def tiny_image_processor(image_size: int = 28, num_channels: int = 1) -> ViTImageProcessorPil:
-    """A resize + rescale + normalise processor (mean/std 0.5 per channel) for small images."""
+def tiny_image_processor(image_size: int = 28, num_channels: int = 3) -> ViTImageProcessorPil:
+    """A resize + rescale + normalise processor (mean/std 0.5 per channel) for small images.
+
+    Three channels by default: grayscale digits are converted to RGB by the collator, and ``pipeline(
+    "image-classification")``, which always converts inputs to RGB, then works on the saved students as it is.
+    """
     return ViTImageProcessorPil(
         do_resize=True,
         size={"height": image_size, "width": image_size},
@@ -24,7 +28,7 @@ def tiny_image_processor(image_size: int = 28, num_channels: int = 1) -> ViTImag
 ARCHITECTURES = ("vit", "resnet", "convnext", "linear")
 
 
-def build_model(arch: str, label_names, image_size: int = 28, num_channels: int = 1, width: int = 16, depth: int = 2,
+def build_model(arch: str, label_names, image_size: int = 28, num_channels: int = 3, width: int = 16, depth: int = 2,
                 seed: int | None = None):
     """A freshly initialised small classifier from a config.
 

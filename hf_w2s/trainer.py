@@ -15,6 +15,7 @@ from transformers.utils import logging
 from .collator import WeakToStrongCollator
 from .conf_select import StudentCalibrationCallback
 from .config import WeakToStrongConfig
+from .hub import resolve_train_dataset
 from .labels import label_names, label_permutation, reorder_logits
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
@@ -70,6 +71,7 @@ class WeakToStrongTrainer(Trainer):
         args.validate_w2s()
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
+        train_dataset = resolve_train_dataset(train_dataset, model, args.weak_logits_column)  # Hub id / path too
         self._check_supervision(model, args, train_dataset, weak_model)
         if data_collator is None:
             data_collator = WeakToStrongCollator(
@@ -307,11 +309,18 @@ class WeakToStrongTrainer(Trainer):
 
     # -- logging (TRL's pattern) -----------------------------------------------------------------------------------
 
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        for name, values in self._metrics["eval"].items():
+            if values:
+                output.metrics[f"{prefix}_{name}"] = sum(values) / len(values)
+        self._metrics["eval"].clear()
+        return output
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
-        metrics = {k: sum(v) / len(v) for k, v in self._metrics[mode].items() if v}
-        if mode == "eval":
-            metrics = {f"eval_{k}": v for k, v in metrics.items()}
-        logs = {**logs, **metrics}
+        if self.model is None or self.model.training or "loss" in logs or "train_loss" in logs:
+            metrics = {k: sum(v) / len(v) for k, v in self._metrics["train"].items() if v}
+            logs = {**logs, **metrics}
+            self._metrics["train"].clear()
         super().log(logs, start_time)
-        self._metrics[mode].clear()

@@ -1,91 +1,387 @@
-"""Label an image dataset with a weak supervisor: ``weak_logits``, ``weak_label``, ``weak_confidence`` columns."""
+"""Label an image dataset with a weak supervisor: ``weak_logits``, ``weak_label`` and ``weak_confidence`` columns.
+
+The labels are computed once through ``Dataset.map`` under a fingerprint built on purpose from what determines them
+(the input dataset's fingerprint, the weak model's identity, the image processor's config and the labelling
+parameters), so re-running is read from the ``datasets`` cache and a different weak model or preprocessing never
+reuses stale labels. Weak and target label spaces are matched by ``id2label`` *names*.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from datasets import Dataset, Features, List, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value
 from datasets.fingerprint import Hasher
 
 from .collator import pixel_values_from_images
+from .labels import label_names as _id2label_names
+from .labels import label_permutation
+
+logger = logging.getLogger(__name__)
+
+# bump when the labelling computation changes, so that old cached labels are not reused
+LABELLING_VERSION = 2
+LABEL_COLUMNS = ("label", "labels")
+WEAK_LABEL_COLUMN = "weak_label"
+WEAK_CONFIDENCE_COLUMN = "weak_confidence"
+
+
+# -- the weak model -------------------------------------------------------------------------------------------------
+
+
+class WeakModel(NamedTuple):
+    """A weak model loaded by :func:`load_weak_model`: the model, its image processor, where it came from (``name``,
+    and ``revision``, the Hub commit sha, ``None`` for a local directory) and its cache ``identity``."""
+
+    model: Any
+    image_processor: Any
+    name: str
+    revision: str | None
+    identity: str
+
+
+def hub_commit(name_or_path: str, *, revision: str | None = None, token: str | bool | None = None) -> str | None:
+    """The Hub commit sha the files of ``name_or_path`` were resolved to (from the cache), ``None`` if local."""
+    from transformers.utils import cached_file
+    from transformers.utils.hub import extract_commit_hash
+
+    if Path(name_or_path).is_dir():
+        return None
+    resolved = cached_file(name_or_path, "config.json", revision=revision, token=token)
+    return extract_commit_hash(resolved, None)
+
+
+def load_weak_model(name_or_path, *, revision: str | None = None, token: str | bool | None = None) -> WeakModel:
+    """Load any ``AutoModelForImageClassification`` and its image processor from a Hub id or a local directory.
+
+    The identity used for caching is the repo id and commit sha when the files came from the Hub, else a hash of
+    the weights and config (a local directory can change in place).
+    """
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    name_or_path = str(name_or_path)
+    model = AutoModelForImageClassification.from_pretrained(name_or_path, revision=revision, token=token)
+    try:
+        processor = AutoImageProcessor.from_pretrained(name_or_path, revision=revision, token=token)
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"the weak model {name_or_path!r} has no image processor (preprocessor_config.json); save one next to "
+            "it or pass image_processor= explicitly."
+        ) from err
+    commit = hub_commit(name_or_path, revision=revision, token=token)
+    identity = f"hub:{name_or_path}@{commit}" if commit else model_identity(model)
+    return WeakModel(model, processor, name_or_path, commit, identity)
+
+
+def describe_weak_model(model) -> dict[str, str | None]:
+    """``{"name": ..., "revision": ...}``: where a model came from (its ``_name_or_path``, and its Hub commit when
+    known: a :class:`WeakModel` records it; a bare model only on transformers versions that keep ``_commit_hash``)."""
+    if isinstance(model, WeakModel):
+        return {"name": model.name, "revision": model.revision}
+    config = model.config
+    return {"name": getattr(config, "_name_or_path", None) or None, "revision": getattr(config, "_commit_hash", None)}
+
+
+def weights_hash(model) -> str:
+    """sha256 over the model's state dict (names, dtypes, shapes and bytes) and its config."""
+    h = hashlib.sha256()
+    config = model.config.to_dict()
+    for key in ("_name_or_path", "_commit_hash", "transformers_version"):
+        config.pop(key, None)
+    h.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def model_identity(model) -> str:
-    """A stable identity for a model: its Hub commit if it came from the Hub, else a hash of its weights."""
-    commit = getattr(model.config, "_commit_hash", None)
-    name = getattr(model.config, "_name_or_path", "") or ""
-    if commit:
-        return f"{name}@{commit}"
-    h = hashlib.sha256()
-    for key, tensor in sorted(model.state_dict().items()):
-        h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return f"sha256:{h.hexdigest()}"
+    """The cache identity of an in-memory model, which may have changed since it was loaded: a hash of its weights."""
+    return f"sha256:{weights_hash(model)}"
 
 
 def processor_identity(image_processor) -> str:
-    return hashlib.sha256(image_processor.to_json_string().encode()).hexdigest()
+    to_json = getattr(image_processor, "to_json_string", None)
+    text = to_json() if callable(to_json) else Hasher.hash(image_processor)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- label spaces ---------------------------------------------------------------------------------------------------
+
+
+def names_of(obj) -> list[str] | None:
+    """Label names from a list of names, a ``ClassLabel``, a model, or a config with ``id2label``."""
+    if obj is None:
+        return None
+    if isinstance(obj, ClassLabel):
+        return list(obj.names)
+    config = getattr(obj, "config", obj)
+    id2label = getattr(config, "id2label", None)
+    if id2label is not None:
+        return _id2label_names(id2label)
+    if isinstance(obj, (list, tuple)):
+        return [str(n) for n in obj]
+    raise TypeError(f"cannot read label names from {type(obj).__name__}; pass a list of names or a model/config")
+
+
+def find_label_column(dataset: Dataset, label_column: str | None = None) -> str | None:
+    """The ground-truth column: ``label_column`` if given (must exist), else ``label``/``labels`` if present."""
+    if label_column is not None:
+        if label_column not in dataset.column_names:
+            raise ValueError(f"dataset has no label column {label_column!r}; columns: {dataset.column_names}")
+        return label_column
+    return next((c for c in LABEL_COLUMNS if c in dataset.column_names), None)
+
+
+def _target_names(dataset: Dataset, label_column: str | None, label_names, weak_names: list[str]) -> list[str]:
+    explicit = names_of(label_names)
+    if explicit is not None:
+        return explicit
+    feature = dataset.features.get(label_column) if label_column else None
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    return weak_names
+
+
+def weak_label_accuracy(dataset: Dataset, label_column: str | None = None) -> float | None:
+    """Accuracy of the ``weak_label`` column against the ground truth, matched by label *names*, or ``None``.
+
+    ``None`` when there is no ground-truth column or no example has a label (``-1``/``-100`` are skipped).
+    """
+    label_column = find_label_column(dataset, label_column)
+    if label_column is None or WEAK_LABEL_COLUMN not in dataset.column_names or len(dataset) == 0:
+        return None
+    cols = dataset.select_columns([label_column, WEAK_LABEL_COLUMN]).with_format("numpy")
+    truth = np.asarray(cols[label_column]).astype(np.int64)
+    weak = np.asarray(cols[WEAK_LABEL_COLUMN]).astype(np.int64)
+    gt_feature = dataset.features[label_column]
+    weak_feature = dataset.features[WEAK_LABEL_COLUMN]
+    if isinstance(gt_feature, ClassLabel) and isinstance(weak_feature, ClassLabel):
+        if list(gt_feature.names) != list(weak_feature.names):
+            perm = label_permutation(gt_feature.names, weak_feature.names, source="ground truth", target="weak labels")
+            inverse = np.argsort(np.asarray(perm))  # ground-truth id -> weak-label id
+            valid = truth >= 0
+            truth = np.where(valid, inverse[np.clip(truth, 0, None)], truth)
+    valid = truth >= 0
+    if not valid.any():
+        return None
+    return float((weak[valid] == truth[valid]).mean())
+
+
+# -- labelling -------------------------------------------------------------------------------------------------------
+
+
+def _check_image_column(dataset: Dataset, image_column: str) -> Image:
+    if image_column not in dataset.column_names:
+        images = [c for c, f in dataset.features.items() if isinstance(f, Image)]
+        hint = f" (image columns present: {images}; pass image_column=)" if images else ""
+        raise ValueError(
+            f"dataset has no image column {image_column!r}; columns: {dataset.column_names}{hint}"
+        )
+    feature = dataset.features[image_column]
+    if not isinstance(feature, Image):
+        raise ValueError(
+            f"column {image_column!r} is {feature!r}, not a datasets.Image column; cast it first, e.g. "
+            f"dataset.cast_column({image_column!r}, datasets.Image())"
+        )
+    return feature
+
+
+def _decode(value, idx: int, image_column: str, decoder: Image):
+    try:
+        return decoder.decode_example(value)
+    except Exception as err:  # PIL raises several kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
+        where = value.get("path") if isinstance(value, dict) else None
+        raise ValueError(
+            f"row {idx}: cannot decode the image in column {image_column!r}"
+            f"{f' (path {where!r})' if where else ''}: {type(err).__name__}: {err}"
+        ) from err
+
+
+def labelling_fingerprint(dataset: Dataset, model_id: str, image_processor, **params: Any) -> str:
+    """The fingerprint of a labelled dataset: input fingerprint + weak model identity + processor + parameters.
+
+    Batch size and device are deliberately left out: they do not change the labels (beyond float noise).
+    """
+    payload = {
+        "dataset": dataset._fingerprint,
+        "model": model_id,
+        "processor": processor_identity(image_processor),
+        "version": LABELLING_VERSION,
+        **params,
+    }
+    return Hasher.hash(json.dumps(payload, sort_keys=True, default=str))
 
 
 def label_dataset(
     dataset: Dataset,
     weak_model,
-    image_processor,
+    image_processor=None,
     *,
     image_column: str = "image",
     batch_size: int = 64,
     logits_column: str = "weak_logits",
+    label_names=None,
+    label_column: str | None = None,
+    revision: str | None = None,
+    device: str | torch.device | None = None,
     desc: str = "weak labels",
 ) -> Dataset:
-    """Add ``weak_logits`` (float32, one per class), ``weak_label`` and ``weak_confidence`` columns.
+    """Add ``weak_logits`` (float32, one per class), ``weak_label`` (argmax) and ``weak_confidence`` (max softmax).
 
-    Runs the weak model under ``torch.inference_mode()`` through ``Dataset.map(batched=True)``. The map is
-    fingerprinted from the dataset's fingerprint, the weak model's identity, the processor's config and these
-    parameters, so re-running on a dataset loaded from disk is read from the cache.
+    Args:
+        dataset: a ``datasets.Dataset`` with an ``Image`` column (a ``DatasetDict`` must be indexed by split first).
+        weak_model: any ``AutoModelForImageClassification``: a Hub id, a local directory, an in-memory model, or a
+            :class:`WeakModel` from :func:`load_weak_model`.
+        image_processor: the weak model's image processor (loaded with the model when ``weak_model`` is a string).
+            Images are converted to the mode the processor normalises for (``L`` or ``RGB``).
+        label_names: the label space the weak logits are written in — a list of names or a model/config with
+            ``id2label`` (e.g. the student). Defaults to the names of the ground-truth ``ClassLabel`` column if any,
+            else the weak model's own. Weak logits are matched to it by *name*: a reordered label set is remapped,
+            missing names raise a ``ValueError`` before any compute.
+        label_column: the ground-truth column (default: ``label``/``labels`` if present); the weak accuracy on it is
+            logged (see :func:`weak_label_accuracy`).
+        revision: the Hub revision when ``weak_model`` is a Hub id.
+        device: where the weak model runs; defaults to the device Accelerate picks. The model is moved back to
+            where it was afterwards.
+
+    The map runs batched under ``torch.inference_mode()`` with a progress bar. Its fingerprint is built from the
+    dataset's fingerprint, the weak model's identity (Hub commit when loaded here by id, otherwise a hash of its
+    weights and config), the processor's config and the labelling parameters, so re-running on a dataset backed by
+    files (loaded from the Hub, a folder or ``load_from_disk``) is read from the cache. An in-memory dataset has no
+    cache: persist it first. Non-finite weak logits raise a ``ValueError`` naming the rows; nothing is cached then.
     """
-    if image_column not in dataset.column_names:
-        raise ValueError(f"dataset has no image column {image_column!r}; columns: {dataset.column_names}")
-    num_labels = weak_model.config.num_labels
-    weak_model.eval()
-    device = next(weak_model.parameters()).device
+    if isinstance(dataset, DatasetDict):
+        raise TypeError(f"label one split at a time, e.g. dataset['train'] (splits: {list(dataset)})")
+    decoder = _check_image_column(dataset, image_column)
+    if len(dataset) == 0:
+        raise ValueError("the dataset is empty: there is nothing to label")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    label_column = find_label_column(dataset, label_column)
 
-    def _label(batch):
-        pixel_values = pixel_values_from_images(batch[image_column], image_processor).to(device)
+    if isinstance(weak_model, (str, os.PathLike)):
+        weak_model = load_weak_model(weak_model, revision=revision)
+    if isinstance(weak_model, WeakModel):
+        model, identity = weak_model.model, weak_model.identity
+        if image_processor is None:
+            image_processor = weak_model.image_processor
+    else:
+        model, identity = weak_model, model_identity(weak_model)
+        if image_processor is None:
+            raise ValueError("an in-memory weak model needs its image_processor=")
+    weak_names = names_of(model)
+    target_names = _target_names(dataset, label_column, label_names, weak_names)
+    perm = label_permutation(weak_names, target_names, source="weak model", target="dataset labels")
+    gt_feature = dataset.features.get(label_column) if label_column else None
+    if isinstance(gt_feature, ClassLabel):  # the accuracy compares names: check them now, not after the compute
+        label_permutation(gt_feature.names, target_names, source="ground-truth labels", target="label_names")
+    index = torch.as_tensor(perm) if perm is not None else None
+
+    fingerprint = labelling_fingerprint(
+        dataset,
+        identity,
+        image_processor,
+        image_column=image_column,
+        logits_column=logits_column,
+        weak_names=weak_names,
+        target_names=target_names,
+    )
+
+    if device is None:
+        from accelerate import PartialState
+
+        device = PartialState().device
+    home, was_training = next(model.parameters()).device, model.training
+    model.eval()
+
+    def _label(batch, indices):
+        images = [_decode(v, i, image_column, decoder) for v, i in zip(batch[image_column], indices)]
+        model.to(device)  # only when something is computed (a cache hit never touches the model)
+        pixel_values = pixel_values_from_images(images, image_processor).to(device)
         with torch.inference_mode():
-            logits = weak_model(pixel_values=pixel_values).logits.float().cpu().numpy()
-        probs = torch.softmax(torch.from_numpy(logits), -1).numpy()
+            logits = model(pixel_values=pixel_values).logits.float()
+            if index is not None:
+                logits = logits[:, index.to(logits.device)]
+            logits = logits.cpu()
+        finite = torch.isfinite(logits).all(-1)
+        if not bool(finite.all()):
+            rows = [indices[i] for i in torch.nonzero(~finite).flatten().tolist()]
+            raise ValueError(
+                f"the weak model produced non-finite logits (NaN/inf) for rows {rows[:20]}"
+                f"{' ...' if len(rows) > 20 else ''}; nothing was written."
+            )
+        probs = torch.softmax(logits, -1)
         return {
-            logits_column: logits,
-            "weak_label": logits.argmax(-1),
-            "weak_confidence": probs.max(-1),
+            logits_column: logits.numpy(),
+            WEAK_LABEL_COLUMN: logits.argmax(-1).numpy(),
+            WEAK_CONFIDENCE_COLUMN: probs.max(-1).values.numpy(),
         }
 
-    fingerprint = Hasher.hash(
-        json.dumps(
-            {
-                "dataset": dataset._fingerprint,
-                "model": model_identity(weak_model),
-                "processor": processor_identity(image_processor),
-                "image_column": image_column,
-                "logits_column": logits_column,
-                "v": 1,
-            },
-            sort_keys=True,
-        )
-    )
-    features = dataset.features.copy()
-    features[logits_column] = List(Value("float32"), length=num_labels)
-    features["weak_label"] = Value("int64")
-    features["weak_confidence"] = Value("float32")
-    return dataset.map(
-        _label, batched=True, batch_size=batch_size, features=Features(features), new_fingerprint=fingerprint,
-        desc=desc,
-    )
+    raw = dataset.with_format(None).cast_column(image_column, Image(decode=False))
+    features = raw.features.copy()
+    features[logits_column] = List(Value("float32"), length=len(target_names))
+    features[WEAK_LABEL_COLUMN] = ClassLabel(names=target_names)
+    features[WEAK_CONFIDENCE_COLUMN] = Value("float32")
+    try:
+        labelled = raw.map(
+            _label,
+            batched=True,
+            batch_size=batch_size,
+            with_indices=True,
+            features=Features(features),
+            new_fingerprint=fingerprint,
+            desc=desc,
+        ).cast_column(image_column, decoder)
+    finally:
+        model.to(home).train(was_training)  # the caller's model stays where and as it was
+
+    acc = weak_label_accuracy(labelled, label_column)
+    if acc is not None:
+        logger.info("weak model accuracy on %r: %.4f (%d examples)", label_column, acc, len(labelled))
+    return labelled
 
 
 def weak_logits_array(dataset: Dataset, column: str = "weak_logits") -> np.ndarray:
     """The ``(N, C)`` float32 array of a weak-logits column."""
     return np.asarray(dataset.with_format("numpy")[column], dtype=np.float32)
+
+
+def align_weak_labels(dataset: Dataset, names: Sequence[str], *, logits_column: str = "weak_logits") -> Dataset:
+    """Reorder a labelled dataset's weak logits (and ``weak_label``) to the label order ``names``, by name.
+
+    The dataset's label names come from its ``weak_label`` ``ClassLabel``; without one it is returned unchanged.
+    Missing names raise a ``ValueError`` listing them.
+    """
+    feature = dataset.features.get(WEAK_LABEL_COLUMN) if dataset.features else None
+    if not isinstance(feature, ClassLabel) or logits_column not in dataset.column_names:
+        return dataset
+    names = [str(n) for n in names]
+    perm = label_permutation(feature.names, names, source="weak-label dataset", target="student")
+    if perm is None:
+        return dataset
+    index = np.asarray(perm)
+    inverse = np.argsort(index)
+
+    def _reorder(logits, weak_label):
+        logits = np.asarray(logits, dtype=np.float32)[:, index]
+        return {logits_column: logits, WEAK_LABEL_COLUMN: inverse[np.asarray(weak_label)]}
+
+    features = dataset.features.copy()
+    features[WEAK_LABEL_COLUMN] = ClassLabel(names=names)
+    return dataset.map(
+        _reorder,
+        batched=True,
+        input_columns=[logits_column, WEAK_LABEL_COLUMN],
+        features=features,
+        new_fingerprint=Hasher.hash(json.dumps({"dataset": dataset._fingerprint, "align": names})),
+        desc="reorder weak labels",
+    )

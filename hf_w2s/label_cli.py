@@ -1,0 +1,180 @@
+"""``hf-w2s label``: label an image dataset with a weak model, save it (cached), optionally push it to the Hub.
+
+    hf-w2s label --weak-model ID_OR_PATH --dataset ID_OR_PATH [--split train] --output DIR [--push-to-hub REPO_ID]
+
+Options may also come from ``--config file.yaml`` (keys are the option names); flags on the command line win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROG = "hf-w2s label"
+
+
+@dataclass
+class LabelConfig:
+    """Options of ``hf-w2s label``."""
+
+    weak_model: str = field(
+        metadata={"help": "The weak supervisor: a Hub id or a local directory of an AutoModelForImageClassification "
+                  "with its image processor."}
+    )
+    dataset: str = field(
+        metadata={"help": "The images to label: a Hub dataset id, a local imagefolder (class sub-folders), or a "
+                  "save_to_disk directory."}
+    )
+    output: str = field(metadata={"help": "Directory for the labelled dataset (save_to_disk). Must not exist or be "
+                                          "empty unless --overwrite."})
+    split: str = field(default="train", metadata={"help": "Split of the dataset to label."})
+    push_to_hub: str | None = field(
+        default=None, metadata={"help": "Also push the labelled split to this Hub dataset repo, with a dataset card."}
+    )
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of the weak model."})
+    dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision of the dataset."})
+    image_column: str = field(default="image", metadata={"help": "Name of the image column."})
+    label_column: str | None = field(
+        default=None, metadata={"help": "Ground-truth column for the weak accuracy (default: label/labels if any)."}
+    )
+    label_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Label order for the weak logits (default: the dataset's ClassLabel names, else the weak "
+                  "model's id2label). Matched to the weak model by name."},
+    )
+    logits_column: str = field(default="weak_logits", metadata={"help": "Name of the weak-logits column."})
+    batch_size: int = field(default=64, metadata={"help": "Images per forward pass of the weak model."})
+    private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output directory."})
+
+    def to_command(self) -> str:
+        """The ``hf-w2s label`` command line that reproduces these options (non-default ones only)."""
+        args = ["hf-w2s", "label"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.default is not dataclasses.MISSING and value == f.default:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                args.append(flag)
+            elif isinstance(value, list):
+                args += [flag, *map(str, value)]
+            else:
+                args += [flag, str(value)]
+        return shlex.join(args)
+
+
+def parse_args(argv: list[str]) -> LabelConfig:
+    """``HfArgumentParser`` over :class:`LabelConfig`, with ``--config file.yaml`` supplying defaults."""
+    import argparse
+
+    import yaml
+    from transformers import HfArgumentParser
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser(
+        LabelConfig, prog=PROG, description="Label an image dataset with a weak model. --config FILE.yaml supplies "
+        "options (keys are the option names); flags on the command line override it.",
+    )
+    if known.config:
+        with open(known.config) as fh:
+            values = yaml.safe_load(fh) or {}
+        names = {f.name for f in dataclasses.fields(LabelConfig)}
+        values = {k.replace("-", "_"): v for k, v in values.items()}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            parser.error(f"unknown keys in {known.config}: {unknown}")
+        parser.set_defaults(**values)
+        for action in parser._actions:  # options given by the file are no longer required on the command line
+            if action.dest in values:
+                action.required = False
+    config, unknown_args = parser.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
+    if unknown_args:
+        parser.error(f"unrecognized arguments: {' '.join(unknown_args)}")
+    return config
+
+
+def _check_output(config: LabelConfig) -> Path:
+    output = Path(config.output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {str(output)!r} is a file, not a directory")
+    if output.exists() and any(output.iterdir()) and not config.overwrite:
+        raise ValueError(f"--output {str(output)!r} exists and is not empty; pass --overwrite to replace it")
+    if Path(config.dataset).exists() and Path(config.dataset).resolve() == output.resolve():
+        raise ValueError("--output must differ from --dataset (the source would be overwritten)")
+    return output
+
+
+def _save(dataset, output: Path) -> None:
+    """Write to a sibling temporary directory first, so a failure never leaves a half-written --output."""
+    partial = output.parent / f".{output.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    dataset.save_to_disk(str(partial))
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(partial, output)
+
+
+def run(config: LabelConfig) -> int:
+    from .hub import load_image_dataset, push_weak_labels
+    from .weak_labels import label_dataset, load_weak_model, weak_label_accuracy
+
+    output = _check_output(config)
+    dataset = load_image_dataset(config.dataset, split=config.split, revision=config.dataset_revision)
+    weak = load_weak_model(config.weak_model, revision=config.revision)
+    labelled = label_dataset(
+        dataset,
+        weak,
+        image_column=config.image_column,
+        batch_size=config.batch_size,
+        logits_column=config.logits_column,
+        label_names=config.label_names,
+        label_column=config.label_column,
+    )
+    print(f"labelled {len(labelled)} examples of {config.dataset!r} (split {config.split!r}) with {config.weak_model!r}")
+    accuracy = weak_label_accuracy(labelled, config.label_column)
+    if accuracy is not None:
+        print(f"weak accuracy: {accuracy:.4f}")
+    _save(labelled, output)
+    print(f"saved to {str(output)!r}")
+    if config.push_to_hub:
+        pinned = dataclasses.replace(config, revision=config.revision or weak.revision)  # the same weights again
+        push_weak_labels(
+            labelled,
+            config.push_to_hub,
+            weak_model=weak,
+            source_dataset=config.dataset if not Path(config.dataset).exists() else None,
+            source_split=config.split,
+            label_column=config.label_column,
+            logits_column=config.logits_column,
+            command=pinned.to_command(),
+            local_dir=str(output),
+            private=config.private or None,
+        )
+        print(f"pushed to the Hub dataset {config.push_to_hub!r}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(list(sys.argv[1:] if argv is None else argv))
+    from .hub import WeakLabelsPushError
+
+    try:
+        return run(config)
+    except WeakLabelsPushError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

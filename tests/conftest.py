@@ -1,0 +1,25 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+
+# ---- local Hugging Face Hub (tests/hub_server.py) ------------------------------------------------------------------
+# `local_hub`: a stdlib HTTP server in this process (daemon thread) that speaks the Hub API; run client code against
+# it in a fresh interpreter with `local_hub.run_python(code)` (env set before any HF import; `emit(obj)` returns
+# JSON), or build your own subprocess with `env=local_hub.env()`. See the docstring of tests/hub_server.py.
+_TESTS_DIR = str(Path(__file__).resolve().parent)
+if _TESTS_DIR not in sys.path:
+    sys.path.insert(0, _TESTS_DIR)
+
+from hub_server import LocalHub  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def local_hub(tmp_path_factory):
+    hub = LocalHub(tmp_path_factory.mktemp("local_hub")).start()
+    yield hub
+    hub.stop()
+
+
+# ---- end of local Hugging Face Hub ---------------------------------------------------------------------------------

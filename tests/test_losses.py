@@ -1,0 +1,183 @@
+"""Each loss against values computed by hand (math on Python floats, not the library's own helpers)."""
+
+import math
+
+import pytest
+import torch
+
+from hf_w2s import LOSSES, compute_w2s_loss
+from hf_w2s.losses import adaptive_confidence, linear_schedule
+
+S = [[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]]
+W = [[0.5, 1.5, 0.0], [0.2, 0.1, 2.0]]
+Y = [0, 2]
+
+
+def softmax(row, t=1.0):
+    m = max(x / t for x in row)
+    e = [math.exp(x / t - m) for x in row]
+    z = sum(e)
+    return [x / z for x in e]
+
+
+def ce(row, k):
+    return -math.log(softmax(row)[k])
+
+
+def kl_kd(s_row, w_row, tau):
+    ps, pw = softmax(s_row, tau), softmax(w_row, tau)
+    return tau * tau * sum(p * (math.log(p) - math.log(q)) for p, q in zip(pw, ps))
+
+
+def argmax(row):
+    return max(range(len(row)), key=lambda i: row[i])
+
+
+def t(x):
+    return torch.tensor(x, dtype=torch.float32)
+
+
+def per_sample(name, **kw):
+    return LOSSES[name](t(S), t(W), **kw).loss.tolist()
+
+
+def test_registry_names_are_public_api():
+    assert {"weak_hard", "weak_soft", "kd", "aug_conf", "aux_conf", "adapt_conf", "ground_truth"} <= set(LOSSES)
+
+
+def test_weak_hard():
+    expected = [ce(s, argmax(w)) for s, w in zip(S, W)]
+    assert per_sample("weak_hard") == pytest.approx(expected, rel=1e-5)
+
+
+def test_weak_soft():
+    expected = [-sum(p * math.log(q) for p, q in zip(softmax(w), softmax(s))) for s, w in zip(S, W)]
+    assert per_sample("weak_soft") == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0, 4.0])
+def test_kd(tau):
+    expected = [kl_kd(s, w, tau) for s, w in zip(S, W)]
+    assert per_sample("kd", kd_temperature=tau) == pytest.approx(expected, rel=1e-5)
+
+
+def test_ground_truth():
+    out = LOSSES["ground_truth"](t(S), None, labels=torch.tensor(Y))
+    assert out.loss.tolist() == pytest.approx([ce(s, y) for s, y in zip(S, Y)], rel=1e-5)
+    with pytest.raises(ValueError, match="true labels"):
+        LOSSES["ground_truth"](t(S), None, labels=None)
+
+
+@pytest.mark.parametrize("T", [0.5, 4.0])
+@pytest.mark.parametrize("tau", [1.0, 3.0])
+def test_adapt_conf_matches_hand_computation(T, tau):
+    expected, expected_a = [], []
+    for s, w in zip(S, W):
+        ce_self, ce_weak = ce(s, argmax(s)), ce(s, argmax(w))
+        a = math.exp(ce_self / T) / (math.exp(ce_self / T) + math.exp(ce_weak / T))
+        expected_a.append(a)
+        expected.append((1 - a) * kl_kd(s, w, tau) + a * ce_self)
+    out = LOSSES["adapt_conf"](t(S), t(W), confidence_temperature=T, kd_temperature=tau)
+    assert out.loss.tolist() == pytest.approx(expected, rel=1e-5)
+    assert out.components["a"].tolist() == pytest.approx(expected_a, rel=1e-5)
+
+
+def test_adapt_conf_a_range_and_agreement():
+    torch.manual_seed(0)
+    s, w = torch.randn(256, 10) * 3, torch.randn(256, 10) * 3
+    w[:64] = s[:64] + 0.1  # same argmax on the first quarter (almost surely)
+    a = adaptive_confidence(s, w, 0.5)
+    assert torch.all(a > 0) and torch.all(a <= 0.5)
+    agree = s.argmax(-1) == w.argmax(-1)
+    assert agree[:64].all()
+    assert torch.allclose(a[agree], torch.full_like(a[agree], 0.5))
+    assert torch.all(a[~agree] < 0.5)
+
+
+def test_adapt_conf_a_carries_no_gradient():
+    s = t(S).requires_grad_(True)
+    out = LOSSES["adapt_conf"](s, t(W), confidence_temperature=0.5)
+    assert not out.components["a"].requires_grad
+    out.loss.sum().backward()
+    # same gradient as with a plugged in as a constant
+    a = out.components["a"].detach()
+    s2 = t(S).requires_grad_(True)
+    kd = LOSSES["kd"](s2, t(W)).loss
+    ce_self = torch.nn.functional.cross_entropy(s2, s2.detach().argmax(-1), reduction="none")
+    ((1 - a) * kd + a * ce_self).sum().backward()
+    assert torch.allclose(s.grad, s2.grad, atol=1e-6)
+
+
+def test_adapt_conf_warmup_scales_a():
+    full = LOSSES["adapt_conf"](t(S), t(W), a_warmup=0.0).components["a"]
+    half = LOSSES["adapt_conf"](t(S), t(W), a_warmup=0.5, progress=0.25).components["a"]
+    done = LOSSES["adapt_conf"](t(S), t(W), a_warmup=0.5, progress=0.75).components["a"]
+    assert torch.allclose(half, full * 0.5) and torch.allclose(done, full)
+
+
+def test_aug_conf_ramp():
+    kd = [kl_kd(s, w, 1.0) for s, w in zip(S, W)]
+    ce_self = [ce(s, argmax(s)) for s in S]
+    for progress, a in [(0.0, 0.0), (0.15, 0.25), (0.3, 0.5), (0.9, 0.5)]:
+        got = per_sample("aug_conf", a_max=0.5, a_ramp=0.3, progress=progress)
+        assert got == pytest.approx([(1 - a) * k + a * c for k, c in zip(kd, ce_self)], rel=1e-5), progress
+    # no ramp: a fixed mix from the start
+    got = per_sample("aug_conf", a_max=0.5, a_ramp=0.0, progress=0.0)
+    assert got == pytest.approx([0.5 * k + 0.5 * c for k, c in zip(kd, ce_self)], rel=1e-5)
+
+
+def test_aux_conf_multiclass_uses_argmax_hardening():
+    for progress, a in [(0.0, 0.0), (0.1, 0.25), (0.5, 0.5)]:
+        expected = [
+            (1 - a) * -sum(p * math.log(q) for p, q in zip(softmax(w), softmax(s))) + a * ce(s, argmax(s))
+            for s, w in zip(S, W)
+        ]
+        assert per_sample("aux_conf", a_max=0.5, a_ramp=0.2, progress=progress) == pytest.approx(expected, rel=1e-5)
+
+
+def test_aux_conf_warmup_is_continuous():
+    a = [linear_schedule(p, 0.2, 0.5) for p in (0.199999, 0.2, 0.200001)]
+    assert max(a) - min(a) < 1e-4 and a[1] == 0.5
+
+
+def test_aux_conf_binary_threshold_matches_weak_balance():
+    # student's class-1 probabilities rise along the batch; weak labels say 1/4 of the batch is class 1
+    s = torch.tensor([[0.0, x] for x in (-3.0, -2.0, -1.0, 0.5, 1.0, 2.0, 2.5, 3.0)])
+    w = torch.tensor([[5.0, -5.0]] * 6 + [[-5.0, 5.0]] * 2)
+    out = LOSSES["aux_conf"](s, w, a_max=1.0, a_ramp=0.0)
+    # argmax would harden 5 examples to class 1; the balance-matching threshold hardens only the top 2
+    hardened = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+    expected = torch.nn.functional.cross_entropy(s, hardened, reduction="none")
+    assert torch.allclose(out.loss, expected, atol=1e-6)
+
+
+def test_gt_term_is_added():
+    labels = torch.tensor(Y)
+    loss, comps = compute_w2s_loss("kd", t(S), t(W), labels, gt_loss_weight=1.0, weak_loss_weight=2.0)
+    kd = sum(kl_kd(s, w, 1.0) for s, w in zip(S, W)) / 2
+    gt = sum(ce(s, y) for s, y in zip(S, Y)) / 2
+    assert loss.item() == pytest.approx(2 * kd + gt, rel=1e-5)
+    assert comps["ce_gt"].item() == pytest.approx(gt, rel=1e-5)
+    assert comps["agreement"].item() == 0.5
+    with pytest.raises(ValueError, match="needs true labels"):
+        compute_w2s_loss("kd", t(S), t(W), None, gt_loss_weight=1.0)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_large_logits_and_small_temperature_stay_finite(name):
+    s = torch.tensor([[1e4, -1e4, 0.0], [-5e3, 5e3, 1e3]], requires_grad=True)
+    w = torch.tensor([[-1e4, 1e4, 0.0], [3e3, -3e3, 0.0]])
+    loss, comps = compute_w2s_loss(name, s, w, torch.tensor([0, 1]), confidence_temperature=1e-3,
+                                   kd_temperature=0.05)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+    assert all(torch.isfinite(v) for v in comps.values())
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="Unknown w2s loss 'nope'"):
+        compute_w2s_loss("nope", t(S), t(W))
+    with pytest.raises(ValueError, match="does not match the student's logits"):
+        compute_w2s_loss("kd", t(S), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="needs weak supervision"):
+        compute_w2s_loss("adapt_conf", t(S), None)

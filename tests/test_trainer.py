@@ -1,0 +1,170 @@
+"""WeakToStrongTrainer: gradient accumulation, logging, online vs cached supervision, plain-label evaluation."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, Features, Image, List, Value
+from PIL import Image as PILImage
+
+from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
+from hf_w2s.models import build_model, tiny_image_processor
+from hf_w2s.weak_labels import label_dataset
+
+NAMES = ["a", "b", "c", "d"]
+
+
+def block_images(n, seed=0, size=8):
+    """Class k = a bright 4x4 block in quadrant k, plus noise: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    images = []
+    for k in labels:
+        x = rng.integers(0, 60, (size, size)).astype(np.uint8)
+        r, c = divmod(int(k), 2)
+        x[r * 4 : r * 4 + 4, c * 4 : c * 4 + 4] += 180
+        images.append(PILImage.fromarray(x))
+    return images, labels
+
+
+def make_dataset(n, seed=0, weak_logits=None):
+    images, labels = block_images(n, seed)
+    data = {"image": images, "label": labels.tolist()}
+    feats = {"image": Image(), "label": ClassLabel(names=NAMES)}
+    if weak_logits is not None:
+        data["weak_logits"] = np.asarray(weak_logits, dtype=np.float32).tolist()
+        feats["weak_logits"] = List(Value("float32"), length=len(NAMES))
+    return Dataset.from_dict(data, features=Features(feats))
+
+
+def noisy_weak_logits(labels, accuracy=0.75, seed=0):
+    rng = np.random.default_rng(seed)
+    noisy = np.where(rng.random(len(labels)) < accuracy, labels, rng.integers(0, 4, len(labels)))
+    return np.eye(4)[noisy] * 3.0 + rng.normal(0, 0.3, (len(labels), 4))
+
+
+def config(tmp_path, **kw):
+    base = dict(output_dir=str(tmp_path / "out"), report_to="none", save_strategy="no", use_cpu=True,
+                disable_tqdm=True, seed=0, per_device_eval_batch_size=64)
+    base.update(kw)
+    return WeakToStrongConfig(**base)
+
+
+PROC = tiny_image_processor(image_size=8)
+
+
+def vit(seed=0, names=NAMES):
+    return build_model("vit", names, image_size=8, width=8, depth=1, seed=seed)
+
+
+@pytest.mark.parametrize("loss", ["adapt_conf", "weak_hard"])
+def test_gradient_accumulation_matches_full_batch(tmp_path, loss):
+    images, labels = block_images(8, seed=1)
+    ds = make_dataset(8, seed=1, weak_logits=noisy_weak_logits(labels))
+    weights = []
+    for bs, ga in [(8, 1), (4, 2)]:
+        model = vit(seed=0)
+        args = config(tmp_path, w2s_loss=loss, per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
+                      max_steps=1, learning_rate=0.1, optim="sgd", lr_scheduler_type="constant",
+                      max_grad_norm=0.0)
+        WeakToStrongTrainer(model=model, args=args, train_dataset=ds, processing_class=PROC).train()
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    init = torch.cat([p.detach().flatten() for p in vit(seed=0).parameters()])
+    step_full, step_ga = weights[0] - init, weights[1] - init
+    assert step_full.norm() > 1e-4
+    assert torch.allclose(step_full, step_ga, atol=1e-6, rtol=1e-4), (step_full.norm(), step_ga.norm())
+
+
+def test_training_logs_components_and_improves_accuracy(tmp_path):
+    train_images, train_labels = block_images(256, seed=2)
+    train = make_dataset(256, seed=2, weak_logits=noisy_weak_logits(train_labels, 0.7, seed=2))
+    test = make_dataset(128, seed=3)  # images and true labels only, no weak logits
+    model = build_model("resnet", NAMES, image_size=8, width=8, depth=1, seed=0)
+    args = config(tmp_path, w2s_loss="adapt_conf", per_device_train_batch_size=32, num_train_epochs=6,
+                  learning_rate=5e-3, logging_steps=8)
+    trainer = WeakToStrongTrainer(model=model, args=args, train_dataset=train, eval_dataset=test, processing_class=PROC)
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    assert after["eval_accuracy"] > before["eval_accuracy"] + 0.3
+    assert after["eval_accuracy"] > 0.85  # better than its 70 %-accurate supervisor
+    # plain (image, label) evaluation: the eval loss is cross-entropy on the true labels
+    assert after["eval_ce_gt"] == pytest.approx(after["eval_loss"], rel=1e-4)
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert logged and all({"kd", "ce_self", "a", "agreement", "loss_w2s"} <= set(h) for h in logged)
+    assert all(0 < h["a"] <= 0.5 for h in logged)
+    preds = trainer.predict(test)
+    assert preds.predictions.shape == (128, 4)
+    assert preds.metrics["test_accuracy"] == pytest.approx(after["eval_accuracy"])
+
+
+def test_eval_with_weak_logits_reports_agreement(tmp_path):
+    ds = make_dataset(32, seed=4, weak_logits=noisy_weak_logits(block_images(32, seed=4)[1]))
+    trainer = WeakToStrongTrainer(model=vit(), args=config(tmp_path), eval_dataset=ds, processing_class=PROC)
+    m = trainer.evaluate(metric_key_prefix="test")
+    assert {"test_agreement", "test_a", "test_kd", "test_accuracy"} <= set(m)
+    with torch.no_grad():
+        pv = torch.stack([torch.as_tensor(np.asarray(PROC(im.convert("RGB"), return_tensors="np")["pixel_values"][0]))
+                          for im in ds["image"]])
+        s = trainer.model(pixel_values=pv).logits
+    expected = (s.argmax(-1).numpy() == np.asarray(ds["weak_logits"]).argmax(-1)).mean()
+    assert m["test_agreement"] == pytest.approx(expected)
+
+
+def test_online_weak_model_equals_cached_logits_and_remaps_names(tmp_path):
+    images, labels = block_images(16, seed=5)
+    base = make_dataset(16, seed=5)
+    weak = vit(seed=7)
+    cached = label_dataset(base, weak, PROC)
+    # a weak model whose label order is reversed: same function, names permuted
+    rev_names = NAMES[::-1]
+    weak_rev = vit(seed=7, names=rev_names)
+    weak_rev.load_state_dict(weak.state_dict())
+    with torch.no_grad():
+        weak_rev.classifier.weight.copy_(weak.classifier.weight.flip(0))
+        weak_rev.classifier.bias.copy_(weak.classifier.bias.flip(0))
+    losses = []
+    for ds, weak_model in [(cached, None), (base, weak), (base, weak_rev)]:
+        model = vit(seed=0)
+        args = config(tmp_path, per_device_train_batch_size=16, max_steps=1, learning_rate=0.1, optim="sgd",
+                      logging_steps=1)
+        tr = WeakToStrongTrainer(model=model, args=args, train_dataset=ds, processing_class=PROC, weak_model=weak_model)
+        tr.train()
+        losses.append(tr.state.log_history[0]["loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert losses[0] == pytest.approx(losses[2], rel=1e-5)
+
+
+def test_online_weak_model_with_other_label_names_is_refused(tmp_path):
+    weak = vit(names=["a", "b", "c", "zebra"])
+    with pytest.raises(ValueError, match=r"missing from the weak model: \['d'\]"):
+        WeakToStrongTrainer(model=vit(), args=config(tmp_path), train_dataset=make_dataset(4),
+                            processing_class=PROC, weak_model=weak)
+
+
+def test_missing_supervision_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="no 'weak_logits' column"):
+        WeakToStrongTrainer(model=vit(), args=config(tmp_path), train_dataset=make_dataset(4), processing_class=PROC)
+    ds = make_dataset(4, weak_logits=np.zeros((4, 4))).remove_columns("label")
+    with pytest.raises(ValueError, match="needs true labels"):
+        WeakToStrongTrainer(model=vit(), args=config(tmp_path, gt_loss_weight=1.0), train_dataset=ds,
+                            processing_class=PROC)
+    wide = make_dataset(4).add_column("weak_logits", np.zeros((4, 5), dtype=np.float32).tolist())
+    with pytest.raises(ValueError, match="5 values per example but the student has 4 labels"):
+        WeakToStrongTrainer(model=vit(), args=config(tmp_path), train_dataset=wide, processing_class=PROC)
+
+
+def test_schedule_progress_comes_from_trainer_state(tmp_path):
+    tr = WeakToStrongTrainer(model=vit(), args=config(tmp_path, w2s_loss="aug_conf"), processing_class=PROC)
+    tr.state.max_steps, tr.state.global_step = 100, 15
+    assert tr.training_progress == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize(
+    "kw,msg",
+    [({"w2s_loss": "nope"}, "not a known loss"), ({"confidence_temperature": 0.0}, "confidence_temperature must be > 0"),
+     ({"kd_temperature": -1.0}, "kd_temperature must be > 0"), ({"a_ramp": 1.5}, r"a_ramp must be within \[0, 1\]"),
+     ({"a_max": -0.1}, "a_max must be within"), ({"gt_loss_weight": -1.0}, "gt_loss_weight must be >= 0")],
+)
+def test_config_validation(tmp_path, kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        config(tmp_path, **kw)
