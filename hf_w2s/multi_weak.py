@@ -24,17 +24,28 @@ probabilities, returned as log-probabilities, with simplex weights ``π``:
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from datasets import Dataset
+from datasets import ClassLabel, Dataset
 from transformers import TrainerCallback
 
-from .labels import label_names, label_permutation
-from .weak_labels import label_dataset, weak_logits_array
+from .labels import label_permutation
+from .weak_labels import (
+    WEAK_CONFIDENCE_COLUMN,
+    WEAK_LABEL_COLUMN,
+    WeakModel,
+    align_weak_labels,
+    find_label_column,
+    label_dataset,
+    load_weak_model,
+    names_of,
+    weak_logits_array,
+)
 
 __all__ = [
     "COMBINATIONS",
@@ -215,26 +226,29 @@ def stack_weak_logits(dataset: Dataset, columns: Sequence[str]) -> np.ndarray:
 def label_dataset_multi(
     dataset: Dataset,
     weak_models: Sequence,
-    image_processors,
+    image_processors=None,
     *,
     columns: Sequence[str] | None = None,
-    target_label_names: Sequence[str] | None = None,
+    label_names=None,
     **label_kwargs,
 ) -> Dataset:
     """Label ``dataset`` with several weak models in one call: one logits column per model.
 
-    ``image_processors`` is one processor for all models or a list, one per model. Every column is ordered by
-    ``target_label_names`` (default: the first model's ``id2label`` names); models whose label order differs are
-    reordered by name, and a model missing a name is an error before any compute. Other keyword arguments go to
-    :func:`~hf_w2s.weak_labels.label_dataset`. Its per-call ``weak_label``/``weak_confidence`` columns are dropped
-    (they would describe only the last model) unless the input had them.
+    A small loop over :func:`~hf_w2s.weak_labels.label_dataset` (each call cached by its own fingerprint).
+    ``weak_models``: in-memory models, Hub ids / local directories or :class:`~hf_w2s.weak_labels.WeakModel` s;
+    ``image_processors``: one for all, a list with one per model, or ``None`` for models loaded with their own.
+    Every column is written in one label order, matched by name: ``label_names`` if given, else the ground-truth
+    ``ClassLabel``'s names, else the first model's ``id2label``; a model missing a name is an error before any
+    compute. Other keyword arguments go to ``label_dataset``. Its per-call ``weak_label``/``weak_confidence`` columns
+    are dropped (they would describe only the last model) unless the input had them.
     """
-    weak_models = list(weak_models)
+    weak_models = [load_weak_model(m) if isinstance(m, (str, os.PathLike)) else m for m in weak_models]
     if not weak_models:
         raise ValueError("label_dataset_multi needs at least one weak model")
-    processors = list(image_processors) if isinstance(image_processors, (list, tuple)) else [image_processors] * len(
-        weak_models
-    )
+    if isinstance(image_processors, (list, tuple)):
+        processors = list(image_processors)
+    else:
+        processors = [image_processors] * len(weak_models)
     if len(processors) != len(weak_models):
         raise ValueError(f"{len(processors)} image processors for {len(weak_models)} weak models")
     columns = list(columns) if columns is not None else default_columns(len(weak_models))
@@ -243,21 +257,19 @@ def label_dataset_multi(
     clash = [c for c in columns if c in dataset.column_names]
     if clash:
         raise ValueError(f"dataset already has column(s) {clash}; choose other names (columns=...)")
-    target = [str(n) for n in (target_label_names or label_names(weak_models[0].config.id2label))]
-    perms = [
-        label_permutation(label_names(m.config.id2label), target, source=f"weak model {k}", target="target label set")
-        for k, m in enumerate(weak_models)
-    ]
-    had = {c: c in dataset.column_names for c in ("weak_label", "weak_confidence")}
+    models = [m.model if isinstance(m, WeakModel) else m for m in weak_models]
+    target = names_of(label_names)
+    if target is None:
+        label_column = find_label_column(dataset, label_kwargs.get("label_column"))
+        feature = dataset.features.get(label_column) if label_column else None
+        target = list(feature.names) if isinstance(feature, ClassLabel) else names_of(models[0])
+    for k, model in enumerate(models):  # every model's names, checked before any compute
+        label_permutation(names_of(model), target, source=f"weak model {k}", target="target label set")
+    had = {c: c in dataset.column_names for c in (WEAK_LABEL_COLUMN, WEAK_CONFIDENCE_COLUMN)}
     out = dataset
-    for k, (model, processor, column, perm) in enumerate(zip(weak_models, processors, columns, perms)):
-        out = label_dataset(out, model, processor, logits_column=column, desc=f"weak labels {k}", **label_kwargs)
-        if perm is not None:
-            idx = np.asarray(perm)
-            out = out.map(
-                lambda b, c=column: {c: np.asarray(b[c], dtype=np.float32)[:, idx]}, batched=True,
-                features=out.features, desc=f"reorder labels {k}",
-            )
+    for k, (model, processor, column) in enumerate(zip(weak_models, processors, columns)):
+        out = label_dataset(out, model, processor, logits_column=column, label_names=target,
+                            desc=f"weak labels {k}", **label_kwargs)
     drop = [c for c, present in had.items() if not present and c in out.column_names]
     return out.remove_columns(drop) if drop else out
 
@@ -273,8 +285,10 @@ def merge_weak_label_datasets(
 
     Rows are matched by position and checked: all datasets must have the same length and equal values in
     ``match_columns`` (default: those of ``id``, ``image_id``, ``label``, ``labels`` that all have; pass ``[]`` to
-    skip the check knowingly). The result is the first dataset without its ``logits_column``/``weak_label``/
-    ``weak_confidence`` columns, plus ``columns`` (default ``weak_logits_0..K-1``).
+    skip the check knowingly). Datasets written by ``label_dataset`` carry their label names (the ``weak_label``
+    ``ClassLabel``): their logits are reordered by name to the first dataset's order (missing names are an error).
+    The result is the first dataset without its ``logits_column``/``weak_label``/``weak_confidence`` columns, plus
+    ``columns`` (default ``weak_logits_0..K-1``).
     """
     datasets = list(datasets)
     if len(datasets) < 2:
@@ -309,11 +323,14 @@ def merge_weak_label_datasets(
     if len(columns) != len(datasets) or len(set(columns)) != len(columns):
         raise ValueError(f"need {len(datasets)} distinct column names, got {columns}")
     base = datasets[0].remove_columns(
-        [c for c in (logits_column, "weak_label", "weak_confidence") if c in datasets[0].column_names]
+        [c for c in (logits_column, WEAK_LABEL_COLUMN, WEAK_CONFIDENCE_COLUMN) if c in datasets[0].column_names]
     )
     clash = [c for c in columns if c in base.column_names]
     if clash:
         raise ValueError(f"the first dataset already has column(s) {clash}; choose other names (columns=...)")
+    names = datasets[0].features.get(WEAK_LABEL_COLUMN)
+    if isinstance(names, ClassLabel):
+        datasets = [align_weak_labels(ds, names.names, logits_column=logits_column) for ds in datasets]
     feature = datasets[0].features[logits_column]
     for column, ds in zip(columns, datasets):
         base = base.add_column(column, weak_logits_array(ds, logits_column).tolist(), feature=feature)
