@@ -194,7 +194,7 @@ def _toy(n=96, seed=0, classes=4):
 
 
 def _student(classes=4):
-    return build_model("linear", [str(i) for i in range(classes)], image_size=4, width=8, seed=0)
+    return build_model("linear", [str(i) for i in range(classes)], image_size=4, num_channels=1, width=8, seed=0)
 
 
 def test_predict_logits_and_callback_refit():

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from datasets import Dataset
+from datasets import ClassLabel, Dataset
 from PIL import Image
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
@@ -167,6 +167,18 @@ def test_merge_weak_label_datasets_checks_rows():
     with pytest.raises(ValueError, match="cannot check that the datasets hold the same rows"):
         merge_weak_label_datasets([_weak_labelled(no_ids, a), _weak_labelled(no_ids, b)])
     assert len(merge_weak_label_datasets([_weak_labelled(no_ids, a), _weak_labelled(no_ids, b)], match_columns=[])) == 3
+    # datasets written by label_dataset know their label names: a dataset in another order is aligned by name
+    named = _weak_labelled(base, a).add_column("weak_label", [0, 1, 1], feature=ClassLabel(names=["x", "y"]))
+    swapped = _weak_labelled(base, b[:, ::-1].copy()).add_column(
+        "weak_label", [0, 0, 1], feature=ClassLabel(names=["y", "x"])
+    )
+    merged = merge_weak_label_datasets([named, swapped])
+    np.testing.assert_array_equal(weak_logits_array(merged, "weak_logits_1"), b)
+    assert "weak_label" not in merged.column_names
+    with pytest.raises(ValueError, match="missing"):
+        merge_weak_label_datasets(
+            [named, swapped.cast_column("weak_label", ClassLabel(names=["y", "z"]))]
+        )
     with pytest.raises(ValueError, match="classes per row"):
         merge_weak_label_datasets([_weak_labelled(base, a), _weak_labelled(base, np.ones((3, 3), np.float32))])
 
@@ -214,7 +226,7 @@ def _args(tmp_path, **kw):
 
 
 def _student():
-    return build_model("linear", [str(i) for i in range(CLASSES)], image_size=4, width=8, seed=0)
+    return build_model("linear", [str(i) for i in range(CLASSES)], image_size=4, num_channels=1, width=8, seed=0)
 
 
 def test_learned_weights_move_toward_the_better_supervisor(tmp_path):
