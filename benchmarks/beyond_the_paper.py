@@ -41,7 +41,7 @@ from hf_w2s.models import build_model, tiny_image_processor  # noqa: E402
 
 NAMES = [str(i) for i in range(10)]
 COLLATE = WeakToStrongCollator(training=False)
-STUDENT = dict(arch="resnet", width=16, depth=2)
+STUDENT = dict(arch="resnet", width=16, depth=2, num_channels=1)
 TRAIN = dict(num_train_epochs=5, learning_rate=3e-3, per_device_train_batch_size=64, per_device_eval_batch_size=256)
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def load_arrays(cache: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     path = cache / "mnist_splits.npz"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        splits, proc = w2s_splits(load_mnist_digits(), seed=0), tiny_image_processor()
+        splits, proc = w2s_splits(load_mnist_digits(), seed=0), tiny_image_processor(num_channels=1)
         arrays = {}
         for name, ds in splits.items():
             arrays[f"{name}_x"] = pixel_values_from_images(list(ds["image"]), proc).numpy()
@@ -109,7 +109,7 @@ def accuracy(logits: torch.Tensor, y: np.ndarray) -> float:
 def train_weak(data, n: int, out: Path, seed: int = 0):
     """A linear (logistic-regression-style) weak supervisor trained on the first ``n`` of the 400 weak examples."""
     x, y = data["weak_train"]
-    model = build_model("linear", NAMES, width=8, seed=seed)
+    model = build_model("linear", NAMES, num_channels=1, width=8, seed=seed)
     args = config(out, seed, w2s_loss="ground_truth", max_steps=300, learning_rate=1e-2,
                   per_device_train_batch_size=min(32, n), logging_steps=100)
     WeakToStrongTrainer(model=model, args=args, train_dataset=as_dataset(x[:n], y[:n])).train()
