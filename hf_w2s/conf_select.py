@@ -159,7 +159,8 @@ def predict_logits(model, dataset, collator, batch_size: int = 256) -> tuple[tor
     all_logits, all_labels = [], []
     try:
         for start in range(0, len(dataset), batch_size):
-            rows = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            columns = dataset[start : start + batch_size]  # one slice, much faster than row by row
+            rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
             batch = collator(rows)
             if "labels" not in batch:
                 raise ValueError("the calibration dataset needs true labels (a 'label' or 'labels' column)")
