@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -128,6 +129,33 @@ class WeakToStrongConfig(TrainingArguments):
         metadata={"help": "Several weak supervisors: fraction of training during which the student trains only on "
                   "the examples where all supervisors agree, in [0, 1]."},
     )
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace a run already in output_dir (its checkpoint-* folders are removed). Without it, "
+                  "training refuses an output_dir that holds a different run; resume_from_checkpoint continues one. "
+                  "(transformers 5 removed TrainingArguments.overwrite_output_dir; this is hf_w2s's own flag.)"},
+    )
+
+    # -- tokens never leave the process through the config -------------------------------------------------------
+
+    def __repr__(self) -> str:
+        # @dataclass would generate a repr that prints hub_token; TrainingArguments' __str__ masks every *_token
+        return self.__str__()
+
+    def __getstate__(self):
+        # the Trainer pickles its arguments into training_args.bin (pushed with the model): never with the token
+        state = self.__dict__.copy()
+        if state.get("hub_token") is not None:
+            state["hub_token"] = None
+        return state
+
+    def __deepcopy__(self, memo):
+        # an in-process deep copy keeps the token (pickling drops it, see __getstate__)
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
+        return new
 
     def __post_init__(self):
         self.validate_w2s()

@@ -123,6 +123,7 @@ def _save(dataset, output: Path) -> None:
 
 
 def run(config: LabelConfig) -> int:
+    from .distributed import process_state
     from .hub import load_image_dataset, push_weak_labels
     from .weak_labels import label_dataset, load_weak_model, weak_label_accuracy
 
@@ -142,23 +143,27 @@ def run(config: LabelConfig) -> int:
     accuracy = weak_label_accuracy(labelled, config.label_column)
     if accuracy is not None:
         print(f"weak accuracy: {accuracy:.4f}")
-    _save(labelled, output)
-    print(f"saved to {str(output)!r}")
-    if config.push_to_hub:
-        pinned = dataclasses.replace(config, revision=config.revision or weak.revision)  # the same weights again
-        push_weak_labels(
-            labelled,
-            config.push_to_hub,
-            weak_model=weak,
-            source_dataset=config.dataset if not Path(config.dataset).exists() else None,
-            source_split=config.split,
-            label_column=config.label_column,
-            logits_column=config.logits_column,
-            command=pinned.to_command(),
-            local_dir=str(output),
-            private=config.private or None,
-        )
-        print(f"pushed to the Hub dataset {config.push_to_hub!r}")
+    # under torchrun every process labelled its shard and holds the whole result: only the main process writes
+    state = process_state()
+    if state.is_main_process:
+        _save(labelled, output)
+        print(f"saved to {str(output)!r}")
+        if config.push_to_hub:
+            pinned = dataclasses.replace(config, revision=config.revision or weak.revision)  # the same weights again
+            push_weak_labels(
+                labelled,
+                config.push_to_hub,
+                weak_model=weak,
+                source_dataset=config.dataset if not Path(config.dataset).exists() else None,
+                source_split=config.split,
+                label_column=config.label_column,
+                logits_column=config.logits_column,
+                command=pinned.to_command(),
+                local_dir=str(output),
+                private=config.private or None,
+            )
+            print(f"pushed to the Hub dataset {config.push_to_hub!r}")
+    state.wait_for_everyone()
     return 0
 
 

@@ -15,11 +15,14 @@ from transformers.utils import logging
 from .collator import WeakToStrongCollator
 from .conf_select import StudentCalibrationCallback
 from .config import WeakToStrongConfig
+from .distributed import gather_weighted_means, prepare_weak_model
 from .hub import resolve_train_dataset
 from .labels import label_names, label_permutation, reorder_logits
+from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
 from .multi_weak import WeakCombiner, ZeroGradCallback, supervisors_agree
+from .validation import check_inputs, check_output_dir, check_weak_logits, run_identity, write_run_file
 
 logger = logging.get_logger(__name__)
 #: file holding the learned weak-supervisor weights in a checkpoint (next to the optimizer state)
@@ -73,6 +76,7 @@ class WeakToStrongTrainer(Trainer):
             raise ValueError("WeakToStrongTrainer needs a student model.")
         train_dataset = resolve_train_dataset(train_dataset, model, args.weak_logits_column)  # Hub id / path too
         self._check_supervision(model, args, train_dataset, weak_model)
+        check_inputs(model, args, train_dataset, eval_dataset, processing_class, weak_model, weak_processing_class)
         if data_collator is None:
             data_collator = WeakToStrongCollator(
                 image_processor=processing_class,
@@ -94,15 +98,20 @@ class WeakToStrongTrainer(Trainer):
             **kwargs,
         )
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        # random augmentation runs in the training step, not in the collator: Accelerate collates one batch ahead,
+        # so collator-side randomness would not be restored by resume_from_checkpoint (and the step runs on device)
+        self.train_transform = None
+        if isinstance(self.data_collator, WeakToStrongCollator) and self.data_collator.train_transform is not None:
+            self.train_transform = self.data_collator.train_transform
+            self.data_collator = dataclasses.replace(self.data_collator, train_transform=None)
         self.weak_model = None
         self._weak_perm = None
         if weak_model is not None:
-            weak_model.eval()
-            weak_model.requires_grad_(False)
             self._weak_perm = label_permutation(
                 label_names(weak_model.config.id2label), label_names(model.config.id2label)
             )
-            self.weak_model = self.accelerator.prepare_model(weak_model, evaluation_mode=True)
+            # inference only: never wrapped for training; sharded only under DeepSpeed ZeRO-3 (hf_w2s.distributed)
+            self.weak_model = prepare_weak_model(weak_model, self.accelerator)
         # beyond the paper: several weak supervisors, and conf_select's student temperature
         self._loss_knob_overrides: dict = {}
         self.weak_combiner = None
@@ -136,7 +145,6 @@ class WeakToStrongTrainer(Trainer):
         columns = getattr(train_dataset, "column_names", None)
         if columns is None:
             return
-        num_labels = model.config.num_labels
         if args.w2s_loss in NEEDS_LABELS or args.gt_loss_weight > 0:
             if not any(c in columns for c in ("label", "labels", "label_ids")):
                 raise ValueError(
@@ -146,31 +154,23 @@ class WeakToStrongTrainer(Trainer):
         if args.w2s_loss in NO_WEAK:
             return
         if args.weak_logits_columns:
-            for col in args.weak_logits_columns:
-                WeakToStrongTrainer._check_weak_column(train_dataset, col, num_labels, weak_model=None)
-            return
-        WeakToStrongTrainer._check_weak_column(train_dataset, args.weak_logits_column, num_labels, weak_model)
-
-    @staticmethod
-    def _check_weak_column(train_dataset, col, num_labels, weak_model) -> None:
-        columns = train_dataset.column_names
-        if col not in columns:
-            if weak_model is None:
+            missing = [c for c in args.weak_logits_columns if c not in columns]
+            if missing:
                 raise ValueError(
-                    f"the weak-to-strong loss needs weak supervision: the training dataset has no {col!r} "
-                    f"column (columns: {columns}) and no weak_model was given. Label it first with "
-                    "hf_w2s.label_dataset(...) or pass weak_model=."
+                    f"weak_logits_columns {missing} are not in the training dataset (columns: {columns}); label it "
+                    "with hf_w2s.label_dataset_multi(...) or merge weak-label datasets (merge_weak_label_datasets)."
                 )
+            for col in args.weak_logits_columns:
+                check_weak_logits(train_dataset, col, model.config.num_labels, what="training")
             return
-        feature = train_dataset.features.get(col) if getattr(train_dataset, "features", None) else None
-        width = getattr(feature, "length", None)
-        if width in (None, -1) and len(train_dataset) > 0:
-            width = len(train_dataset[0][col])
-        if width is not None and width not in (-1, num_labels):
+        col = args.weak_logits_column
+        if col not in columns and weak_model is None:
             raise ValueError(
-                f"the {col!r} column has {width} values per example but the student has {num_labels} labels; "
-                "weak and strong label sets must match (label the data with a weak model of the same label names)."
+                f"w2s_loss={args.w2s_loss!r} needs weak supervision: the training dataset has no {col!r} "
+                f"column (columns: {columns}) and no weak_model was given. Label it first with "
+                "hf_w2s.label_dataset(...) or pass weak_model=."
             )
+        # the column's width, nulls and NaN/inf are checked on the Arrow data by validation.check_inputs
 
     # -- data ------------------------------------------------------------------------------------------------------
 
@@ -188,6 +188,37 @@ class WeakToStrongTrainer(Trainer):
             return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, **kwargs)
         finally:
             self.data_collator = collator
+
+    # -- training --------------------------------------------------------------------------------------------------
+
+    def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
+        # refuse an output_dir that holds another run (transformers 5 has no overwrite_output_dir of its own)
+        identity = run_identity(self.args, self.model)
+        check_output_dir(self.args.output_dir, identity, resuming=bool(resume_from_checkpoint),
+                         overwrite=self.args.overwrite_output_dir, remove=self.args.should_save)
+        if self.args.should_save:
+            write_run_file(self.args.output_dir, identity)
+        return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------------
+
+    def _converted_load(self, checkpoint_dir, model) -> bool:
+        # transformers 5 saves checkpoints with the Hub's weight names (ViT: ...attention.attention.query), but its
+        # resume path loads them without renaming and silently keeps the fresh weights (transformers#48805)
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled or not checkpoint_dir:
+            return False
+        if not checkpoint_needs_key_conversion(model, checkpoint_dir):
+            return False
+        load_converted_checkpoint(model, checkpoint_dir)
+        return True
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if not self._converted_load(resume_from_checkpoint, model if model is not None else self.model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        if not self._converted_load(self.state.best_model_checkpoint, self.model):
+            super()._load_best_model()
 
     # -- loss ------------------------------------------------------------------------------------------------------
 
@@ -207,6 +238,8 @@ class WeakToStrongTrainer(Trainer):
         mode = "train" if model.training else "eval"
         labels = inputs.get("labels")
         weak_logits = inputs.get(self.args.weak_logits_column, inputs.get("weak_logits"))
+        if model.training and self.train_transform is not None:
+            inputs = {**inputs, "pixel_values": self.train_transform(inputs["pixel_values"])}
         outputs = model(pixel_values=inputs["pixel_values"])
         logits = outputs.logits
         if weak_logits is None and self.weak_model is not None and self.args.w2s_loss not in NO_WEAK:
@@ -235,18 +268,21 @@ class WeakToStrongTrainer(Trainer):
                 progress=self.training_progress,
                 **{**self.args.loss_knobs(), **self._loss_knob_overrides},
             )
-        if multi is not None:
+        # exact means over the global batch (all processes), weighted by each process's batch size
+        for name, value in gather_weighted_means(components, logits.shape[0], self.accelerator).items():
+            self._metrics[mode][name].append(value)
+        extras = {}
+        if multi is not None:  # several weak supervisors: weights, agreement, the learned weights' objective
             loss = loss * multi.pop("loss_scale")
             weight_step = multi.pop("weight_step", None)
             if weight_step is not None:
                 # adds the weights' gradient without changing the reported loss value
                 loss = loss + (weight_step - weight_step.detach())
-                components["weak_weights_nll"] = weight_step.detach()
-            components.update(multi)
-        components.update({k: torch.tensor(float(v)) for k, v in self._loss_knob_overrides.items()})
-        for name, value in components.items():
-            gathered = self.accelerator.gather_for_metrics(value.detach().float().reshape(1))
-            self._metrics[mode][name].append(gathered.mean().item())
+                multi["weak_weights_nll"] = weight_step.detach()
+            extras = multi
+        extras.update({k: torch.tensor(float(v)) for k, v in self._loss_knob_overrides.items()})
+        for name, value in gather_weighted_means(extras, outputs.logits.shape[0], self.accelerator).items():
+            self._metrics[mode][name].append(value)
         return (loss, outputs) if return_outputs else loss
 
     def _combine_weak(self, logits, stacked, labels, mode):

@@ -21,6 +21,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Va
 from datasets.fingerprint import Hasher
 
 from .collator import pixel_values_from_images
+from .distributed import shard_over_processes
 from .labels import label_names as _id2label_names
 from .labels import label_permutation
 
@@ -221,6 +222,7 @@ def labelling_fingerprint(dataset: Dataset, model_id: str, image_processor, **pa
     return Hasher.hash(json.dumps(payload, sort_keys=True, default=str))
 
 
+@shard_over_processes  # multi-process hook (issue 6): each process labels a contiguous shard, gathered in order
 def label_dataset(
     dataset: Dataset,
     weak_model,

@@ -486,6 +486,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         hub = self.server.hub
         try:
             self.read_body()  # before taking the lock: a slow upload must not stall other requests
+            fault = hub._injected_fault(method, split.path)
+            if fault is not None:
+                raise fault
             for route_method, pattern, name in ROUTES:
                 match = pattern.match(split.path)
                 if match and route_method == method:
@@ -1021,6 +1024,7 @@ class LocalHub:
         self._server: _HubHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
+        self.faults: list[dict] = []
 
     # -- lifecycle
     def start(self) -> "LocalHub":
@@ -1054,6 +1058,23 @@ class LocalHub:
 
     def add_user(self, token: str, name: str, orgs: tuple[str, ...] = ()) -> None:
         self.users[token] = {"name": name, "orgs": list(orgs)}
+
+    def fail(self, method: str, path: str, status: int = 503, message: str = "the local hub is down",
+             after: int = 0) -> dict:
+        """Fault injection: answer `status` to `method` requests whose URL path equals `path`, once `after` such
+        requests have gone through normally. Returns the rule (its "seen" counts matching requests); remove it
+        with `self.faults.remove(rule)`."""
+        rule = {"method": method, "path": path, "status": status, "message": message, "after": after, "seen": 0}
+        self.faults.append(rule)
+        return rule
+
+    def _injected_fault(self, method: str, path: str) -> "HubError | None":
+        for rule in self.faults:
+            if rule["method"] == method and rule["path"] == path:
+                rule["seen"] += 1
+                if rule["seen"] > rule["after"]:
+                    return HubError(rule["status"], rule["message"])
+        return None
 
     # -- server-side inspection (no HTTP)
     def new_repo_id(self, name: str, namespace: str | None = None) -> str:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -102,24 +101,12 @@ def train_student(repo, ds, output_dir):
 def pushed(local_hub, assets, tmp_path_factory):
     """One client process: publish a weak model and an image dataset, label (twice: the second run is cached), push
     the weak labels, then push them again to a repo whose server fails mid-way."""
-    import hub_server
-
     repos = {name: local_hub.new_repo_id(name) for name in ("weak-linear", "digits", "weak-labels", "broken")}
     kept = tmp_path_factory.mktemp("kept") / "copy"
     # the server fails every commit to the "broken" repo after the first: the data lands, the card does not
-    dispatch, commits = hub_server.HubRequestHandler._dispatch, []
-
-    def flaky(handler, method):
-        if method == "POST" and urlsplit(handler.path).path == f"/api/datasets/{repos['broken']}/commit/main":
-            commits.append(handler.path)
-            if len(commits) > 1:
-                handler.read_body()
-                handler.send_error_json(hub_server.HubError(503, "the local hub is down for maintenance"))
-                return
-        dispatch(handler, method)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(hub_server.HubRequestHandler, "_dispatch", flaky)
+    rule = local_hub.fail("POST", f"/api/datasets/{repos['broken']}/commit/main", status=503,
+                          message="the local hub is down for maintenance", after=1)
+    try:
         run = local_hub.run_python(f'''
             from datasets import load_from_disk
             from transformers import AutoImageProcessor, AutoModelForImageClassification
@@ -152,6 +139,9 @@ def pushed(local_hub, assets, tmp_path_factory):
                 "weak_confidence": list(labelled["weak_confidence"]), "failure": failure,
             }})
         ''')
+    finally:
+        local_hub.faults.remove(rule)
+    assert rule["seen"] >= 2  # the data commit went through, the card commit was refused
     return {"repos": repos, "kept": kept, "out": run.result}
 
 

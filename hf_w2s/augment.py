@@ -1,0 +1,151 @@
+"""Training-time data augmentation on ``pixel_values`` with kornia (pure torch, no torchvision).
+
+The image processor first does its plain transform (resize, rescale, normalise) — the same one used at evaluation.
+:class:`TrainAugmentation` then works on that normalised batch: it undoes the processor's normalisation, applies a
+random resized crop back to the processor's output size, a horizontal flip and optionally RandAugment, and
+normalises again with the processor's mean and std. :class:`WeakToStrongCollator` applies it only while training
+(the trainer switches it off for evaluation dataloaders).
+
+Mixup (:func:`mixup`, :class:`AugmentingCollator`) mixes whole batches: images with ``λ ~ Beta(α, α)`` folded to
+``λ >= 0.5``, and the weak supervision in probability space, ``log(λ·p_a + (1-λ)·p_b)``. True labels are not mixed
+(they keep the dominant image's label), so mixup is meant for the weak-supervision terms only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .collator import WeakToStrongCollator
+
+
+def processor_normalization(image_processor) -> tuple[list[float], list[float]]:
+    """The per-channel ``(mean, std)`` the processor normalises with (``0``/``1`` when it does not normalise)."""
+    mean = getattr(image_processor, "image_mean", None)
+    std = getattr(image_processor, "image_std", None)
+    if not getattr(image_processor, "do_normalize", True) or mean is None or std is None:
+        return [0.0], [1.0]
+    return [float(m) for m in np.atleast_1d(mean)], [float(s) for s in np.atleast_1d(std)]
+
+
+class TrainAugmentation(torch.nn.Module):
+    """Random resized crop, horizontal flip and optional RandAugment on normalised ``(B, C, H, W)`` pixel values.
+
+    Args:
+        mean, std: the processor's normalisation (see :func:`processor_normalization`); one value per channel or a
+            single value for all.
+        crop_scale: area range of :class:`kornia.augmentation.RandomResizedCrop` (``None`` disables the crop). The
+            crop is resized back to the input's ``H × W``, i.e. the processor's output size.
+        crop_ratio: aspect-ratio range of the crop.
+        hflip: flip horizontally with probability 0.5 (turn off for digits and text).
+        randaugment_n, randaugment_m: RandAugment's number of operations and magnitude (kornia's scale, 1–29;
+            ``n = 0`` disables it). Grayscale batches are augmented as RGB and averaged back to one channel.
+    """
+
+    def __init__(
+        self,
+        mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,),
+        crop_scale: tuple[float, float] | None = (0.08, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: bool = True,
+        randaugment_n: int = 0,
+        randaugment_m: int = 9,
+    ):
+        super().__init__()
+        import kornia.augmentation as K
+        from kornia.augmentation.auto import RandAugment
+
+        if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {tuple(crop_scale)}")
+        if randaugment_n < 0:
+            raise ValueError(f"randaugment_n must be >= 0, got {randaugment_n}")
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        if torch.any(self.std <= 0):
+            raise ValueError(f"image_std must be > 0, got {list(std)}")
+        self.crop_scale = None if crop_scale is None else (float(crop_scale[0]), float(crop_scale[1]))
+        self.crop_ratio = (float(crop_ratio[0]), float(crop_ratio[1]))
+        self.flip = K.RandomHorizontalFlip(p=0.5) if hflip else None
+        self.randaugment = RandAugment(n=randaugment_n, m=randaugment_m) if randaugment_n > 0 else None
+        self._crops: dict[tuple[int, int], torch.nn.Module] = {}
+
+    @classmethod
+    def from_image_processor(cls, image_processor, **kwargs) -> "TrainAugmentation":
+        """Build with the processor's normalisation; ``kwargs`` as in the constructor."""
+        mean, std = processor_normalization(image_processor)
+        return cls(mean=mean, std=std, **kwargs)
+
+    def _crop(self, size: tuple[int, int]) -> torch.nn.Module:
+        if size not in self._crops:
+            import kornia.augmentation as K
+
+            self._crops[size] = K.RandomResizedCrop(size, scale=self.crop_scale, ratio=self.crop_ratio)
+        return self._crops[size]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.ndim != 4:
+            raise ValueError(f"expected pixel_values of shape (B, C, H, W), got {tuple(pixel_values.shape)}")
+        channels = pixel_values.shape[1]
+        if self.mean.shape[1] not in (1, channels) or self.std.shape[1] not in (1, channels):
+            raise ValueError(
+                f"the processor normalises {self.mean.shape[1]} channels but pixel_values have {channels}"
+            )
+        dtype = pixel_values.dtype
+        x = pixel_values.float() * self.std + self.mean  # back to [0, 1]
+        if self.crop_scale is not None:
+            x = self._crop(tuple(x.shape[-2:]))(x)
+        if self.flip is not None:
+            x = self.flip(x)
+        if self.randaugment is not None:
+            if channels == 1:
+                x = self.randaugment(x.expand(-1, 3, -1, -1).contiguous()).mean(1, keepdim=True)
+            else:
+                x = self.randaugment(x)
+        x = x.clamp(0.0, 1.0)
+        return ((x - self.mean) / self.std).to(dtype)
+
+
+def mixup(batch: dict, alpha: float) -> dict:
+    """Mix a collated batch with its own permutation (mixup, Zhang et al. 2018) and return a new dict.
+
+    ``pixel_values`` and ``weak_pixel_values`` are mixed as ``λ·x + (1-λ)·x[perm]`` with one ``λ ~ Beta(α, α)``
+    per batch folded to ``[0.5, 1]`` (returned as ``mixup_lambda``, the permutation as ``mixup_index``);
+    ``weak_logits`` become ``log(λ·softmax(w) + (1-λ)·softmax(w[perm]))``; ``labels`` are kept (the dominant
+    image's label). ``alpha <= 0`` returns the batch unchanged. Randomness comes from torch's global generator
+    (seeded by the Trainer).
+    """
+    if alpha <= 0:
+        return batch
+    x = batch["pixel_values"]
+    n = x.shape[0]
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    lam = max(lam, 1.0 - lam)
+    perm = torch.randperm(n)
+    out = dict(batch)
+    for key in ("pixel_values", "weak_pixel_values"):
+        if key in batch:
+            v = batch[key]
+            out[key] = lam * v + (1.0 - lam) * v[perm]
+    if "weak_logits" in batch:
+        p = torch.softmax(batch["weak_logits"].float(), -1)
+        out["weak_logits"] = torch.log((lam * p + (1.0 - lam) * p[perm]).clamp_min(1e-12))
+    out["mixup_lambda"], out["mixup_index"] = torch.tensor(lam), perm
+    return out
+
+
+@dataclass
+class AugmentingCollator(WeakToStrongCollator):
+    """:class:`~hf_w2s.WeakToStrongCollator` plus batch-level mixup while ``training`` (``mixup_alpha > 0``)."""
+
+    mixup_alpha: float = 0.0
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        batch = super().__call__(features)
+        if self.training and self.mixup_alpha > 0:
+            batch = mixup(batch, self.mixup_alpha)
+            batch.pop("mixup_lambda"), batch.pop("mixup_index")
+        return batch

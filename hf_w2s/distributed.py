@@ -1,0 +1,257 @@
+"""Running under ``accelerate launch`` / ``torchrun`` with several processes.
+
+* :func:`shard_over_processes` — a decorator for dataset → dataset functions (``label_dataset``): each process
+  handles one contiguous shard, the new columns are gathered back in the original order, and every process gets
+  the full result (write it once, from the main process: :func:`save_on_main_process`).
+* :func:`prepare_weak_model` — place an online weak supervisor for inference only: never wrapped for training (no
+  DDP/FSDP wrapper, no gradients), replicated on every device, and sharded under DeepSpeed ZeRO-3 the way TRL
+  prepares its teacher models (:func:`weak_model_deepspeed_config` builds that config; a pure function).
+* :func:`gather_weighted_means` — exact cross-process means of per-batch metrics (weighted by batch size).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+from contextlib import contextmanager
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "process_state",
+    "shard_over_processes",
+    "save_on_main_process",
+    "gather_weighted_means",
+    "weak_model_deepspeed_config",
+    "prepare_weak_model",
+]
+
+
+def _no_accelerator() -> bool:
+    accel = getattr(torch, "accelerator", None)
+    if accel is not None and hasattr(accel, "is_available"):
+        return not accel.is_available()
+    return not torch.cuda.is_available()
+
+
+def process_state():
+    """Accelerate's ``PartialState``: several processes under ``torchrun`` / ``accelerate launch``, else one.
+
+    If nothing created the state yet, it is created for CPU processes on a machine without an accelerator (a plain
+    ``PartialState()`` there reports one process even under ``torchrun``, and Accelerate's gloo setup needs
+    ``cpu=True``). An existing state (e.g. the Trainer's) is used as it is.
+    """
+    from accelerate import PartialState
+
+    if PartialState._shared_state == {} and _no_accelerator():
+        return PartialState(cpu=True)
+    return PartialState()
+
+
+# -- datasets ------------------------------------------------------------------------------------------------------
+
+_INSIDE_SHARD = False
+
+
+@contextmanager
+def _inside_shard():
+    global _INSIDE_SHARD
+    previous, _INSIDE_SHARD = _INSIDE_SHARD, True
+    try:
+        yield
+    finally:
+        _INSIDE_SHARD = previous
+
+
+def _gather_new_columns(dataset, shard_result, state):
+    """All-gather the columns ``shard_result`` added, concatenated in process (= original row) order."""
+    import pyarrow as pa
+    from datasets import Dataset, concatenate_datasets
+    from datasets.fingerprint import Hasher
+    from datasets.table import InMemoryTable
+
+    new_columns = [c for c in shard_result.column_names if c not in dataset.column_names]
+    dropped = [c for c in dataset.column_names if c not in shard_result.column_names]
+    if dropped:
+        raise ValueError(f"a sharded dataset function must only add columns; it removed {dropped}")
+    part = shard_result.select_columns(new_columns)
+    # only the new columns travel, as one in-memory Arrow table per process (no Python lists)
+    table = part.with_format("arrow")[:] if len(part) else part.data.table.slice(0, 0)
+    parts = state_gather_object([(state.process_index, table, part._fingerprint)], state)
+    parts.sort(key=lambda p: p[0])
+    full = pa.concat_tables([p[1] for p in parts]).cast(parts[0][1].schema)
+    if full.num_rows != len(dataset):
+        raise RuntimeError(f"gathered {full.num_rows} rows from the processes, expected {len(dataset)}")
+    fingerprint = Hasher.hash([dataset._fingerprint, [p[2] for p in parts]])
+    added = Dataset(InMemoryTable(full), info=None, fingerprint=fingerprint + "-added")
+    added = added.cast(part.features) if added.features != part.features else added
+    out = concatenate_datasets([dataset, added], axis=1)
+    out._fingerprint = fingerprint
+    return out
+
+
+def state_gather_object(obj: list, state) -> list:
+    """``accelerate.utils.gather_object`` (all-gather of picklable objects) for a multi-process ``state``."""
+    from accelerate.utils import gather_object
+
+    return gather_object(obj) if state.num_processes > 1 else list(obj)
+
+
+def _describe(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def _shard_start(num_rows: int, num_shards: int, index: int) -> int:
+    """First row of ``Dataset.shard(num_shards, index, contiguous=True)``."""
+    div, mod = divmod(num_rows, num_shards)
+    return div * index + min(index, mod)
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    if hasattr(error, "add_note"):  # Python >= 3.11
+        error.add_note(note)
+
+
+def shard_over_processes(fn):
+    """Decorate ``fn(dataset, *args, **kwargs) -> dataset_with_new_columns`` to split the work over processes.
+
+    With one process, for anything but a ``datasets.Dataset`` (e.g. a ``DatasetDict``), or when called from inside
+    another sharded call, ``fn`` runs unchanged. With several processes, process ``i`` runs ``fn`` on
+    ``dataset.shard(n, i, contiguous=True)``; the columns ``fn`` added are all-gathered as Arrow tables, concatenated
+    in process order (which is the original row order, as the shards are contiguous) and appended to ``dataset``, so
+    every process returns exactly the single-process rows in the original order. Each shard keeps its own
+    ``Dataset.map`` fingerprint, so shard caches never pose as the full result. Put the model on
+    ``PartialState().device`` of each process (``label_dataset`` does by default); write the result only once
+    (:func:`save_on_main_process`).
+
+    If ``fn`` fails on one process, every process raises (no process is left waiting in the gather): the failing
+    one re-raises its error with a note giving the rows its shard covered, the others a ``RuntimeError`` naming it.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(dataset, *args, **kwargs):
+        from datasets import Dataset
+
+        state = process_state() if not _INSIDE_SHARD and isinstance(dataset, Dataset) else None
+        if state is None or state.num_processes <= 1:
+            return fn(dataset, *args, **kwargs)
+        n, i = state.num_processes, state.process_index
+        shard = dataset.shard(num_shards=n, index=i, contiguous=True)
+        error = None
+        with _inside_shard():
+            try:
+                result = fn(shard, *args, **kwargs)
+            except Exception as err:  # every process must learn of it, or the others wait in the gather forever
+                result, error = None, err
+        failures = [f for f in state_gather_object([(i, _describe(error))], state) if f[1] is not None]
+        if error is not None:
+            start = _shard_start(len(dataset), n, i)
+            _add_note(error, f"(process {i} of {n} handled rows {start}..{start + len(shard) - 1} of the dataset; "
+                             f"row numbers above count from {start})")
+            raise error
+        if failures:
+            raise RuntimeError(f"{fn.__name__} failed on process {failures[0][0]}: {failures[0][1]}")
+        return _gather_new_columns(dataset, result, state)
+
+    return wrapper
+
+
+def save_on_main_process(dataset, path: str, **kwargs) -> None:
+    """``dataset.save_to_disk(path)`` on the main process only; all processes wait until it is written."""
+    state = process_state()
+    if state.is_main_process:
+        dataset.save_to_disk(path, **kwargs)
+    state.wait_for_everyone()
+
+
+# -- metrics -------------------------------------------------------------------------------------------------------
+
+
+def gather_weighted_means(values: dict[str, torch.Tensor], count: int, accelerator) -> dict[str, float]:
+    """Exact means over all processes of per-process batch means ``values`` of ``count`` examples each.
+
+    One all-gather of ``[count * v_1, ..., count * v_k, count]`` per call; equals the single-process mean over the
+    concatenated batch even when processes hold batches of different sizes.
+    """
+    if not values:
+        return {}
+    names = list(values)
+    device = accelerator.device
+    local = torch.stack([values[n].detach().float().reshape(()).to(device) for n in names])
+    packed = torch.cat([local * count, torch.tensor([float(count)], device=device)]).reshape(1, -1)
+    total = accelerator.gather(packed).sum(0) if accelerator.num_processes > 1 else packed[0]
+    n = total[-1].clamp_min(1.0)
+    return {name: (total[i] / n).item() for i, name in enumerate(names)}
+
+
+# -- the online weak model ------------------------------------------------------------------------------------------
+
+#: ZeRO-3 knobs that Transformers leaves as "auto" until it sees the trained model; sized from the weak model instead
+_ZERO3_SIZED_KEYS = ("reduce_bucket_size", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold")
+
+
+def _model_hidden_size(config) -> int | None:
+    sizes = getattr(config, "hidden_sizes", None)
+    if sizes:
+        return int(max(sizes))
+    size = getattr(config, "hidden_size", None)
+    return int(size) if size else None
+
+
+def weak_model_deepspeed_config(plugin_config: dict, hidden_size: int | None = None) -> dict:
+    """The DeepSpeed config for an inference-only weak model, derived from the training run's plugin config.
+
+    A deep copy of ``plugin_config`` without ``optimizer`` and ``scheduler`` (the weak model is never trained).
+    Under ZeRO stage 3 the weak model is sharded too; the bucket sizes Transformers leaves as ``"auto"`` are sized
+    from ``hidden_size`` like TRL does for its teachers (``h*h``, ``0.9*h*h``, ``10*h``) or dropped when it is
+    unknown. Any other stage becomes stage 0 (a plain replicated copy on each device, no partitioning), with
+    leftover ``"auto"`` ZeRO entries removed.
+    """
+    config = copy.deepcopy(dict(plugin_config))
+    config.pop("optimizer", None)
+    config.pop("scheduler", None)
+    zero = dict(config.get("zero_optimization") or {})
+    stage = int(zero.get("stage", 0) or 0)
+    if stage == 3:
+        sized = {}
+        if hidden_size:
+            sized = {
+                "reduce_bucket_size": hidden_size * hidden_size,
+                "stage3_prefetch_bucket_size": int(0.9 * hidden_size * hidden_size),
+                "stage3_param_persistence_threshold": 10 * hidden_size,
+            }
+        for key in _ZERO3_SIZED_KEYS:
+            if zero.get(key) == "auto":
+                if key in sized:
+                    zero[key] = sized[key]
+                else:
+                    zero.pop(key)
+    else:
+        zero = {k: v for k, v in zero.items() if v != "auto"}
+        zero["stage"] = 0
+    config["zero_optimization"] = zero
+    return config
+
+
+def prepare_weak_model(weak_model: torch.nn.Module, accelerator) -> torch.nn.Module:
+    """Place ``weak_model`` for inference in the accelerator's setup; it is never wrapped for training.
+
+    * DeepSpeed: ``deepspeed.initialize`` with :func:`weak_model_deepspeed_config` (sharded only under ZeRO-3).
+    * everything else (one device, DDP, FSDP): ``accelerator.prepare_model(evaluation_mode=True)`` — mixed precision
+      and device placement only. Under FSDP Accelerate would leave the model where it is, so placement is forced:
+      the weak model is replicated on each device (it is the small one).
+    """
+    weak_model.eval()
+    weak_model.requires_grad_(False)
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None:
+        import deepspeed
+
+        config = weak_model_deepspeed_config(plugin.deepspeed_config, _model_hidden_size(weak_model.config))
+        engine, *_ = deepspeed.initialize(model=weak_model, config=config)
+        engine.eval()
+        return engine
+    return accelerator.prepare_model(weak_model, device_placement=True, evaluation_mode=True)

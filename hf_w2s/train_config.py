@@ -1,0 +1,251 @@
+"""Script arguments of ``hf-w2s train`` / ``recipes/train_student.py``, and the TRL-style YAML + CLI parser.
+
+``parse_train_args(argv)`` reads ``--config FILE.yaml`` (keys are the fields of :class:`TrainScriptArguments` and of
+:class:`~hf_w2s.WeakToStrongConfig`), uses them as defaults, and lets every command-line flag override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+from .config import WeakToStrongConfig
+
+NOISE_KINDS = ("symmetric", "asymmetric")
+WEAK_SUPERVISION_MODES = ("online", "cached")
+METRICS = ("accuracy", "top5_accuracy")
+TINY_PREFIX = "tiny:"
+PACKAGED_PREFIX = "hf_w2s:"
+
+
+@dataclass
+class TrainScriptArguments:
+    """What to train, on what, supervised by whom. Training hyper-parameters and the loss live in
+    :class:`~hf_w2s.WeakToStrongConfig`."""
+
+    # -- the strong student ---------------------------------------------------------------------------------------
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "The strong student: a Hub id or local path of any AutoModelForImageClassification "
+                  "checkpoint (its head is replaced by a fresh one sized to the label set), an MAE checkpoint "
+                  "(vit_mae, loaded as ViTForImageClassification), or 'tiny:ARCH[,width=W][,depth=D]' with ARCH in "
+                  "resnet|vit|convnext|linear for a small model built offline from a config."},
+    )
+    model_revision: str = field(default="main", metadata={"help": "Hub revision (branch, tag or commit)."})
+    image_processor_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Image processor id/path (default: the student's; for tiny models a resize + rescale + "
+                  "normalise processor at image_size with mean/std 0.5)."},
+    )
+    image_size: int = field(default=28, metadata={"help": "Input size of tiny models and their processor."})
+    num_channels: int = field(default=1, metadata={"help": "Channels of tiny models (1 = grayscale, 3 = RGB)."})
+
+    # -- the data -------------------------------------------------------------------------------------------------
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Dataset: a Hub id, a local save_to_disk directory, a local data directory, 'imagefolder' "
+                  "(with dataset_dir), or 'hf_w2s:mnist' / 'hf_w2s:sklearn_digits' (packaged offline digits, split "
+                  "by split_sizes into weak_train / strong_train / test)."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_dir: str | None = field(default=None, metadata={"help": "data_dir for 'imagefolder'."})
+    dataset_train_split: str = field(
+        default="train", metadata={"help": "Split the student trains on (strong_train for packaged data)."})
+    dataset_test_split: str = field(
+        default="test", metadata={"help": "Split used for evaluation and the model card's results."})
+    label_column: str = field(
+        default="label", metadata={"help": "Ground-truth label column (e.g. fine_label for CIFAR-100)."})
+    class_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Class names, when the label column is not a ClassLabel (default: from the dataset)."},
+    )
+    split_sizes: list[int] = field(
+        default_factory=lambda: [500, 3000, 1500],
+        metadata={"help": "Packaged data only: sizes of the weak_train, strong_train and test splits."},
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the packaged splits and of sub-sampling."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on a seeded random subset of this many examples."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on a seeded random subset of this many examples."})
+
+    # -- the supervision (one of: weak-label dataset, weak model, label noise) -----------------------------------
+    weak_labels_dataset: str | None = field(
+        default=None,
+        metadata={"help": "A weak-labelled dataset (Hub id or local path, with a weak_logits column, as written by "
+                  "hf-w2s label); its dataset_train_split is the training set."},
+    )
+    weak_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A weak supervisor: Hub id / local path of an image classifier, or 'tiny:ARCH[,...]'. "
+                  "Matched to the student by label names."},
+    )
+    weak_image_processor_name_or_path: str | None = field(
+        default=None, metadata={"help": "The weak model's image processor (default: the weak model's)."})
+    weak_supervision: str = field(
+        default="online",
+        metadata={"help": "online: the weak model labels every training batch (it sees the same augmented view); "
+                  "cached: label the training split once with hf_w2s.label_dataset, then train from the column."},
+    )
+    weak_train_split: str | None = field(
+        default=None,
+        metadata={"help": "First fine-tune the weak model on the ground truth of this split (e.g. weak_train; "
+                  "required for tiny weak models)."},
+    )
+    weak_shots_per_class: int | None = field(
+        default=None, metadata={"help": "Few-shot: fine-tune the weak model on k seeded examples per class."})
+    weak_num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs of weak-model fine-tuning."})
+    weak_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of weak-model fine-tuning."})
+    weak_augment: bool = field(
+        default=False,
+        metadata={"help": "Fine-tune the weak model with the student's crop/flip/RandAugment too (never mixup); "
+                  "default: the processor's plain transform."},
+    )
+    label_noise_rate: float = field(
+        default=0.0,
+        metadata={"help": "Noisy labels: supervise with the training split's labels corrupted at this rate "
+                  "(hf_w2s.noise.corrupt_labels); 0 = off."},
+    )
+    label_noise_kind: str = field(
+        default="symmetric", metadata={"help": "symmetric (uniform to other classes) or asymmetric (c -> c+1)."})
+    label_noise_transition: list[int] | None = field(
+        default=None,
+        metadata={"help": "Asymmetric noise: partner[c] for every class c (e.g. CIFAR-10's truck->automobile, "
+                  "bird->airplane, deer->horse, cat<->dog: 0 1 0 5 7 3 6 7 8 1); default c -> c+1."},
+    )
+    label_noise_seed: int = field(default=0, metadata={"help": "Seed of the label noise."})
+    label_noise_confidence: float = field(
+        default=0.9, metadata={"help": "Softmax probability the noisy weak_logits put on the noisy label."})
+
+    # -- augmentation (training only; evaluation uses the processor's plain transform) ----------------------------
+    augment: bool = field(
+        default=False,
+        metadata={"help": "Random resized crop (+ flip, RandAugment) with kornia on the processor's output."})
+    crop_scale_min: float = field(default=0.08, metadata={"help": "Smallest crop area of the random resized crop."})
+    hflip: bool = field(default=True, metadata={"help": "Random horizontal flips (turn off for digits)."})
+    randaugment_n: int = field(default=0, metadata={"help": "RandAugment operations per image (0 = off)."})
+    randaugment_m: int = field(default=9, metadata={"help": "RandAugment magnitude (kornia scale 1-29)."})
+    mixup_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Mixup Beta(alpha, alpha) on images and weak supervision (0 = off); not with true-label "
+                  "losses."},
+    )
+
+    # -- LoRA -----------------------------------------------------------------------------------------------------
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank; > 0 trains a LoRA student (PEFT)."})
+    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Layer names LoRA adapts (default per architecture: q_proj v_proj for ViT/DINOv2/Swin, "
+                  "pwconv1 pwconv2 for ConvNeXt, convolution for ResNet)."},
+    )
+
+    # -- evaluation and the model card ----------------------------------------------------------------------------
+    metrics: list[str] = field(
+        default_factory=lambda: ["accuracy"], metadata={"help": f"Evaluation metrics, from {list(METRICS)}."})
+    compute_ceiling: bool = field(
+        default=False,
+        metadata={"help": "Also train the student on the training split's ground truth (same settings, no mixup) "
+                  "to measure the ceiling, so the card reports PGR."},
+    )
+    weak_accuracy: float | None = field(
+        default=None, metadata={"help": "Known weak accuracy on the test split (for PGR when not measurable)."})
+    ceiling_accuracy: float | None = field(
+        default=None, metadata={"help": "Known ceiling accuracy on the test split (for PGR)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model."})
+
+    def validate(self, training_args: WeakToStrongConfig) -> None:
+        """Check the arguments together; raise ``ValueError`` naming the problem before anything is loaded."""
+        if not self.model_name_or_path:
+            raise ValueError("model_name_or_path is required (a Hub id, a local path or 'tiny:ARCH').")
+        if not self.dataset_name and not self.weak_labels_dataset:
+            raise ValueError("give dataset_name (or a weak_labels_dataset to train from).")
+        sources = [n for n, on in (("weak_labels_dataset", self.weak_labels_dataset),
+                                   ("weak_model_name_or_path", self.weak_model_name_or_path),
+                                   ("label_noise_rate", self.label_noise_rate > 0)) if on]
+        if len(sources) > 1:
+            raise ValueError(f"give one source of weak supervision, got {sources}.")
+        if not sources and training_args.w2s_loss != "ground_truth":
+            raise ValueError(
+                f"w2s_loss={training_args.w2s_loss!r} needs weak supervision: set weak_labels_dataset, "
+                "weak_model_name_or_path or label_noise_rate (or use w2s_loss=ground_truth)."
+            )
+        if self.label_noise_kind not in NOISE_KINDS:
+            raise ValueError(f"label_noise_kind={self.label_noise_kind!r}; choose one of {NOISE_KINDS}.")
+        if not 0.0 <= self.label_noise_rate <= 1.0:
+            raise ValueError(f"label_noise_rate must be within [0, 1], got {self.label_noise_rate}.")
+        if self.label_noise_transition and self.label_noise_kind != "asymmetric":
+            raise ValueError("label_noise_transition applies to label_noise_kind=asymmetric only.")
+        if self.weak_supervision not in WEAK_SUPERVISION_MODES:
+            raise ValueError(f"weak_supervision={self.weak_supervision!r}; choose one of {WEAK_SUPERVISION_MODES}.")
+        weak = self.weak_model_name_or_path or ""
+        if weak.startswith(TINY_PREFIX) and not self.weak_train_split:
+            raise ValueError(f"weak_model_name_or_path={weak!r} builds an untrained model: set weak_train_split to "
+                             "fine-tune it on ground truth first.")
+        if (self.weak_train_split or self.weak_shots_per_class) and not weak:
+            raise ValueError("weak_train_split / weak_shots_per_class need weak_model_name_or_path.")
+        if self.weak_shots_per_class is not None and self.weak_shots_per_class < 1:
+            raise ValueError(f"weak_shots_per_class must be >= 1, got {self.weak_shots_per_class}.")
+        if self.mixup_alpha < 0:
+            raise ValueError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}.")
+        if self.mixup_alpha > 0 and (training_args.w2s_loss == "ground_truth" or training_args.gt_loss_weight > 0):
+            raise ValueError("mixup mixes images and weak supervision but not true labels: it cannot be used with "
+                             "w2s_loss=ground_truth or gt_loss_weight > 0. Set mixup_alpha 0.")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ValueError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}.")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}.")
+        if self.lora_r < 0:
+            raise ValueError(f"lora_r must be >= 0, got {self.lora_r}.")
+        if self.lora_r == 0 and (self.lora_alpha is not None or self.lora_target_modules):
+            raise ValueError("lora_alpha / lora_target_modules are set but lora_r is 0: set lora_r > 0.")
+        if len(self.split_sizes) != 3:
+            raise ValueError(f"split_sizes needs 3 sizes (weak_train, strong_train, test), got {self.split_sizes}.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+
+
+def train_parser():
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((TrainScriptArguments, WeakToStrongConfig), prog="hf-w2s train",
+                              description="Train a weak-to-strong student (YAML config + command-line overrides).")
+    parser.add_argument("--config", default=None,
+                        help="YAML file of defaults (keys: any option below); command-line flags override it.")
+    return parser
+
+
+def parse_train_args(argv: list[str] | None) -> tuple[TrainScriptArguments, WeakToStrongConfig]:
+    """Parse ``argv`` TRL-style: ``--config FILE.yaml`` gives defaults, flags override them. Unknown YAML keys are
+    an error that names them."""
+    import yaml
+
+    parser = train_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(argv)
+    if known.config:
+        try:
+            with open(known.config) as f:
+                config = yaml.safe_load(f) or {}
+        except OSError as err:
+            raise ValueError(f"cannot read --config {known.config!r}: {err}") from err
+        if not isinstance(config, dict):
+            raise ValueError(f"--config {known.config!r} must hold a mapping of option: value")
+        dests = {a.dest for a in parser._actions}
+        unknown = sorted(k for k in config if k not in dests or k == "config")
+        if unknown:
+            raise ValueError(f"unknown keys in {known.config}: {unknown} (see hf-w2s train --help)")
+        parser.set_defaults(**config)
+        for action in parser._actions:
+            if action.dest in config:
+                action.required = False
+    outputs = parser.parse_args_into_dataclasses(args=rest)
+    script_args, training_args = outputs[0], outputs[1]
+    script_args.validate(training_args)
+    return script_args, training_args

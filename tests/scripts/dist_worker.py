@@ -1,0 +1,155 @@
+"""Tiny distributed runs for tests/test_distributed.py.
+
+Run as ``torchrun --standalone --nproc_per_node 2 tests/scripts/dist_worker.py OUT_DIR``: one training step with a
+cached weak-logits column, one with an online weak model (2 processes × batch 4 = the 8 examples), and labelling of
+11 examples; the main process writes the weights, the logged metrics and the labels to OUT_DIR. The test imports the
+same builders and runs the single-process reference (1 × batch 8) in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, Features, Image, List, Value
+
+NAMES = ["a", "b", "c", "d"]
+N_TRAIN = 8
+N_LABEL = 11
+IMAGE_SIZE = 8
+
+
+def images(n: int, seed: int):
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(seed)
+    return [PILImage.fromarray(a, mode="L") for a in rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)]
+
+
+def train_data(with_weak_logits: bool) -> Dataset:
+    rng = np.random.default_rng(1)
+    data = {"image": images(N_TRAIN, 0), "label": rng.integers(0, len(NAMES), N_TRAIN).tolist()}
+    features = {"image": Image(), "label": ClassLabel(names=NAMES)}
+    if with_weak_logits:
+        data["weak_logits"] = (3 * rng.standard_normal((N_TRAIN, len(NAMES)))).astype(np.float32).tolist()
+        features["weak_logits"] = List(Value("float32"), length=len(NAMES))
+    return Dataset.from_dict(data, features=Features(features))
+
+
+def label_data() -> Dataset:
+    return Dataset.from_dict({"image": images(N_LABEL, 2)}, features=Features({"image": Image()}))
+
+
+def broken_label_data() -> Dataset:
+    """6 images, row 4 (in the second process's shard, rows 3-5) is not an image."""
+    import io
+
+    rows = []
+    for im in images(6, 3):
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        rows.append({"bytes": buf.getvalue(), "path": None})
+    rows[4] = {"bytes": b"definitely not a PNG", "path": None}
+    return Dataset.from_dict({"image": rows}, features=Features({"image": Image()}))
+
+
+def student():
+    from hf_w2s.models import build_model
+
+    # a ViT: no batch norm, so 2 × 4 and 1 × 8 see the same function of the weights
+    return build_model("vit", NAMES, image_size=IMAGE_SIZE, num_channels=1, width=8, depth=1, seed=0)
+
+
+def weak_model():
+    from hf_w2s.models import build_model
+
+    # label names in another order: the trainer must reorder the online weak logits by name
+    return build_model("linear", NAMES[::-1], image_size=IMAGE_SIZE, num_channels=1, width=8, seed=1)
+
+
+def processor():
+    from hf_w2s.models import tiny_image_processor
+
+    return tiny_image_processor(IMAGE_SIZE, 1)
+
+
+def train_one_step(mode: str, per_device_batch: int, output_dir: str):
+    """One optimizer step over the 8 examples; returns (state dict, log history)."""
+    from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
+
+    args = WeakToStrongConfig(
+        output_dir=output_dir,
+        w2s_loss="adapt_conf",
+        gt_loss_weight=0.5,
+        per_device_train_batch_size=per_device_batch,
+        max_steps=1,
+        # SGD: the update is linear in the gradient (Adam's normalised step would amplify float noise in gradients
+        # that are zero in exact arithmetic, such as the attention key bias)
+        optim="sgd",
+        learning_rate=0.5,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    trainer = WeakToStrongTrainer(
+        model=student(),
+        args=args,
+        train_dataset=train_data(with_weak_logits=mode == "cached"),
+        processing_class=processor(),
+        weak_model=weak_model() if mode == "online" else None,
+    )
+    trainer.train()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, trainer.state.log_history
+
+
+def label(dataset: Dataset):
+    from hf_w2s.weak_labels import label_dataset
+
+    return label_dataset(dataset, weak_model(), processor(), batch_size=4)
+
+
+def main(out_dir: str) -> None:
+    from safetensors.torch import save_file
+
+    from hf_w2s.distributed import process_state
+
+    torch.set_num_threads(1)
+    # labelling first, before any Trainer has set up the process group
+    state = process_state()
+    labelled = label(label_data())
+    results = {"world_size": state.num_processes}
+    # a failure in one process's shard reaches every process (none is left waiting in the gather)
+    try:
+        label(broken_label_data())
+        outcome = "no error"
+    except Exception as err:
+        outcome = "".join(__import__("traceback").format_exception_only(type(err), err))
+        outcome += "\n".join(getattr(err, "__notes__", []))
+    with open(os.path.join(out_dir, f"broken-rank{state.process_index}.txt"), "w") as f:
+        f.write(outcome)
+    if state.is_main_process:
+        results["weak_label"] = list(labelled["weak_label"])
+        results["weak_logits"] = np.asarray(labelled.with_format("numpy")["weak_logits"]).tolist()
+        results["columns"] = labelled.column_names
+    for mode in ("cached", "online"):
+        weights, logs = train_one_step(mode, 4, os.path.join(out_dir, f"run-{mode}"))
+        state = process_state()
+        results[f"world_size_{mode}"] = state.num_processes
+        if state.is_main_process:
+            save_file(weights, os.path.join(out_dir, f"{mode}.safetensors"))
+            results[mode] = logs
+    if state.is_main_process:
+        with open(os.path.join(out_dir, "results.json"), "w") as f:
+            json.dump(results, f)
+    state.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

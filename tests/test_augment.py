@@ -1,0 +1,139 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
+from hf_w2s.augment import AugmentingCollator, TrainAugmentation, mixup, processor_normalization
+from hf_w2s.models import build_model, tiny_image_processor
+
+
+def _ramp(b=4, c=1, h=8, w=8):
+    """Normalised (mean/std 0.5) images whose columns increase left to right."""
+    x = torch.linspace(0, 1, w).expand(b, c, h, w).clone()
+    return (x - 0.5) / 0.5
+
+
+def test_identity_when_everything_is_off():
+    aug = TrainAugmentation(mean=[0.5], std=[0.5], crop_scale=None, hflip=False)
+    x = _ramp()
+    torch.testing.assert_close(aug(x), x)
+
+
+def test_flip_gives_each_image_or_its_mirror():
+    torch.manual_seed(0)
+    aug = TrainAugmentation(mean=[0.5], std=[0.5], crop_scale=None, hflip=True)
+    x = _ramp(b=32)
+    y = aug(x)
+    same = torch.isclose(y, x).flatten(1).all(1)
+    mirrored = torch.isclose(y, x.flip(-1)).flatten(1).all(1)
+    assert torch.all(same | mirrored)
+    assert same.any() and mirrored.any()
+
+
+def test_crop_keeps_size_and_range_and_changes_content():
+    torch.manual_seed(0)
+    aug = TrainAugmentation(mean=[0.5], std=[0.5], crop_scale=(0.25, 0.25), crop_ratio=(1.0, 1.0), hflip=False)
+    x = _ramp(b=6, h=16, w=16)
+    y = aug(x)
+    assert y.shape == x.shape
+    assert y.min() >= -1 - 1e-6 and y.max() <= 1 + 1e-6
+    # a quarter-area crop of a ramp spans about half the range: it is zoomed in, not the original
+    span = (y[..., -1] - y[..., 0]).mean()
+    assert 0.6 < span < 1.4 and not torch.allclose(y, x)
+    # a constant image stays constant (the crop resizes, it does not pad)
+    const = torch.full((2, 1, 16, 16), 0.3)
+    torch.testing.assert_close(aug(const), const)
+
+
+def test_uses_processor_normalisation_rgb():
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    proc = ViTImageProcessorPil(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    mean, std = processor_normalization(proc)
+    assert mean == [0.485, 0.456, 0.406] and std == [0.229, 0.224, 0.225]
+    aug = TrainAugmentation.from_image_processor(proc, crop_scale=None, hflip=False)
+    ones = (torch.ones(1, 3, 4, 4) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    torch.testing.assert_close(aug(ones), ones)
+    # values outside the processor's range are clamped back to [0, 1] before re-normalising
+    torch.testing.assert_close(aug(ones + 5), ones)
+    with pytest.raises(ValueError, match="normalises 3 channels but pixel_values have 1"):
+        aug(torch.zeros(1, 1, 4, 4))
+
+
+def test_randaugment_grayscale_and_rgb():
+    torch.manual_seed(0)
+    for c in (1, 3):
+        aug = TrainAugmentation(mean=[0.5] * c, std=[0.5] * c, crop_scale=None, hflip=False, randaugment_n=2,
+                                randaugment_m=15)
+        x = torch.rand(8, c, 16, 16) * 2 - 1
+        y = aug(x)
+        assert y.shape == x.shape and not torch.allclose(y, x)
+        assert y.min() >= -1 - 1e-6 and y.max() <= 1 + 1e-6
+
+
+def test_mixup_matches_hand_computation():
+    torch.manual_seed(3)
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 2).clone()
+    w = torch.tensor([[3.0, 0.0], [0.0, 3.0], [1.0, 1.0], [2.0, -1.0]])
+    labels = torch.tensor([0, 1, 0, 1])
+    out = mixup({"pixel_values": x, "weak_logits": w, "labels": labels}, alpha=0.8)
+    lam, perm = float(out["mixup_lambda"]), out["mixup_index"]
+    assert 0.5 <= lam <= 1.0 and sorted(perm.tolist()) == [0, 1, 2, 3]
+    torch.testing.assert_close(out["pixel_values"], lam * x + (1 - lam) * x[perm])
+    p = torch.softmax(w, -1)
+    torch.testing.assert_close(torch.softmax(out["weak_logits"], -1), lam * p + (1 - lam) * p[perm])
+    assert torch.equal(out["labels"], labels)
+    assert mixup({"pixel_values": x}, alpha=0.0)["pixel_values"] is x
+
+
+def _digits(n=16):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8), mode="L") for _ in range(n)]
+
+
+def test_collator_augments_only_when_training():
+    proc = tiny_image_processor()
+    feats = [{"image": im, "label": i % 10, "weak_logits": [0.0] * 10} for i, im in enumerate(_digits(4))]
+    plain = AugmentingCollator(image_processor=proc, training=False)(feats)["pixel_values"]
+    coll = AugmentingCollator(image_processor=proc, train_transform=lambda x: -x, mixup_alpha=0.5)
+    torch.manual_seed(0)
+    trained = coll(feats)
+    torch.manual_seed(0)
+    expected = mixup({"pixel_values": -plain}, alpha=0.5)  # transform first, then mixup, same draws
+    assert float(expected["mixup_lambda"]) < 0.99 and set(trained) == {"pixel_values", "labels", "weak_logits"}
+    torch.testing.assert_close(trained["pixel_values"], expected["pixel_values"])
+    evaluated = dataclasses.replace(coll, training=False)(feats)
+    torch.testing.assert_close(evaluated["pixel_values"], plain)
+    torch.testing.assert_close(evaluated["weak_logits"], torch.zeros(4, 10))
+
+
+def test_trainer_applies_transform_in_training_not_in_evaluation(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, List, Value
+
+    ims = _digits(8)
+    ds = Dataset.from_dict(
+        {"image": ims, "label": [i % 10 for i in range(8)], "weak_logits": [[0.0] * 10] * 8},
+        features=Features({"image": ImageFeature(), "label": ClassLabel(names=[str(i) for i in range(10)]),
+                           "weak_logits": List(Value("float32"), length=10)}),
+    )
+    calls = []
+
+    def transform(x):
+        calls.append(x.shape[0])
+        return x
+
+    proc = tiny_image_processor()
+    args = WeakToStrongConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, per_device_eval_batch_size=4,
+                              max_steps=2, report_to="none", use_cpu=True, save_strategy="no", w2s_loss="kd")
+    trainer = WeakToStrongTrainer(
+        model=build_model("linear", [str(i) for i in range(10)], width=4, seed=0), args=args, train_dataset=ds,
+        eval_dataset=ds, processing_class=proc,
+        data_collator=AugmentingCollator(image_processor=proc, train_transform=transform),
+    )
+    trainer.evaluate()
+    assert calls == []
+    trainer.train()
+    assert calls == [4, 4]
