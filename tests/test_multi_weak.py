@@ -271,9 +271,13 @@ def test_accuracy_combination_and_bad_columns(tmp_path):
     trainer = WeakToStrongTrainer(model=_student(), args=args, train_dataset=ds)
     assert torch.allclose(trainer.weak_combiner.weights(), accuracy_weights(ACCURACIES, CLASSES))
     assert len(trainer.create_optimizer().param_groups) == 2  # nothing to learn
-    with pytest.raises(ValueError, match="no 'weak_logits_5' column"):
+    with pytest.raises(ValueError, match="weak_logits_columns \\['weak_logits_5'\\] are not in the training dataset"):
         args = _args(tmp_path, weak_logits_columns=["weak_logits_0", "weak_logits_5"])
         WeakToStrongTrainer(model=_student(), args=args, train_dataset=ds)
+    narrow = ds.add_column("weak_logits_3", [[0.0, 1.0]] * len(ds))
+    with pytest.raises(ValueError, match="'weak_logits_3' column of the training dataset has 2 values"):
+        args = _args(tmp_path, weak_logits_columns=["weak_logits_0", "weak_logits_3"])
+        WeakToStrongTrainer(model=_student(), args=args, train_dataset=narrow)
 
 
 def test_learned_weights_are_checkpointed_and_resume_exactly(tmp_path):
