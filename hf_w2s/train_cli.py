@@ -285,7 +285,7 @@ class StudentRecipe:
         ``output_dir/w2s_results.json``)."""
         from transformers import set_seed
 
-        check_output_dir(self.output_dir, self.sa.overwrite_output_dir)
+        check_output_dir(self.output_dir, self.args.overwrite_output_dir)
         self.prepare_push()
         set_seed(self.args.seed)
         self.load_data()

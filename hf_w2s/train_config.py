@@ -153,8 +153,6 @@ class TrainScriptArguments:
         default=None, metadata={"help": "Known weak accuracy on the test split (for PGR when not measurable)."})
     ceiling_accuracy: float | None = field(
         default=None, metadata={"help": "Known ceiling accuracy on the test split (for PGR)."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Allow writing into an output_dir that already holds a model."})
 
     def validate(self, training_args: WeakToStrongConfig) -> None:
         """Check the arguments together; raise ``ValueError`` naming the problem before anything is loaded."""

@@ -69,12 +69,12 @@ def test_adapter_and_merged_give_the_same_logits(tmp_path, arch):
     torch.manual_seed(0)
     peft_model.train()  # batch-norm running statistics move too
     for _ in range(3):
-        x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+        x, y = torch.randn(16, 3, 28, 28), torch.randint(0, 10, (16,))
         torch.nn.functional.cross_entropy(peft_model(pixel_values=x).logits, y).backward()
         opt.step()
         opt.zero_grad()
     peft_model.eval()
-    x = torch.randn(4, 1, 28, 28)
+    x = torch.randn(4, 3, 28, 28)
     with torch.no_grad():
         trained = peft_model(pixel_values=x).logits
     save_lora_student(peft_model, str(tmp_path / "student"), base_model_name_or_path=str(base_dir))
