@@ -275,11 +275,12 @@ def part_multi_weak(data, seeds, out: Path, cache: Path, results: Results) -> st
     multi = dict(weak_logits_columns=list(cols))
     calibrated = dict(multi, weak_temperatures=[s["temperature"] for s in sups])
     learned = dict(weak_combination="learned", weak_weights_warmup=0.3)
+    by_accuracy = dict(weak_combination="accuracy", weak_accuracies=accs_held)
     runs.update({
         "mean": (dict(multi, weak_combination="mean"), cols),
         "mean, calibrated": (dict(calibrated, weak_combination="mean"), cols),
-        "accuracy-weighted": (dict(multi, weak_combination="accuracy", weak_accuracies=accs_held), cols),
-        "accuracy-weighted, calibrated": (dict(calibrated, weak_combination="accuracy", weak_accuracies=accs_held), cols),
+        "accuracy-weighted": (dict(multi, **by_accuracy), cols),
+        "accuracy-weighted, calibrated": (dict(calibrated, **by_accuracy), cols),
         "learned, no weight warm-up": (dict(multi, weak_combination="learned", weak_weights_warmup=0.0), cols),
         "learned, no weight warm-up, agreement warm-up 0.3": (
             dict(multi, weak_combination="learned", weak_weights_warmup=0.0, weak_agreement_warmup=0.3), cols),
