@@ -15,9 +15,9 @@ probabilities, returned as log-probabilities, with simplex weights ``π``:
   student by its own objective, the mixture's negative log-likelihood of the student's current predictions
   ``−mean log Σ_k π_k p_k(argmax s)`` (gradient to ``θ`` only; the student's loss sees ``π`` detached). The
   weights move toward the supervisors the student agrees with, whatever the W2S loss (hard losses give no gradient
-  through an argmax). The weights stay uniform for the first ``weak_weights_warmup`` of training (default 0.3): a student that
-  has barely trained is no judge, and measured without the warm-up the weights first drifted toward the worst
-  supervisor (the flattest or the one the untrained student happened to agree with) and sometimes stayed there.
+  through an argmax). The weights stay uniform for the first ``weak_weights_warmup`` of training (default 0.3): a
+  student that has barely trained is no judge, and measured without the warm-up the weights first drifted toward the
+  worst supervisor (the flattest or the one the untrained student happened to agree with) and sometimes stayed there.
   Optionally the student trains only on the examples where all supervisors agree for the first part of training
   (``weak_agreement_warmup``).
 """
