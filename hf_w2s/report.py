@@ -1,0 +1,243 @@
+"""The report of an experiment: a markdown table (mean ± std over seeds, PGR, agreement, mean ``a``) and PNG plots.
+
+Everything here is computed from the JSON-lines records that :mod:`hf_w2s.experiment` writes, so a report can be
+rebuilt at any time (``hf-w2s experiment --config ... --report_only``).
+
+PGR of a student run is ``(acc − weak) / (mean ceiling − weak)``; the table shows its mean ± std over seeds (so the
+mean equals the PGR of the mean accuracy). Where a supervisor has no test predictions (noisy labels, or a weak-label
+dataset without its model), ``weak`` is the accuracy of its labels on the strong split, and the table says so.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import performance_gap_recovered
+
+
+@dataclass
+class Row:
+    name: str
+    accuracies: list[float] = field(default_factory=list)
+    pgrs: list[float] = field(default_factory=list)
+    agreements: list[float] = field(default_factory=list)
+    mean_a: list[float] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class WeakSummary:
+    name: str
+    source: str
+    weak_accuracy: float
+    weak_basis: str  # "test" or "strong-split labels"
+    num_train_examples: int | None
+    ceiling: Row
+    rows: list[Row]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    m, s = mean_std(values)
+    if math.isnan(m):
+        return "–"
+    if len([v for v in values if v is not None and not math.isnan(v)]) == 1:
+        return f"{m * scale:.{digits}f}"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+def _agreement(record: dict, weak_pred) -> float | None:
+    if weak_pred is None or record.get("test_predictions") is None:
+        return None
+    return float(np.mean(np.asarray(record["test_predictions"]) == np.asarray(weak_pred)))
+
+
+def summarize(config, results: list[dict], key_of: dict) -> list[WeakSummary]:
+    """Per weak supervisor: its accuracy, the ceiling row and one row per loss (in config order)."""
+    by_key = {r["key"]: r for r in results}
+    ceiling_records = [by_key[k] for k in key_of["ceiling"].values() if k in by_key]
+    ceiling_accs = [r["test_accuracy"] for r in ceiling_records]
+    ceiling_mean = mean_std(ceiling_accs)[0]
+    out = []
+    for w in config.weak_supervisors:
+        weak = by_key.get(key_of["weak"][w.name])
+        if weak is None:
+            continue
+        if weak.get("test_accuracy") is not None:
+            weak_acc, basis = weak["test_accuracy"], "test"
+        else:
+            weak_acc, basis = weak.get("supervision_accuracy", float("nan")), "strong-split labels"
+        weak_pred = weak.get("test_predictions")
+
+        def make_row(name: str, records: list[dict]) -> Row:
+            row = Row(name, records=records)
+            for r in records:
+                row.accuracies.append(r["test_accuracy"])
+                row.pgrs.append(performance_gap_recovered(weak_acc, r["test_accuracy"], ceiling_mean))
+                row.agreements.append(_agreement(r, weak_pred))
+                if r.get("mean_a") is not None:
+                    row.mean_a.append(r["mean_a"])
+            return row
+
+        rows = []
+        for spec in config.losses:
+            keys = [key_of["w2s"][(w.name, spec.label, s)] for s in config.seeds]
+            rows.append(make_row(spec.label, [by_key[k] for k in keys if k in by_key]))
+        out.append(WeakSummary(w.name, w.source, weak_acc, basis, weak.get("num_train_examples"),
+                               make_row("strong ceiling (ground truth)", ceiling_records), rows))
+    return out
+
+
+def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> str:
+    lines = [f"# {config.title or 'Weak-to-strong experiment'}", ""]
+    s = config.strong_model
+    strong = s.model or f"{s.arch} (width {s.width}, depth {s.depth})" + (
+        f", pre-trained on {s.pretrain_dataset}" if s.pretrain_dataset else "")
+    sizes = config.split_sizes
+    lines += [
+        f"Dataset `{config.dataset}`: {sizes[0]} ground-truth examples for the weak supervisor, {sizes[1]} for the "
+        f"strong model (seen only through weak labels), {sizes[2]} test. Strong model: {strong}. "
+        f"Seeds: {list(config.seeds)}. Accuracies on the test split in %, mean ± std over seeds; PGR = (student − "
+        "weak) / (ceiling − weak) with the mean ceiling; agreement = student–weak agreement on the test split; "
+        "mean a = the confidence weight averaged over training.",
+        "",
+    ]
+    for summary in summaries:
+        basis = "" if summary.weak_basis == "test" else " (accuracy of its labels on the strong split: no test " \
+                                                         "predictions)"
+        n = f", trained on {summary.num_train_examples} examples" if summary.num_train_examples else ""
+        lines += [f"## Weak supervisor `{summary.name}` ({summary.source}{n}): {100 * summary.weak_accuracy:.1f} %"
+                  f"{basis}", ""]
+        lines += ["| run | test accuracy (%) | PGR | agreement with weak (%) | mean a | seeds |",
+                  "|---|---|---|---|---|---|"]
+        weak_agree = "100.0" if summary.weak_basis == "test" else "–"
+        lines.append(f"| weak supervisor | {100 * summary.weak_accuracy:.1f} | 0 | {weak_agree} | – | 1 |")
+        for row in [summary.ceiling, *summary.rows]:
+            if row is summary.ceiling:
+                pgr = "1" if row.accuracies else "–"
+            else:
+                pgr = _fmt(row.pgrs, 1.0, 2)
+            lines.append(f"| {row.name} | {_fmt(row.accuracies, 100)} | {pgr} | {_fmt(row.agreements, 100)} | "
+                         f"{_fmt(row.mean_a, 1.0, 3)} | {len(row.records)} |")
+        lines.append("")
+    if len(summaries) > 1:
+        lines += ["## PGR by loss and weak supervisor", "",
+                  "| loss | " + " | ".join(f"{s.name} ({100 * s.weak_accuracy:.1f} %)" for s in summaries) + " |",
+                  "|---|" + "---|" * len(summaries)]
+        for i, spec in enumerate(config.losses):
+            lines.append(f"| {spec.label} | " + " | ".join(_fmt(s.rows[i].pgrs, 1.0, 2) for s in summaries) + " |")
+        lines.append("")
+    for image in images:
+        lines.append(f"![{Path(image).stem}]({Path(image).name})")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# plots (matplotlib's object API on the Agg canvas: no display, no global pyplot state)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_accuracy(summaries: list[WeakSummary], path: Path) -> None:
+    fig = _figure(max(6.0, 1.2 * len(summaries[0].rows) + 2), 3.6 * len(summaries))
+    axes = fig.subplots(len(summaries), 1, squeeze=False)[:, 0]
+    for ax, s in zip(axes, summaries):
+        names = [r.name for r in s.rows]
+        means = [100 * mean_std(r.accuracies)[0] for r in s.rows]
+        stds = [100 * mean_std(r.accuracies)[1] for r in s.rows]
+        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
+        ax.axhline(100 * s.weak_accuracy, color="tab:red", ls="--", label=f"weak {100 * s.weak_accuracy:.1f} %")
+        c_mean, c_std = mean_std(s.ceiling.accuracies)
+        if not math.isnan(c_mean):
+            ax.axhline(100 * c_mean, color="tab:green", ls="--", label=f"ceiling {100 * c_mean:.1f} %")
+            ax.axhspan(100 * (c_mean - c_std), 100 * (c_mean + c_std), color="tab:green", alpha=0.15)
+        finite = [v for v in [*means, 100 * s.weak_accuracy, 100 * c_mean] if not math.isnan(v)]
+        if finite:
+            ax.set_ylim(max(0.0, min(finite) - 5), min(100.0, max(finite) + 3))
+        ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"weak supervisor {s.name}")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.savefig(path, dpi=110)
+
+
+def plot_pgr(summaries: list[WeakSummary], path: Path) -> None:
+    names = [r.name for r in summaries[0].rows]
+    fig = _figure(max(6.0, 1.2 * len(names) + 2), 4.0)
+    ax = fig.subplots()
+    width = 0.8 / len(summaries)
+    for j, s in enumerate(summaries):
+        xs = [i + (j - (len(summaries) - 1) / 2) * width for i in range(len(names))]
+        ax.bar(xs, [mean_std(r.pgrs)[0] for r in s.rows], width, yerr=[mean_std(r.pgrs)[1] for r in s.rows],
+               capsize=3, label=f"{s.name} ({100 * s.weak_accuracy:.1f} %)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("PGR (mean ± std over seeds)")
+    ax.set_title("performance gap recovered")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+
+
+def _curve(records: list[dict], metric: str, eval_only: bool) -> tuple[list[float], list[float]]:
+    """Mean over seeds of ``metric`` against the epoch, from each record's ``log_history``."""
+    points: dict[float, list[float]] = {}
+    for r in records:
+        for entry in r.get("log_history", []):
+            if metric in entry and ("eval_loss" in entry) == eval_only and "epoch" in entry:
+                points.setdefault(round(float(entry["epoch"]), 4), []).append(float(entry[metric]))
+    xs = sorted(points)
+    return xs, [statistics.fmean(points[x]) for x in xs]
+
+
+def plot_curves(summaries: list[WeakSummary], path: Path) -> None:
+    panels = [("loss", False, "training loss"), ("eval_accuracy", True, "test accuracy"), ("a", False, "mean a")]
+    fig = _figure(13.0, 3.4 * len(summaries))
+    axes = fig.subplots(len(summaries), len(panels), squeeze=False)
+    for row_axes, s in zip(axes, summaries):
+        for ax, (metric, eval_only, title) in zip(row_axes, panels):
+            for i, row in enumerate([s.ceiling, *s.rows]):
+                xs, ys = _curve(row.records, metric, eval_only)
+                if xs:  # one colour per row in every panel
+                    style = {"color": "black", "ls": "--"} if row is s.ceiling else {"color": f"C{(i - 1) % 10}"}
+                    ax.plot(xs, ys, label=row.name, lw=1.2, **style)
+            ax.set_xlabel("epoch")
+            ax.set_title(f"{s.name}: {title}", fontsize=9)
+            if metric == "eval_accuracy":
+                ax.axhline(s.weak_accuracy, color="tab:red", ls=":", lw=1)
+            if ax.lines and metric == "loss":
+                ax.legend(fontsize=6)
+    fig.savefig(path, dpi=110)
+
+
+def write_report(config, results: list[dict], out_dir, key_of: dict) -> str:
+    """Write ``report.md``, ``accuracy.png``, ``pgr.png`` and ``curves.png`` under ``out_dir``; return the markdown."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = summarize(config, results, key_of)
+    images = []
+    if summaries and summaries[0].rows:
+        plot_accuracy(summaries, out_dir / "accuracy.png")
+        plot_pgr(summaries, out_dir / "pgr.png")
+        plot_curves(summaries, out_dir / "curves.png")
+        images = ["accuracy.png", "pgr.png", "curves.png"]
+    text = markdown(config, summaries, images)
+    (out_dir / "report.md").write_text(text)
+    return text
