@@ -91,10 +91,16 @@ def describe_weak_model(model) -> dict[str, str | None]:
 
 
 def weights_hash(model) -> str:
-    """sha256 over the model's state dict (names, dtypes, shapes and bytes) and its config."""
-    h = hashlib.sha256()
+    """sha256 over the model's class, state dict (names, dtypes, shapes and bytes) and config.
+
+    Config fields that ``save_pretrained`` / ``from_pretrained`` add or rewrite without changing the function
+    (``architectures``, ``dtype``, paths, versions, and ``use_cache``, which the Trainer switches off) are left
+    out, so a trained, saved and reloaded model keeps its identity.
+    """
+    h = hashlib.sha256(type(model).__name__.encode())
     config = model.config.to_dict()
-    for key in ("_name_or_path", "_commit_hash", "transformers_version"):
+    for key in ("_name_or_path", "_commit_hash", "transformers_version", "architectures", "dtype", "torch_dtype",
+                "use_cache"):
         config.pop(key, None)
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
     for key, tensor in sorted(model.state_dict().items()):

@@ -371,3 +371,16 @@ def test_label_config_help_names_every_option():
     text = HfArgumentParser(LabelConfig).format_help()
     for flag in ("--weak-model", "--dataset", "--split", "--output", "--push-to-hub"):
         assert flag in text
+
+
+def test_a_saved_and_reloaded_weak_model_keeps_its_identity(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    from hf_w2s.weak_labels import weights_hash
+
+    model = weak(seed=9)
+    model.config.use_cache = False  # as the Trainer leaves it
+    before = weights_hash(model)
+    model.save_pretrained(tmp_path / "m")  # adds architectures and dtype to the config
+    assert weights_hash(model) == before
+    assert weights_hash(AutoModelForImageClassification.from_pretrained(tmp_path / "m")) == before
