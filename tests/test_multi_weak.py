@@ -317,3 +317,67 @@ def test_learned_weights_stay_uniform_during_their_warmup(tmp_path):
     assert torch.equal(trainer.weak_combiner.logit_weights.detach(), torch.zeros(3))
     logs = [h for h in trainer.state.log_history if "weak_weight_0" in h]
     assert len(logs) == 2 and not any("weak_weights_nll" in h for h in logs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the experiment harness: a combined supervisor and conf_select in one tiny sweep
+
+from test_experiment import bands_dataset, tiny_config  # noqa: E402,F401  (the fixture, shared)
+
+
+def test_harness_combined_supervisor_and_conf_select(tmp_path, bands_dataset, monkeypatch):  # noqa: F811
+    from hf_w2s.experiment import Experiment
+    from hf_w2s.experiment_config import ExperimentConfig
+
+    fits = []
+    original_fit = Experiment._fit
+
+    def spy(self, *args, **kwargs):
+        trainer = original_fit(self, *args, **kwargs)
+        fits.append((kwargs["loss"], trainer.args, trainer.calibration_callback))
+        return trainer
+
+    monkeypatch.setattr(Experiment, "_fit", spy)
+    cfg = tiny_config(bands_dataset, tmp_path / "out", seeds=[0], losses=["conf_select"], weak_supervisors=[
+        {"name": "good", "arch": "linear", "width": 4, "epochs": 3, "batch_size": 8, "calibration_size": 20},
+        {"name": "poor", "arch": "linear", "width": 4, "epochs": 1, "batch_size": 8, "calibration_size": 20,
+         "train_size": 6},
+        {"name": "both", "combine": ["good", "poor"], "combination": "accuracy", "calibrate": True},
+    ])
+    exp = Experiment(ExperimentConfig(**cfg), log=lambda *_: None)
+    exp.run()
+    weak = {r["weak"]: r for r in exp.results() if r["kind"] == "weak"}
+    assert weak["good"]["calibration_basis"] == "20 held-out weak_train examples"
+    assert weak["good"]["calibration_temperature"] > 0
+    assert weak["both"]["source"] == "combine"
+    assert weak["both"]["test_accuracy"] == max(weak["good"]["test_accuracy"], weak["poor"]["test_accuracy"])
+    students = [(args, cb) for loss, args, cb in fits if loss == "conf_select"]
+    assert len(students) == 3 and all(cb is not None and cb.history for _, cb in students)  # T_s refitted
+    single, combined = students[0][0], students[2][0]
+    assert single.weak_calibration_temperature == pytest.approx(weak["good"]["calibration_temperature"])
+    assert combined.weak_logits_columns == ["weak_logits_0", "weak_logits_1"]
+    assert combined.weak_accuracies == [weak["good"]["calibration_accuracy"], weak["poor"]["calibration_accuracy"]]
+    assert combined.weak_temperatures == [weak["good"]["calibration_temperature"],
+                                          weak["poor"]["calibration_temperature"]]
+    runs = {r["weak"]: r for r in exp.results() if r["kind"] == "w2s"}
+    assert runs["both"]["weak_weights"] == pytest.approx(
+        accuracy_weights(combined.weak_accuracies, 3).tolist())
+    assert runs["good"]["weak_weights"] is None and runs["good"]["mean_student_selected"] is not None
+    assert "`both` (combine" in exp.report()
+
+
+@pytest.mark.parametrize(
+    "supervisors, match",
+    [
+        ([{"name": "a"}, {"name": "c", "combine": ["a", "b"]}], "combine must name other"),
+        ([{"name": "a"}, {"name": "c", "combine": ["a", "c"]}], "combine must name other"),
+        ([{"name": "a"}, {"name": "c", "combine": ["a"]}], "at least two distinct"),
+        ([{"name": "a"}, {"name": "b"}, {"name": "c", "combine": ["a", "b"], "combination": "vote"}],
+         "combination must be one of"),
+    ],
+)
+def test_harness_rejects_bad_combinations(tmp_path, supervisors, match):
+    from hf_w2s.experiment_config import ExperimentConfig
+
+    with pytest.raises(ValueError, match=match):
+        ExperimentConfig(output_dir=str(tmp_path), weak_supervisors=supervisors)
