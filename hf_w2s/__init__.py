@@ -2,12 +2,14 @@
 
 from .augment import AugmentingCollator, TrainAugmentation
 from .collator import WeakToStrongCollator
+from .conf_select import fit_temperature
 from .config import WeakToStrongConfig
 from .experiment import Experiment
 from .experiment_config import ExperimentConfig
 from .hub import WeakLabelsPushError, load_image_dataset, push_weak_labels
 from .losses import LOSSES, W2SLossOutput, compute_w2s_loss, register_loss
 from .metrics import accuracy, agreement, performance_gap_recovered
+from .multi_weak import WeakCombiner, label_dataset_multi, merge_weak_label_datasets
 from .noise import add_noisy_labels, corrupt_labels, noisy_weak_logits
 from .peft_utils import apply_lora, save_lora_student
 from .trainer import WeakToStrongTrainer
@@ -40,6 +42,10 @@ __all__ = [
     "accuracy",
     "agreement",
     "compute_w2s_loss",
+    "fit_temperature",
+    "label_dataset_multi",
+    "merge_weak_label_datasets",
+    "WeakCombiner",
     "performance_gap_recovered",
     "register_loss",
 ]

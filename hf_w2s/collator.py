@@ -44,7 +44,8 @@ class WeakToStrongCollator:
     ``image_column``, which ``image_processor`` turns into ``pixel_values`` (converted to the processor's channel
     mode first). ``weak_image_processor`` adds ``weak_pixel_values`` for an online weak model with its own
     preprocessing. ``train_transform`` (a callable on the ``pixel_values`` tensor, e.g. kornia augmentation) is
-    applied only when ``training`` is set.
+    applied only when ``training`` is set. ``weak_logits_columns`` (several weak supervisors) stacks those columns
+    into ``weak_logits`` of shape ``(B, K, C)`` (examples with none of them, e.g. a plain test set, get none).
     """
 
     image_processor: Any = None
@@ -53,6 +54,7 @@ class WeakToStrongCollator:
     weak_logits_column: str = "weak_logits"
     train_transform: Callable | None = None
     training: bool = True
+    weak_logits_columns: tuple[str, ...] | list[str] | None = None
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         if not features:
@@ -86,7 +88,14 @@ class WeakToStrongCollator:
             if key in first and first[key] is not None:
                 batch["labels"] = torch.as_tensor([int(f[key]) for f in features], dtype=torch.long)
                 break
-        if self.weak_logits_column in first and first[self.weak_logits_column] is not None:
+        if self.weak_logits_columns and any(c in first for c in self.weak_logits_columns):
+            missing = [c for c in self.weak_logits_columns if c not in first]
+            if missing:
+                raise ValueError(f"examples lack the weak logits column(s) {missing}; columns present: {sorted(first)}")
+            batch["weak_logits"] = torch.as_tensor(
+                np.asarray([[f[c] for c in self.weak_logits_columns] for f in features], dtype=np.float32)
+            )
+        elif self.weak_logits_column in first and first[self.weak_logits_column] is not None:
             batch["weak_logits"] = torch.as_tensor(
                 np.asarray([f[self.weak_logits_column] for f in features], dtype=np.float32)
             )

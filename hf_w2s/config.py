@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .conf_select import CONF_SELECT_MODES
 from .losses import LOSSES
+from .multi_weak import COMBINATIONS
 
 
 @dataclass
@@ -62,6 +64,71 @@ class WeakToStrongConfig(TrainingArguments):
     weak_logits_column: str = field(
         default="weak_logits", metadata={"help": "Name of the column holding the cached weak logits."}
     )
+    # -- conf_select (hf_w2s.conf_select) --
+    conf_select_mode: str = field(
+        default="hard",
+        metadata={"help": "conf_select: 'hard' trains toward the label (weak or the student's own) with the higher "
+                  "calibrated confidence; 'soft' weights the two by their calibrated confidences."},
+    )
+    conf_select_warmup: float = field(
+        default=0.0,
+        metadata={"help": "conf_select: fraction of training over which the student's confidence is scaled up "
+                  "linearly from 0 (the weak label always wins) to 1, in [0, 1]."},
+    )
+    weak_calibration_temperature: float = field(
+        default=1.0,
+        metadata={"help": "conf_select: temperature T_w calibrating the weak supervisor's softmax, fitted on its "
+                  "held-out ground truth (hf_w2s.conf_select.fit_temperature / column_temperature). Must be > 0."},
+    )
+    student_calibration_temperature: float = field(
+        default=1.0,
+        metadata={"help": "conf_select: temperature T_s calibrating the student's softmax when the trainer has no "
+                  "calibration_dataset; with one, T_s is refitted on it during training. Must be > 0."},
+    )
+    student_calibration_steps: int = field(
+        default=50,
+        metadata={"help": "conf_select with a calibration_dataset: refit the student's temperature every this many "
+                  "optimizer steps (and at the start of training); 0 = only at the start. Must be >= 0."},
+    )
+    # -- several weak supervisors (hf_w2s.multi_weak) --
+    weak_logits_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Several weak supervisors: the names of their logits columns (e.g. weak_logits_0 "
+                  "weak_logits_1 weak_logits_2); they are combined by weak_combination into one supervision. "
+                  "Unset: one supervisor in weak_logits_column."},
+    )
+    weak_combination: str = field(
+        default="mean",
+        metadata={"help": "How several weak supervisors are combined (a mixture of their probabilities): 'mean' "
+                  "(equal weights), 'accuracy' (weights proportional to accuracy above chance, weak_accuracies), "
+                  "'learned' (softmax of a trainable vector, trained jointly with the student)."},
+    )
+    weak_accuracies: list[float] | None = field(
+        default=None,
+        metadata={"help": "weak_combination='accuracy': each supervisor's accuracy on its ground-truth split, in "
+                  "the order of weak_logits_columns (hf_w2s.multi_weak.supervisor_accuracies)."},
+    )
+    weak_temperatures: list[float] | None = field(
+        default=None,
+        metadata={"help": "Optional temperature per weak supervisor applied before combining (calibration, "
+                  "hf_w2s.multi_weak.supervisor_temperatures), in the order of weak_logits_columns."},
+    )
+    weak_weights_learning_rate: float = field(
+        default=0.05,
+        metadata={"help": "weak_combination='learned': learning rate of the supervisor weights' logits (their own "
+                  "optimizer group, no weight decay). Must be > 0."},
+    )
+    weak_weights_warmup: float = field(
+        default=0.3,
+        metadata={"help": "weak_combination='learned': fraction of training during which the weights stay fixed "
+                  "(uniform) before they start learning: the student's early predictions are noise, and the weights "
+                  "learn from agreement with the student. In [0, 1]."},
+    )
+    weak_agreement_warmup: float = field(
+        default=0.0,
+        metadata={"help": "Several weak supervisors: fraction of training during which the student trains only on "
+                  "the examples where all supervisors agree, in [0, 1]."},
+    )
 
     overwrite_output_dir: bool = field(
         default=False,
@@ -108,6 +175,43 @@ class WeakToStrongConfig(TrainingArguments):
         for name in ("gt_loss_weight", "weak_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        self._validate_beyond_the_paper()
+
+    def _validate_beyond_the_paper(self) -> None:
+        """conf_select and several weak supervisors (hf_w2s.conf_select, hf_w2s.multi_weak)."""
+        if self.conf_select_mode not in CONF_SELECT_MODES:
+            raise ValueError(f"conf_select_mode must be one of {CONF_SELECT_MODES}, got {self.conf_select_mode!r}.")
+        for name in ("weak_calibration_temperature", "student_calibration_temperature", "weak_weights_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
+        for name in ("conf_select_warmup", "weak_agreement_warmup", "weak_weights_warmup"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}.")
+        if self.student_calibration_steps < 0:
+            raise ValueError(f"student_calibration_steps must be >= 0, got {self.student_calibration_steps}.")
+        if self.weak_combination not in COMBINATIONS:
+            raise ValueError(f"weak_combination must be one of {COMBINATIONS}, got {self.weak_combination!r}.")
+        cols = self.weak_logits_columns
+        if cols is not None:
+            if isinstance(cols, str):
+                raise ValueError(f"weak_logits_columns must be a list of column names, got the string {cols!r}.")
+            if len(cols) < 1 or len(set(cols)) != len(cols):
+                raise ValueError(f"weak_logits_columns must name distinct columns, got {cols}.")
+        k = len(cols) if cols else None
+        for name in ("weak_accuracies", "weak_temperatures"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if k is None:
+                raise ValueError(f"{name} is set but weak_logits_columns is not (it is per weak supervisor).")
+            if len(values) != k:
+                raise ValueError(f"{name} has {len(values)} values for {k} weak_logits_columns.")
+        if self.weak_accuracies is not None and not all(0.0 <= a <= 1.0 for a in self.weak_accuracies):
+            raise ValueError(f"weak_accuracies must lie in [0, 1], got {self.weak_accuracies}.")
+        if self.weak_temperatures is not None and not all(t > 0 for t in self.weak_temperatures):
+            raise ValueError(f"weak_temperatures must be > 0, got {self.weak_temperatures}.")
+        if self.weak_combination == "accuracy" and cols and self.weak_accuracies is None:
+            raise ValueError("weak_combination='accuracy' needs weak_accuracies (one per weak_logits_columns entry).")
 
     def loss_knobs(self) -> dict:
         """The keyword arguments handed to the loss function."""
@@ -117,4 +221,8 @@ class WeakToStrongConfig(TrainingArguments):
             "a_max": self.a_max,
             "a_ramp": self.a_ramp,
             "a_warmup": self.a_warmup,
+            "conf_select_mode": self.conf_select_mode,
+            "conf_select_warmup": self.conf_select_warmup,
+            "weak_calibration_temperature": self.weak_calibration_temperature,
+            "student_calibration_temperature": self.student_calibration_temperature,
         }

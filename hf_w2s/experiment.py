@@ -28,6 +28,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, List, Value, load_dataset
 from transformers.trainer_callback import PrinterCallback
 
 from .collator import WeakToStrongCollator
+from .conf_select import fit_temperature
 from .config import WeakToStrongConfig
 from .data import PACKAGED_DATASETS, load_packaged, w2s_splits
 from .experiment_config import ExperimentConfig, LossSpec, WeakSupervisorConfig, config_help, load_experiment_config
@@ -35,6 +36,7 @@ from .labels import label_names as ordered_label_names
 from .labels import label_permutation
 from .metrics import accuracy
 from .models import build_model, tiny_image_processor
+from .multi_weak import default_columns, merge_weak_label_datasets
 from .noise import corrupt_labels
 from .trainer import WeakToStrongTrainer
 from .weak_labels import label_dataset, weak_logits_array
@@ -232,6 +234,7 @@ class Supervision:
     key: str
     train_dataset: Dataset  # the strong split with weak_logits / weak_label / weak_confidence
     record: dict  # the result line of the supervisor (accuracy, test predictions)
+    run_knobs: dict = dataclasses.field(default_factory=dict)  # WeakToStrongConfig knobs of its students
 
 
 class Experiment:
@@ -245,6 +248,7 @@ class Experiment:
         self._splits: DatasetDict | None = None
         self._names: list[str] | None = None
         self._strong_init_path: str | None = None
+        self._supervisions: dict[str, Supervision] = {}
         self.validate_runs()
         self._check_output_dir()
 
@@ -282,6 +286,8 @@ class Experiment:
     def weak_key(self, w: WeakSupervisorConfig) -> str:
         spec = non_default(w)
         spec.pop("name", None)
+        if w.source == "combine":  # the members by content, not by name
+            spec["combine"] = [self.weak_key(self._supervisor_config(n)) for n in w.combine]
         return stable_hash({"weak": spec, "data": self.data_spec, "image_size": self.config.image_size,
                             "num_channels": self.config.num_channels, "v": HARNESS_VERSION})
 
@@ -352,9 +358,23 @@ class Experiment:
 
     # -- weak supervisors ----------------------------------------------------------------------------------------
 
+    def _supervisor_config(self, name: str) -> WeakSupervisorConfig:
+        return next(w for w in self.config.weak_supervisors if w.name == name)
+
+    def _calibration_split(self, w: WeakSupervisorConfig) -> tuple[Dataset, Dataset]:
+        """``(held out, rest)`` of the supervisor's ground-truth split: ``calibration_size`` seeded examples."""
+        ds = self.splits()[w.train_split]
+        if w.calibration_size >= len(ds):
+            raise ValueError(f"weak supervisor {w.name!r}: calibration_size {w.calibration_size} leaves nothing of "
+                             f"its {len(ds)}-example {w.train_split} split to train on.")
+        order = np.random.default_rng(w.seed).permutation(len(ds))
+        return ds.select(np.sort(order[:w.calibration_size])), ds.select(np.sort(order[w.calibration_size:]))
+
     def _train_weak(self, w: WeakSupervisorConfig, path: Path):
         splits = self.splits()
         train = splits[w.train_split]
+        if w.calibration_size:
+            train = self._calibration_split(w)[1]
         if w.shots_per_class:
             train = shots_per_class(train, w.shots_per_class, w.seed)
         if w.train_size:
@@ -415,7 +435,15 @@ class Experiment:
             ).add_column("weak_label", logits.argmax(-1).tolist())
         return out
 
+    def supervision_of(self, w: WeakSupervisorConfig) -> Supervision:
+        """:meth:`supervision`, computed once per supervisor."""
+        if w.name not in self._supervisions:
+            self._supervisions[w.name] = self.supervision(w)
+        return self._supervisions[w.name]
+
     def supervision(self, w: WeakSupervisorConfig) -> Supervision:
+        if w.source == "combine":
+            return self._combined_supervision(w)
         splits = self.splits()
         key = self.weak_key(w)
         model, processor, n_train = self._weak_model(w)
@@ -438,8 +466,70 @@ class Experiment:
             "supervision_accuracy": sup_acc,
             "test_predictions": None if test_pred is None else test_pred.tolist(),
             "num_train_examples": n_train,
+            **self._calibration(w, model, processor, train),
         }
         return Supervision(w.name, key, train, record)
+
+    def _calibration(self, w: WeakSupervisorConfig, model, processor, train: Dataset) -> dict:
+        """The supervisor's temperature (``fit_temperature``) and accuracy on ground truth it did not train on
+        where possible: its ``calibration_size`` held-out examples, else the weak_train split (its own training data
+        when it trained there: biased), else, for label noise, the strong split's true labels (the noise rate taken
+        as known). Used by conf_select (weak_calibration_temperature) and combined supervisors."""
+        if model is not None:
+            if w.source == "train" and w.calibration_size:
+                ds, basis = self._calibration_split(w)[0], f"{w.calibration_size} held-out {w.train_split} examples"
+            elif "weak_train" in self.splits():
+                ds, basis = self.splits()["weak_train"], "the weak_train split"
+            else:
+                return {}
+            logits = weak_logits_array(self._label(ds, model, processor, f"{w.name}, calibration"))
+            labels = np.asarray(ds["label"])
+        elif w.source == "noisy_labels" and "label" in train.column_names:
+            logits, labels = weak_logits_array(train), np.asarray(train["label"])
+            basis = "the strong split's true labels (the noise rate taken as known)"
+        else:
+            return {}
+        return {
+            "calibration_temperature": fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels)),
+            "calibration_accuracy": accuracy(logits, labels),
+            "calibration_basis": basis,
+        }
+
+    def _combined_supervision(self, w: WeakSupervisorConfig) -> Supervision:
+        """Several supervisors' labels of the strong split as ``weak_logits_0..K-1`` (hf_w2s.multi_weak)."""
+        members = [self.supervision_of(self._supervisor_config(n)) for n in w.combine]
+        columns = default_columns(len(members))
+        train = merge_weak_label_datasets([m.train_dataset for m in members], columns=columns)
+        knobs = {"weak_logits_columns": columns, "weak_combination": w.combination, **w.combine_knobs}
+        for knob, field_name, needed in (("weak_accuracies", "calibration_accuracy", w.combination == "accuracy"),
+                                         ("weak_temperatures", "calibration_temperature", w.calibrate)):
+            if needed:
+                values = [m.record.get(field_name) for m in members]
+                if any(v is None for v in values):
+                    raise ValueError(f"weak supervisor {w.name!r}: {knob} needs every combined supervisor's "
+                                     f"{field_name} (ground truth they did not train on), missing for "
+                                     f"{[m.name for m, v in zip(members, values) if v is None]}")
+                knobs[knob] = values
+        accs = [m.record["test_accuracy"] for m in members if m.record.get("test_accuracy") is not None]
+        record = {
+            "key": self.weak_key(w), "kind": "weak", "weak": w.name, "source": "combine", "members": list(w.combine),
+            # the report's weak accuracy (and PGR) for a combination is that of its best member
+            "test_accuracy": max(accs) if accs else None, "supervision_accuracy": float("nan"),
+            "test_predictions": None, "num_train_examples": None,
+            "knobs": {k: v for k, v in knobs.items() if k != "weak_logits_columns"},
+        }
+        return Supervision(w.name, record["key"], train, record, run_knobs=knobs)
+
+    def _student_args(self, sup: Supervision, spec: LossSpec) -> tuple[dict, Dataset | None]:
+        """Knobs a student run takes from its supervisor, and conf_select's calibration set (the weak ground truth,
+        which the student never trains on)."""
+        knobs = dict(sup.run_knobs)
+        calibration = None
+        if spec.name == "conf_select":
+            if "weak_calibration_temperature" not in spec.knobs and sup.record.get("calibration_temperature"):
+                knobs["weak_calibration_temperature"] = sup.record["calibration_temperature"]
+            calibration = self.splits().get("weak_train")
+        return knobs, calibration
 
     def _noisy_supervision(self, w: WeakSupervisorConfig, ds: Dataset) -> Dataset:
         n = len(self.label_names)
@@ -488,12 +578,17 @@ class Experiment:
         )
 
     def _fit(self, model, processor, train: Dataset, *, loss: str, seed: int, run_dir: Path, args: dict | None = None,
-             spec: LossSpec | None = None, eval_dataset: Dataset | None = None, augmentation=None, report_to=None):
+             spec: LossSpec | None = None, eval_dataset: Dataset | None = None, augmentation=None, report_to=None,
+             extra_args: dict | None = None, calibration_dataset: Dataset | None = None):
+        if extra_args:
+            args = {**(self.run_arguments(spec) if args is None else args), **extra_args}
         training_args = self._training_config(loss, seed=seed, run_dir=run_dir, spec=spec, args=args,
                                               report_to=report_to, with_eval=eval_dataset is not None)
-        collator = WeakToStrongCollator(image_processor=processor, train_transform=augmentation)
+        collator = WeakToStrongCollator(image_processor=processor, train_transform=augmentation,
+                                        weak_logits_columns=training_args.weak_logits_columns)
         trainer = WeakToStrongTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=eval_dataset,
-                                      processing_class=processor, data_collator=collator)
+                                      processing_class=processor, data_collator=collator,
+                                      calibration_dataset=calibration_dataset)
         # one line per run instead of every log dict (they stay in log_history and go to report_to);
         # `training: {disable_tqdm: false}` brings back the progress bars and the printed logs
         trainer.remove_callback(PrinterCallback)
@@ -541,22 +636,27 @@ class Experiment:
         return model, tiny_image_processor(self.config.image_size, self.config.num_channels)
 
     def _strong_run(self, key: str, kind: str, train: Dataset, *, seed: int, loss: str, spec: LossSpec | None,
-                    run_dir: Path, extra: dict) -> dict:
+                    run_dir: Path, extra: dict, supervision: Supervision | None = None) -> dict:
         splits = self.splits()
         model, processor = self.strong_model(seed)
         start = time.time()
+        extra_args, calibration = self._student_args(supervision, spec) if supervision else ({}, None)
         trainer = self._fit(model, processor, train, loss=loss, seed=seed, run_dir=run_dir, spec=spec,
                             eval_dataset=splits["test"] if self.config.eval_during_training else None,
-                            augmentation=_augmentation(self.config.augmentation))
+                            augmentation=_augmentation(self.config.augmentation), extra_args=extra_args,
+                            calibration_dataset=calibration)
         prediction = trainer.predict(splits["test"])
         pred = np.asarray(prediction.predictions).argmax(-1)
         if self.config.save_students:
             trainer.save_model(str(run_dir / "model"))
         history = trainer.state.log_history
+        combiner = trainer.weak_combiner
         return {
             "key": key, "kind": kind, "seed": seed, **extra,
             "test_accuracy": accuracy(pred, np.asarray(splits["test"]["label"])),
             "mean_a": _mean_metric(history, "a"),
+            "mean_student_selected": _mean_metric(history, "student_selected"),  # conf_select
+            "weak_weights": None if combiner is None else combiner.weights().detach().cpu().tolist(),
             "test_predictions": pred.tolist(),
             "train_seconds": round(time.time() - start, 2),
             "log_history": history,
@@ -576,12 +676,7 @@ class Experiment:
             count += 1
             self.log(f"[{count}/{total}] {message}")
 
-        supervision: dict[str, Supervision] = {}
-
-        def ensure_supervision(w: WeakSupervisorConfig) -> Supervision:
-            if w.name not in supervision:
-                supervision[w.name] = self.supervision(w)
-            return supervision[w.name]
+        ensure_supervision = self.supervision_of
 
         for w in c.weak_supervisors:
             key = self.weak_key(w)
@@ -615,13 +710,15 @@ class Experiment:
                     if key in done:
                         progress(f"{what}: done before, skipped")
                         continue
-                    train = ensure_supervision(w).train_dataset
+                    sup = ensure_supervision(w)
+                    train = sup.train_dataset
                     if not spec.needs_labels and "label" in train.column_names:
                         train = train.remove_columns("label")  # the strong split is seen only through weak labels
                     record = self._strong_run(
                         key, "w2s", train, seed=seed, loss=spec.name, spec=spec,
                         run_dir=self.out / "runs" / _slug(w.name) / _slug(spec.label) / f"seed{seed}",
                         extra={"weak": w.name, "loss": spec.label, "loss_name": spec.name, "knobs": spec.knobs},
+                        supervision=sup,
                     )
                     self.store.append(record)
                     done[key] = record

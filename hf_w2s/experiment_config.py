@@ -17,9 +17,10 @@ import yaml
 
 from .config import WeakToStrongConfig
 from .losses import LOSSES, NEEDS_LABELS
+from .multi_weak import COMBINATIONS
 from .noise import NOISE_KINDS
 
-SOURCES = ("train", "model", "weak_labels", "noisy_labels")
+SOURCES = ("train", "model", "weak_labels", "noisy_labels", "combine")
 SPLIT_NAMES = ("weak_train", "strong_train", "test")
 #: a fixed-mix AugConf: a = 0.5 from the first step (no ramp), to test whether AdaptConf's *adaptive* a helps
 FIXED_MIX = {"name": "aug_conf", "label": "aug_conf_fixed_a0.5", "a_max": 0.5, "a_ramp": 0.0}
@@ -103,15 +104,17 @@ class LossSpec:
 
 @dataclass
 class WeakSupervisorConfig:
-    """Where the weak supervision comes from. ``source`` is inferred when left out: ``model`` if a model is given,
-    ``weak_labels`` if a weak-label dataset is given, else ``train``."""
+    """Where the weak supervision comes from. ``source`` is inferred when left out: ``combine`` if ``combine`` lists
+    other supervisors, ``model`` if a model is given, ``weak_labels`` if a weak-label dataset is given, else
+    ``train``."""
 
     name: str = field(default="weak", metadata={"help": "Name of this supervisor in the report and run ids."})
     source: str | None = field(
         default=None,
         metadata={"help": "train (the harness trains it on ground truth), model (a given trained classifier), "
                   "weak_labels (a given weak-label dataset = the strong training set), noisy_labels (the strong "
-                  "split's ground truth corrupted by label noise)."},
+                  "split's ground truth corrupted by label noise), combine (several of the other supervisors, "
+                  "combined by hf_w2s.multi_weak)."},
     )
     model: str | None = field(
         default=None, metadata={"help": "source=model: Hub id or path of a trained image classifier, used as is."}
@@ -166,10 +169,38 @@ class WeakSupervisorConfig:
     training: dict = field(
         default_factory=dict, metadata={"help": "source=train: further WeakToStrongConfig / TrainingArguments."}
     )
+    calibration_size: int = field(
+        default=0,
+        metadata={"help": "source=train: hold this many seeded examples of its ground-truth split out of its "
+                  "training; its temperature (conf_select's weak_calibration_temperature) and accuracy (the "
+                  "accuracy-weighted combination) are measured on them. 0: measured on the whole weak_train split "
+                  "(biased when it trained on it)."},
+    )
+    combine: list[str] | None = field(
+        default=None,
+        metadata={"help": "source=combine: names of the other weak supervisors whose labels are combined "
+                  "(hf_w2s.multi_weak); the weak accuracy in the report is the best of theirs."},
+    )
+    combination: str = field(
+        default="mean", metadata={"help": "source=combine: mean, accuracy (weighted) or learned (weights)."}
+    )
+    calibrate: bool = field(
+        default=False,
+        metadata={"help": "source=combine: temperature-scale each combined supervisor (on its calibration "
+                  "examples) before mixing."},
+    )
+    combine_knobs: dict = field(
+        default_factory=dict,
+        metadata={"help": "source=combine: further WeakToStrongConfig knobs of its students, e.g. "
+                  "weak_weights_warmup, weak_agreement_warmup, weak_weights_learning_rate."},
+    )
 
     def __post_init__(self):
         if self.source is None:
-            self.source = "model" if self.model else "weak_labels" if self.weak_labels else "train"
+            self.source = (
+                "combine" if self.combine else "model" if self.model else "weak_labels" if self.weak_labels
+                else "train"
+            )
         if self.source not in SOURCES:
             raise ValueError(f"weak supervisor {self.name!r}: source must be one of {SOURCES}, got {self.source!r}")
         if self.source == "model" and not self.model:
@@ -189,6 +220,15 @@ class WeakSupervisorConfig:
             if value is not None and value < 1:
                 raise ValueError(f"weak supervisor {self.name!r}: {key} must be >= 1, got {value}.")
         _check_run_arguments(self.training, f"weak supervisor {self.name!r} training")
+        if self.calibration_size < 0:
+            raise ValueError(f"weak supervisor {self.name!r}: calibration_size must be >= 0.")
+        if self.source == "combine":
+            if not self.combine or len(self.combine) < 2 or len(set(self.combine)) != len(self.combine):
+                raise ValueError(f"weak supervisor {self.name!r}: source=combine needs `combine`, the names of at "
+                                 f"least two distinct other supervisors, got {self.combine}.")
+            if self.combination not in COMBINATIONS:
+                raise ValueError(f"weak supervisor {self.name!r}: combination must be one of {COMBINATIONS}.")
+            _check_run_arguments(self.combine_knobs, f"weak supervisor {self.name!r} combine_knobs")
 
 
 @dataclass
@@ -315,6 +355,14 @@ class ExperimentConfig:
         names = [w.name for w in self.weak_supervisors]
         if len(set(names)) != len(names):
             raise ValueError(f"weak supervisor names must be unique, got {names}")
+        for w in self.weak_supervisors:
+            if w.source == "combine":
+                bad = [n for n in w.combine if n not in names or n == w.name]
+                members = [m for m in self.weak_supervisors if m.name in w.combine]
+                if bad or any(m.source == "combine" for m in members):
+                    raise ValueError(f"weak supervisor {w.name!r}: combine must name other, non-combined "
+                                     f"supervisors of this config ({[n for n in names if n != w.name]}), got "
+                                     f"{w.combine}.")
         labels = [spec.label for spec in self.losses]
         duplicated = sorted({x for x in labels if labels.count(x) > 1})
         if duplicated:

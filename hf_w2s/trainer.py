@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from transformers import Trainer
+from transformers.utils import logging
 
 from .collator import WeakToStrongCollator
+from .conf_select import StudentCalibrationCallback
 from .config import WeakToStrongConfig
 from .distributed import gather_weighted_means, prepare_weak_model
 from .hub import resolve_train_dataset
@@ -17,7 +21,12 @@ from .labels import label_names, label_permutation, reorder_logits
 from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
-from .validation import check_inputs, check_output_dir, run_identity, write_run_file
+from .multi_weak import WeakCombiner, ZeroGradCallback, supervisors_agree
+from .validation import check_inputs, check_output_dir, check_weak_logits, run_identity, write_run_file
+
+logger = logging.get_logger(__name__)
+#: file holding the learned weak-supervisor weights in a checkpoint (next to the optimizer state)
+WEAK_COMBINER_NAME = "weak_combiner.safetensors"
 
 
 class WeakToStrongTrainer(Trainer):
@@ -30,6 +39,12 @@ class WeakToStrongTrainer(Trainer):
 
     The loss is a per-batch mean, so ``loss_is_scaled_for_ga = False`` lets the Trainer divide it by the number of
     accumulation steps: batch 8 × accumulation 1 and batch 4 × accumulation 2 take the same step.
+
+    Several weak supervisors (``args.weak_logits_columns``): the collator stacks their logits to ``(B, K, C)`` and
+    :class:`~hf_w2s.multi_weak.WeakCombiner` (``self.weak_combiner``) mixes them into the loss's weak logits; learned
+    weights get their own optimizer group and are saved with the optimizer state in checkpoints.
+    ``calibration_dataset`` (images with true labels): ``conf_select`` refits the student's temperature on it during
+    training (:class:`~hf_w2s.conf_select.StudentCalibrationCallback`).
     """
 
     _tag_names = ["hf_w2s", "weak-to-strong"]
@@ -46,6 +61,7 @@ class WeakToStrongTrainer(Trainer):
         weak_model=None,
         weak_processing_class=None,
         compute_metrics=None,
+        calibration_dataset=None,
         **kwargs,
     ):
         if args is None:
@@ -67,6 +83,7 @@ class WeakToStrongTrainer(Trainer):
                 weak_image_processor=weak_processing_class,
                 image_column=args.image_column,
                 weak_logits_column=args.weak_logits_column,
+                weak_logits_columns=args.weak_logits_columns,
             )
         if compute_metrics is None:
             compute_metrics = compute_accuracy
@@ -95,11 +112,36 @@ class WeakToStrongTrainer(Trainer):
             )
             # inference only: never wrapped for training; sharded only under DeepSpeed ZeRO-3 (hf_w2s.distributed)
             self.weak_model = prepare_weak_model(weak_model, self.accelerator)
+        # beyond the paper: several weak supervisors, and conf_select's student temperature
+        self._loss_knob_overrides: dict = {}
+        self.weak_combiner = None
+        if args.weak_logits_columns:
+            self.weak_combiner = WeakCombiner(
+                len(args.weak_logits_columns), args.weak_combination, args.weak_accuracies,
+                model.config.num_labels, args.weak_temperatures,
+            ).to(args.device)
+            if self.weak_combiner.learnable:
+                self.add_callback(ZeroGradCallback(self.weak_combiner))
+        self.calibration_callback = None
+        if calibration_dataset is not None:
+            if args.w2s_loss != "conf_select":
+                logger.warning(f"calibration_dataset is only used by conf_select, not {args.w2s_loss!r}; ignored.")
+            else:
+                collator = self.data_collator
+                if isinstance(collator, WeakToStrongCollator):
+                    collator = dataclasses.replace(collator, training=False)
+                self.calibration_callback = StudentCalibrationCallback(
+                    calibration_dataset, collator, self._loss_knob_overrides, args.student_calibration_steps,
+                    batch_size=args.per_device_eval_batch_size,
+                )
+                self.add_callback(self.calibration_callback)
 
     # -- validation, before any compute -------------------------------------------------------------------------
 
     @staticmethod
     def _check_supervision(model, args, train_dataset, weak_model) -> None:
+        if args.weak_logits_columns and weak_model is not None:
+            raise ValueError("several weak supervisors come from cached weak_logits_columns, not an online weak_model")
         columns = getattr(train_dataset, "column_names", None)
         if columns is None:
             return
@@ -110,6 +152,16 @@ class WeakToStrongTrainer(Trainer):
                     f"the training dataset has no 'label'/'labels' column (columns: {columns})."
                 )
         if args.w2s_loss in NO_WEAK:
+            return
+        if args.weak_logits_columns:
+            missing = [c for c in args.weak_logits_columns if c not in columns]
+            if missing:
+                raise ValueError(
+                    f"weak_logits_columns {missing} are not in the training dataset (columns: {columns}); label it "
+                    "with hf_w2s.label_dataset_multi(...) or merge weak-label datasets (merge_weak_label_datasets)."
+                )
+            for col in args.weak_logits_columns:
+                check_weak_logits(train_dataset, col, model.config.num_labels, what="training")
             return
         col = args.weak_logits_column
         if col not in columns and weak_model is None:
@@ -125,6 +177,7 @@ class WeakToStrongTrainer(Trainer):
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         keep = [self.args.image_column, self.args.weak_logits_column, "weak_pixel_values", "pixel_values", "label"]
+        keep += list(self.args.weak_logits_columns or [])
         self._signature_columns += [c for c in keep if c not in self._signature_columns]
 
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
@@ -191,6 +244,9 @@ class WeakToStrongTrainer(Trainer):
         logits = outputs.logits
         if weak_logits is None and self.weak_model is not None and self.args.w2s_loss not in NO_WEAK:
             weak_logits = self._online_weak_logits(inputs)
+        multi = None
+        if weak_logits is not None and weak_logits.dim() == 3:
+            logits, weak_logits, labels, multi = self._combine_weak(logits, weak_logits, labels, mode)
         if weak_logits is None and self.args.w2s_loss not in NO_WEAK:
             if mode == "eval" and labels is not None:
                 # evaluation on plain (image, label) data: cross-entropy on the true labels
@@ -210,12 +266,82 @@ class WeakToStrongTrainer(Trainer):
                 gt_loss_weight=self.args.gt_loss_weight,
                 weak_loss_weight=self.args.weak_loss_weight,
                 progress=self.training_progress,
-                **self.args.loss_knobs(),
+                **{**self.args.loss_knobs(), **self._loss_knob_overrides},
             )
         # exact means over the global batch (all processes), weighted by each process's batch size
         for name, value in gather_weighted_means(components, logits.shape[0], self.accelerator).items():
             self._metrics[mode][name].append(value)
+        extras = {}
+        if multi is not None:  # several weak supervisors: weights, agreement, the learned weights' objective
+            loss = loss * multi.pop("loss_scale")
+            weight_step = multi.pop("weight_step", None)
+            if weight_step is not None:
+                # adds the weights' gradient without changing the reported loss value
+                loss = loss + (weight_step - weight_step.detach())
+                multi["weak_weights_nll"] = weight_step.detach()
+            extras = multi
+        extras.update({k: torch.tensor(float(v)) for k, v in self._loss_knob_overrides.items()})
+        for name, value in gather_weighted_means(extras, outputs.logits.shape[0], self.accelerator).items():
+            self._metrics[mode][name].append(value)
         return (loss, outputs) if return_outputs else loss
+
+    def _combine_weak(self, logits, stacked, labels, mode):
+        """Several supervisors ``(B, K, C)`` → one ``(B, C)``.
+
+        During ``weak_agreement_warmup`` only the rows where all supervisors agree are kept (a batch without any keeps
+        its rows at loss scale 0, so every process logs the same metrics). Returns the (possibly filtered) student
+        logits, weak logits and labels, and a dict with ``loss_scale``, the supervisor weights and agreement for
+        logging and, for learned weights in training after ``weak_weights_warmup``, ``weight_step``: their objective
+        computed on the batch gathered over all processes, so that every process takes the same step on its copy of
+        the weights.
+        """
+        if self.weak_combiner is None:
+            raise ValueError("the batch carries several weak supervisors (B, K, C); set args.weak_logits_columns")
+        stacked = stacked.to(logits.device)
+        combined = self.weak_combiner(stacked)
+        agree = supervisors_agree(stacked)
+        pi = self.weak_combiner.weights().detach()
+        extra = {f"weak_weight_{k}": pi[k] for k in range(len(pi))}
+        extra["weak_agreement"] = agree.float().mean()
+        extra["loss_scale"] = 1.0
+        learning = self.weak_combiner.learnable and self.training_progress >= self.args.weak_weights_warmup
+        if mode == "train" and learning:
+            gathered_weak = self.accelerator.gather(stacked.contiguous())
+            gathered_student = self.accelerator.gather(logits.detach().contiguous())
+            extra["weight_step"] = self.weak_combiner.weight_loss(gathered_weak, gathered_student)
+        if mode == "train" and self.training_progress < self.args.weak_agreement_warmup:
+            if agree.any():
+                logits, combined = logits[agree], combined[agree]
+                labels = labels[agree] if labels is not None else None
+            else:
+                extra["loss_scale"] = 0.0
+        return logits, combined, labels, extra
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.weak_combiner is not None and self.weak_combiner.learnable:
+            params = list(self.weak_combiner.parameters())
+            present = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            if not any(id(p) in present for p in params):
+                optimizer.add_param_group(
+                    {"params": params, "weight_decay": 0.0, "lr": self.args.weak_weights_learning_rate}
+                )
+        return optimizer
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.weak_combiner is not None and self.weak_combiner.learnable and self.args.should_save:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.weak_combiner.state_dict().items()}
+            save_file(state, os.path.join(output_dir, WEAK_COMBINER_NAME))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.weak_combiner is None or not self.weak_combiner.learnable:
+            return
+        path = os.path.join(checkpoint, WEAK_COMBINER_NAME)
+        if not os.path.isfile(path):
+            raise ValueError(f"checkpoint {checkpoint} has no {WEAK_COMBINER_NAME}: cannot resume the learned weights")
+        self.weak_combiner.load_state_dict(load_file(path, device=str(self.args.device)))
 
     # -- logging (TRL's pattern) -----------------------------------------------------------------------------------
 

@@ -316,7 +316,7 @@ def test_interrupted_sweep_resumes_without_partial_results(tmp_path, bands_datas
 def test_w2s_runs_never_see_true_labels_unless_the_loss_asks(tmp_path, bands_dataset, monkeypatch):
     seen = {}
 
-    def fake_run(self, key, kind, train, *, seed, loss, spec, run_dir, extra):
+    def fake_run(self, key, kind, train, *, seed, loss, spec, run_dir, extra, **_):
         seen[spec.label if spec else kind] = train.column_names
         return {"key": key, "kind": kind, "seed": seed, **extra, "test_accuracy": 0.5, "mean_a": None,
                 "test_predictions": [0] * 60, "train_seconds": 0.0, "log_history": []}

@@ -1,0 +1,217 @@
+"""Confidence-selected labels: the ``conf_select`` loss, temperature scaling, and the student's recalibration.
+
+Per example, the weak supervisor says ``ŵ = argmax w`` with calibrated confidence ``c_w = max softmax(w / T_w)`` and
+the student says ``ŝ = argmax s`` with calibrated confidence ``c_s = max softmax(s / T_s)``. A calibrated confidence
+estimates the probability that the prediction is right, so ``conf_select`` trains toward the label that is more
+likely correct instead of mixing the two (AdaptConf's mix):
+
+* ``hard``: ``loss = CE(s, ŵ)`` if ``c_w >= r·c_s`` else ``CE(s, ŝ)``;
+* ``soft``: ``loss = π·CE(s, ŵ) + (1 − π)·CE(s, ŝ)`` with ``π = c_w / (c_w + r·c_s)``;
+
+where ``r`` is the warm-up factor: it rises linearly from 0 to 1 over the first ``conf_select_warmup`` of training,
+so that the weak label wins while the student's own predictions are still poor (``r = 0`` is ``weak_hard``). Where
+the two argmaxes agree both terms coincide. The selection weight ``π`` carries no gradient.
+
+Calibration is temperature scaling (Guo et al. 2017): :func:`fit_temperature` minimises the NLL of ``logits / T``
+with LBFGS. ``T_w`` (``weak_calibration_temperature``) is fitted once on the weak supervisor's logits on held-out
+ground truth (the weak model's ground-truth split, ideally a part it was not trained on). ``T_s``
+(``student_calibration_temperature``) changes as the student trains: give :class:`~hf_w2s.WeakToStrongTrainer` a
+``calibration_dataset`` (images with true labels, e.g. the weak model's ground-truth split) and it refits ``T_s`` on
+the student's logits there at the start of training and every ``student_calibration_steps`` optimizer steps
+(:class:`StudentCalibrationCallback`); without one, the fixed ``student_calibration_temperature`` (default 1, the raw
+softmax) is used. Caveat: ``T_s`` is fitted on examples the student does not train on, while the selection happens on
+examples it does train on, where it grows more confident than on held-out data; the refit cannot see that.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import TrainerCallback
+
+from .losses import W2SLossOutput, _check, ce_per_sample, linear_schedule, register_loss
+
+__all__ = [
+    "CONF_SELECT_MODES",
+    "fit_temperature",
+    "column_temperature",
+    "calibrated_confidence",
+    "selection_weight",
+    "conf_select",
+    "predict_logits",
+    "StudentCalibrationCallback",
+]
+
+CONF_SELECT_MODES = ("hard", "soft")
+#: temperatures are clipped to this range: separable data drives the NLL optimum to 0, constant logits to infinity
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def fit_temperature(
+    logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int = 100, bounds: tuple[float, float] = TEMPERATURE_BOUNDS
+) -> float:
+    """The temperature ``T`` minimising ``mean CE(logits / T, labels)`` (temperature scaling), by LBFGS on ``log T``.
+
+    ``logits`` ``(N, C)`` and integer ``labels`` ``(N,)``; labels equal to -100 are ignored. The result is clipped
+    to ``bounds`` (the optimum runs to 0 when every example is right, to infinity when the logits carry no signal).
+    """
+    logits = torch.as_tensor(logits).detach().float().cpu()
+    labels = torch.as_tensor(labels).detach().long().cpu()
+    if logits.dim() != 2 or labels.dim() != 1 or len(logits) != len(labels):
+        raise ValueError(
+            f"fit_temperature needs logits (N, C) and labels (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}"
+        )
+    valid = labels != -100
+    logits, labels = logits[valid], labels[valid]
+    if len(labels) == 0:
+        raise ValueError("fit_temperature needs at least one labelled example")
+    if labels.min() < 0 or labels.max() >= logits.shape[1]:
+        raise ValueError(f"labels must lie in [0, {logits.shape[1] - 1}], got {labels.min()}..{labels.max()}")
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+    log_t = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits / log_t.clamp(lo - 1, hi + 1).exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(math.exp(min(max(log_t.item(), lo), hi)))
+
+
+def calibrated_confidence(logits: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(max softmax(logits / T), argmax logits)`` per example, without gradient."""
+    with torch.no_grad():
+        probs = F.softmax(logits.detach().float() / temperature, dim=-1)
+        conf, pred = probs.max(-1)
+    return conf, pred
+
+
+def selection_weight(
+    weak_confidence: torch.Tensor, student_confidence: torch.Tensor, mode: str = "hard", student_trust: float = 1.0
+) -> torch.Tensor:
+    """The weight ``π`` of the weak label per example (``1 − π`` goes to the student's own label).
+
+    ``hard``: 1 where ``c_w >= r·c_s`` (ties go to the weak supervisor), else 0; ``soft``: ``c_w / (c_w + r·c_s)``;
+    ``r`` = ``student_trust`` in [0, 1] (the warm-up factor).
+    """
+    if mode not in CONF_SELECT_MODES:
+        raise ValueError(f"conf_select_mode must be one of {CONF_SELECT_MODES}, got {mode!r}")
+    student = student_trust * student_confidence
+    if mode == "hard":
+        return (weak_confidence >= student).float()
+    return weak_confidence / (weak_confidence + student).clamp_min(1e-12)
+
+
+@register_loss("conf_select")
+def conf_select(
+    student_logits,
+    weak_logits,
+    weak_calibration_temperature: float = 1.0,
+    student_calibration_temperature: float = 1.0,
+    conf_select_mode: str = "hard",
+    conf_select_warmup: float = 0.0,
+    progress: float = 1.0,
+    **_,
+) -> W2SLossOutput:
+    """Train toward the weak label or the student's own, whichever is more likely correct (see the module doc)."""
+    _check(student_logits, weak_logits, "weak logits")
+    c_w, y_w = calibrated_confidence(weak_logits, weak_calibration_temperature)
+    c_s, y_s = calibrated_confidence(student_logits, student_calibration_temperature)
+    trust = linear_schedule(progress, conf_select_warmup, 1.0)
+    pi = selection_weight(c_w, c_s, conf_select_mode, trust)
+    ce_weak = ce_per_sample(student_logits, y_w)
+    ce_self = ce_per_sample(student_logits, y_s)
+    loss = pi * ce_weak + (1 - pi) * ce_self
+    disagree = (y_w != y_s).float()
+    return W2SLossOutput(
+        loss,
+        {
+            "ce_weak": ce_weak.detach(),
+            "ce_self": ce_self.detach(),
+            "weak_weight": pi,
+            # fraction of all examples on which the student's own label was chosen against the weak one
+            "student_selected": disagree * (1 - pi),
+            "conf_weak": c_w,
+            "conf_student": c_s,
+        },
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the student's temperature during training
+
+
+@torch.no_grad()
+def predict_logits(model, dataset, collator, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits ``(N, C)`` and the true labels ``(N,)`` on ``dataset``, batched through ``collator``.
+
+    Runs in evaluation mode on the model's device and restores the model's training mode afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    all_logits, all_labels = [], []
+    try:
+        for start in range(0, len(dataset), batch_size):
+            columns = dataset[start : start + batch_size]  # one slice, much faster than row by row
+            rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+            batch = collator(rows)
+            if "labels" not in batch:
+                raise ValueError("the calibration dataset needs true labels (a 'label' or 'labels' column)")
+            all_logits.append(model(pixel_values=batch["pixel_values"].to(device)).logits.float().cpu())
+            all_labels.append(batch["labels"])
+    finally:
+        model.train(was_training)
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+class StudentCalibrationCallback(TrainerCallback):
+    """Refit the student's temperature on a labelled calibration set while it trains.
+
+    At the start of training and every ``every_n_steps`` optimizer steps (0: only at the start), computes the
+    student's logits on ``calibration_dataset`` (through ``collator``, no augmentation) and stores the fitted
+    temperature in ``knobs["student_calibration_temperature"]`` — the dict of loss-knob overrides the trainer reads.
+    ``history`` keeps ``(global_step, temperature)``. A resumed run refits at its start, so nothing needs saving.
+    """
+
+    def __init__(self, calibration_dataset, collator, knobs: dict, every_n_steps: int = 0, batch_size: int = 256):
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps must be >= 0, got {every_n_steps}")
+        if len(calibration_dataset) == 0:
+            raise ValueError("the calibration dataset is empty")
+        self.calibration_dataset = calibration_dataset
+        self.collator = collator
+        self.knobs = knobs
+        self.every_n_steps = every_n_steps
+        self.batch_size = batch_size
+        self.history: list[tuple[int, float]] = []
+
+    def refit(self, model, step: int) -> float:
+        logits, labels = predict_logits(model, self.calibration_dataset, self.collator, self.batch_size)
+        temperature = fit_temperature(logits, labels)
+        self.knobs["student_calibration_temperature"] = temperature
+        self.history.append((step, temperature))
+        return temperature
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.refit(model, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every_n_steps and state.global_step % self.every_n_steps == 0:
+            self.refit(model, state.global_step)
+
+
+def column_temperature(dataset, logits_column: str = "weak_logits", label_column: str = "label") -> float:
+    """:func:`fit_temperature` on a cached logits column of a labelled dataset (e.g. the weak model's held-out GT)."""
+    for col in (logits_column, label_column):
+        if col not in dataset.column_names:
+            raise ValueError(f"dataset has no column {col!r}; columns: {dataset.column_names}")
+    logits = np.asarray(dataset.with_format("numpy")[logits_column], dtype=np.float32)
+    labels = np.asarray(dataset[label_column], dtype=np.int64)
+    return fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
