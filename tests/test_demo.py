@@ -27,7 +27,7 @@ print(json.dumps({"logits": logits, "top": top, "id2label": model.config.id2labe
 
 def run(cmd, **kw):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, **kw)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, **kw)
 
 
 @pytest.fixture(scope="module")
