@@ -213,7 +213,7 @@ def test_given_weak_model_is_matched_by_label_names(tmp_path, bands_dataset):
     from hf_w2s.collator import pixel_values_from_images
     from hf_w2s.models import build_model, tiny_image_processor
 
-    reversed_model = build_model("linear", ["c", "b", "a"], image_size=8, width=4, seed=0)
+    reversed_model = build_model("linear", ["c", "b", "a"], image_size=8, num_channels=1, width=4, seed=0)
     tiny_image_processor(8, 1).save_pretrained(tmp_path / "weak")
     reversed_model.save_pretrained(tmp_path / "weak")
     cfg = tiny_config(bands_dataset, tmp_path / "out",
@@ -225,7 +225,7 @@ def test_given_weak_model_is_matched_by_label_names(tmp_path, bands_dataset):
         raw = reversed_model(pixel_values=pixel_values_from_images(strong["image"], tiny_image_processor(8, 1))).logits
     logits = np.asarray(sup.train_dataset.with_format("numpy")["weak_logits"])
     np.testing.assert_allclose(logits, raw.numpy()[:, ::-1], atol=1e-5)  # columns follow the dataset's names
-    build_model("linear", ["a", "b", "z"], image_size=8, width=4).save_pretrained(tmp_path / "other")
+    build_model("linear", ["a", "b", "z"], image_size=8, num_channels=1, width=4).save_pretrained(tmp_path / "other")
     tiny_image_processor(8, 1).save_pretrained(tmp_path / "other")
     exp.config.weak_supervisors[0].model = str(tmp_path / "other")
     with pytest.raises(ValueError, match=r"missing from the weak model: \['c'\]"):
