@@ -104,3 +104,16 @@ def w2s_splits(
         out[name] = dataset.select(np.sort(order[start : start + size]))
         start += size
     return DatasetDict(out)
+
+
+def shots_per_class(ds: Dataset, k: int, seed: int, label_column: str = "label") -> Dataset:
+    """``k`` seeded examples of every class (few-shot); an error names a class with fewer than ``k``."""
+    labels = np.asarray(ds[label_column])
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < k:
+            raise ValueError(f"class {c} has only {len(idx)} examples, fewer than shots_per_class={k}")
+        chosen.append(rng.choice(idx, size=k, replace=False))
+    return ds.select(np.sort(np.concatenate(chosen)))

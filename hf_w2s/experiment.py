@@ -30,7 +30,7 @@ from transformers.trainer_callback import PrinterCallback
 from .collator import WeakToStrongCollator
 from .conf_select import fit_temperature
 from .config import WeakToStrongConfig
-from .data import PACKAGED_DATASETS, load_packaged, w2s_splits
+from .data import PACKAGED_DATASETS, load_packaged, shots_per_class, w2s_splits
 from .experiment_config import ExperimentConfig, LossSpec, WeakSupervisorConfig, config_help, load_experiment_config
 from .labels import label_names as ordered_label_names
 from .labels import label_permutation
@@ -150,19 +150,6 @@ def _random_subset(ds: Dataset, n: int, seed: int) -> Dataset:
         raise ValueError(f"asked for {n} examples from a split of {len(ds)}")
     idx = np.random.default_rng(seed).permutation(len(ds))[:n]
     return ds.select(np.sort(idx))
-
-
-def shots_per_class(ds: Dataset, k: int, seed: int, label_column: str = "label") -> Dataset:
-    """``k`` seeded examples of every class (few-shot); an error names a class with fewer than ``k``."""
-    labels = np.asarray(ds[label_column])
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < k:
-            raise ValueError(f"class {c} has only {len(idx)} examples, fewer than shots_per_class={k}")
-        chosen.append(rng.choice(idx, size=k, replace=False))
-    return ds.select(np.sort(np.concatenate(chosen)))
 
 
 def _replace_labels(ds: Dataset, labels: np.ndarray) -> Dataset:

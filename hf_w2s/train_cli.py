@@ -74,19 +74,6 @@ def subsample(dataset, n: int | None, seed: int):
     return dataset.shuffle(seed=seed).select(range(n))
 
 
-def select_k_per_class(dataset, k: int, seed: int = 0, label_column: str = "label"):
-    """A seeded subset with exactly ``k`` examples of every class present (few-shot)."""
-    labels = np.asarray(dataset[label_column])
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        if len(members) < k:
-            raise ValueError(f"few-shot: class {c} has only {len(members)} examples, fewer than k={k}")
-        picked.extend(rng.choice(members, size=k, replace=False).tolist())
-    return dataset.select(sorted(picked))
-
-
 def use_label_column(dataset, label_column: str):
     """Rename ``label_column`` to ``label`` (what the collator and trainer read)."""
     if label_column == "label" or label_column not in dataset.column_names:
@@ -362,7 +349,9 @@ class StudentRecipe:
         if sa.weak_train_split:
             weak_train = use_label_column(get_split(data, sa.weak_train_split, "weak_train_split"), sa.label_column)
             if sa.weak_shots_per_class:
-                weak_train = select_k_per_class(weak_train, sa.weak_shots_per_class, seed=sa.split_seed)
+                from .data import shots_per_class
+
+                weak_train = shots_per_class(weak_train, sa.weak_shots_per_class, seed=sa.split_seed)
             self.weak_train_ds = weak_train
 
     def load_models(self) -> None:

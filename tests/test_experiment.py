@@ -11,7 +11,8 @@ import torch
 import yaml
 from datasets import ClassLabel, Dataset, Features, Image, load_from_disk
 
-from hf_w2s.experiment import Experiment, ResultStore, main, shots_per_class
+from hf_w2s.data import shots_per_class
+from hf_w2s.experiment import Experiment, ResultStore, main
 from hf_w2s.experiment_config import FIXED_MIX, ExperimentConfig, load_experiment_config, weak_losses
 from hf_w2s.noise import corrupt_labels
 from hf_w2s.report import markdown, summarize

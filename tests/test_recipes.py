@@ -8,7 +8,8 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from hf_w2s.train_cli import load_classifier, main, select_k_per_class
+from hf_w2s.data import shots_per_class
+from hf_w2s.train_cli import load_classifier, main
 from hf_w2s.train_config import parse_train_args
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "configs")
@@ -181,11 +182,11 @@ def test_few_shot_selection():
     from datasets import Dataset
 
     ds = Dataset.from_dict({"label": [0] * 5 + [1] * 3 + [2] * 4})
-    picked = select_k_per_class(ds, 3, seed=1)
+    picked = shots_per_class(ds, 3, seed=1)
     assert sorted(picked["label"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
-    assert picked["label"] == select_k_per_class(ds, 3, seed=1)["label"]
-    with pytest.raises(ValueError, match="class 1 has only 3 examples, fewer than k=4"):
-        select_k_per_class(ds, 4)
+    assert picked["label"] == shots_per_class(ds, 3, seed=1)["label"]
+    with pytest.raises(ValueError, match="class 1 has only 3 examples, fewer than shots_per_class=4"):
+        shots_per_class(ds, 4, seed=0)
 
 
 def test_mae_checkpoint_becomes_a_plain_vit_classifier(tmp_path):
