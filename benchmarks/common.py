@@ -34,7 +34,7 @@ def weak_model(seed: int = 0):
 
 
 def processor():
-    return tiny_image_processor(28, 1)
+    return tiny_image_processor(28)  # 3 channels, as the experiment harness and saved students use
 
 
 def with_random_weak_logits(ds, seed: int = 0):
@@ -88,7 +88,7 @@ def time_w2s(ds, steps: int, batch_size: int, weak=None, loss: str = "adapt_conf
         return timer.median()
 
 
-def timing_arguments(steps: int = 60, repeats: int = 3, batch_size: int = 64):
+def timing_arguments(steps: int = 100, repeats: int = 5, batch_size: int = 64):
     import argparse
 
     p = argparse.ArgumentParser()

@@ -1,7 +1,8 @@
 """Peak memory of labelling with hf_w2s.label_dataset at two dataset sizes: labels go to Arrow, memory stays flat.
 
-Each size runs in a fresh subprocess that loads an on-disk dataset (memory-mapped), labels it, and reports its peak
-resident set size (ru_maxrss); the dataset is the packaged digits repeated to N rows.
+Each size runs in a fresh subprocess that loads an on-disk dataset (memory-mapped), labels it, and reports its resident
+set size before labelling and its peak while labelling (sampled every 5 ms); the dataset is the packaged digits
+repeated to N rows. Linux only (/proc).
 
     OMP_NUM_THREADS=1 python benchmarks/label_memory.py [--sizes 5000 50000]
 """
@@ -14,12 +15,24 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
+def current_rss_kb() -> int:
+    """Resident set size now (Linux /proc), in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
 def child(path: str) -> None:
+    import threading
+
     import datasets
     from common import processor, weak_model
 
@@ -27,12 +40,23 @@ def child(path: str) -> None:
 
     datasets.disable_progress_bars()
     ds = datasets.load_from_disk(path)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = label_dataset(ds, weak_model(), processor(), batch_size=256)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"n": len(out), "rss_before_kb": before, "peak_kb": peak,
-                      "cache_mb": sum(f["filename"] and Path(f["filename"]).stat().st_size
-                                      for f in out.cache_files) / 2**20}))
+    model, proc = weak_model(), processor()
+    before = current_rss_kb()
+    peak, done = [before], threading.Event()
+
+    def sample():  # the peak RSS while labelling (ru_maxrss would also count the imports' peak)
+        while not done.is_set():
+            peak[0] = max(peak[0], current_rss_kb())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    out = label_dataset(ds, model, proc, batch_size=256)
+    done.set()
+    sampler.join()
+    print(json.dumps({"n": len(out), "before_kb": before, "peak_kb": peak[0],
+                      "process_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "cache_mb": sum(Path(f["filename"]).stat().st_size for f in out.cache_files) / 2**20}))
 
 
 def main() -> None:
@@ -59,12 +83,14 @@ def main() -> None:
                                  text=True, check=True, cwd=HERE)
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
     for r in rows:
-        print(f"N = {r['n']:>7}: peak RSS {r['peak_kb'] / 1024:7.1f} MiB (after loading, before labelling "
-              f"{r['rss_before_kb'] / 1024:.1f} MiB); labels written to Arrow: {r['cache_mb']:.1f} MiB")
+        print(f"N = {r['n']:>7}: RSS before labelling {r['before_kb'] / 1024:6.1f} MiB, peak while labelling "
+              f"{r['peak_kb'] / 1024:6.1f} MiB (+{(r['peak_kb'] - r['before_kb']) / 1024:.1f} MiB); labels written "
+              f"to Arrow: {r['cache_mb']:.1f} MiB")
     small, large = rows
+    grow_small, grow_large = (r["peak_kb"] - r["before_kb"] for r in rows)
     print(f"peak RSS ratio N={large['n']} / N={small['n']}: {large['peak_kb'] / small['peak_kb']:.3f} for "
-          f"{large['n'] / small['n']:.0f}x the rows (flat = close to 1)")
-
+          f"{large['n'] / small['n']:.0f}x the rows (flat = close to 1); growth while labelling "
+          f"{grow_small / 1024:.1f} MiB vs {grow_large / 1024:.1f} MiB")
 
 if __name__ == "__main__":
     main()

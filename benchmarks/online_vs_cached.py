@@ -3,7 +3,7 @@
 Tells users what caching (hf-w2s label / label_dataset) buys. Two weak models: the benchmark's linear supervisor and
 a weak model as large as the student (the ResNet), which is the case where caching matters most.
 
-    OMP_NUM_THREADS=1 python benchmarks/online_vs_cached.py [--steps 60] [--repeats 3] [--batch_size 64]
+    OMP_NUM_THREADS=1 python benchmarks/online_vs_cached.py [--steps 100] [--repeats 5] [--batch_size 64]
 """
 
 from __future__ import annotations

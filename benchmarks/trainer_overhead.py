@@ -4,7 +4,7 @@ Same model (the benchmark's ResNet), same data (the packaged MNIST digits, raw i
 collator), same batch size; the runs alternate and each figure is the median step time over the repeats. Target:
 ratio <= 1.05.
 
-    OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py [--steps 60] [--repeats 3] [--batch_size 64]
+    OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py [--steps 100] [--repeats 5] [--batch_size 64]
 """
 
 from __future__ import annotations
