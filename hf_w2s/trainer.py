@@ -179,9 +179,12 @@ class WeakToStrongTrainer(Trainer):
                 progress=self.training_progress,
                 **self.args.loss_knobs(),
             )
-        for name, value in components.items():
-            gathered = self.accelerator.gather_for_metrics(value.detach().float().reshape(1))
-            self._metrics[mode][name].append(gathered.mean().item())
+        if components:  # one gather and one host sync per step for all the logged components
+            names = list(components)
+            values = torch.stack([components[n].detach().float().reshape(()) for n in names]).unsqueeze(0)
+            gathered = self.accelerator.gather_for_metrics(values).reshape(-1, len(names)).mean(0).tolist()
+            for name, value in zip(names, gathered):
+                self._metrics[mode][name].append(value)
         return (loss, outputs) if return_outputs else loss
 
     # -- logging (TRL's pattern) -----------------------------------------------------------------------------------
