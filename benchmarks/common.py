@@ -88,13 +88,13 @@ def time_w2s(ds, steps: int, batch_size: int, weak=None, loss: str = "adapt_conf
         return timer.median()
 
 
-def timing_arguments(steps: int = 100, repeats: int = 5, batch_size: int = 64):
+def timing_arguments(steps: int = 100, repeats: int = 5, batch_size: int = 64, **extra: int):
+    """Parse --steps, --repeats, --batch_size and one ``--NAME`` integer option per ``extra`` default."""
     import argparse
 
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--repeats", type=int, default=repeats)
-    p.add_argument("--batch_size", type=int, default=batch_size)
+    for name, default in dict(steps=steps, repeats=repeats, batch_size=batch_size, **extra).items():
+        p.add_argument(f"--{name}", type=int, default=default)
     return p.parse_args()
 
 

@@ -183,8 +183,8 @@ def gather_weighted_means(values: dict[str, torch.Tensor], count: int, accelerat
     local = torch.stack([values[n].detach().float().reshape(()).to(device) for n in names])
     packed = torch.cat([local * count, torch.tensor([float(count)], device=device)]).reshape(1, -1)
     total = accelerator.gather(packed).sum(0) if accelerator.num_processes > 1 else packed[0]
-    n = total[-1].clamp_min(1.0)
-    return {name: (total[i] / n).item() for i, name in enumerate(names)}
+    means = (total[:-1] / total[-1].clamp_min(1.0)).tolist()  # one host sync for all the values
+    return dict(zip(names, means))
 
 
 # -- the online weak model ------------------------------------------------------------------------------------------

@@ -105,9 +105,12 @@ def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> st
     strong = s.model or f"{s.arch} (width {s.width}, depth {s.depth})" + (
         f", pre-trained on {s.pretrain_dataset}" if s.pretrain_dataset else "")
     sizes = config.split_sizes
+    strong_split = ("with its ground truth for the losses that ask for it"
+                    if any(spec.needs_labels for spec in config.losses)
+                    else "seen by the students only through weak labels")
     lines += [
-        f"Dataset `{config.dataset}`: {sizes[0]} ground-truth examples for the weak supervisor, {sizes[1]} for the "
-        f"strong model (seen only through weak labels), {sizes[2]} test. Strong model: {strong}. "
+        f"Dataset `{config.dataset}`, split {sizes[0]} / {sizes[1]} / {sizes[2]}: the weak supervisor's ground truth "
+        f"/ the strong split ({strong_split}) / test. Strong model: {strong}. "
         f"Seeds: {list(config.seeds)}. Accuracies on the test split in %, mean ± std over seeds; PGR = (student − "
         "weak) / (ceiling − weak) with the mean ceiling; agreement = student–weak agreement on the test split; "
         "mean a = the confidence weight averaged over training.",
@@ -116,7 +119,9 @@ def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> st
     for summary in summaries:
         basis = "" if summary.weak_basis == "test" else " (accuracy of its labels on the strong split: no test " \
                                                          "predictions)"
-        n = f", trained on {summary.num_train_examples} examples" if summary.num_train_examples else ""
+        spec = next(w for w in config.weak_supervisors if w.name == summary.name)
+        n = f", trained on {summary.num_train_examples} examples of {spec.train_split}" \
+            if summary.num_train_examples else ""
         lines += [f"## Weak supervisor `{summary.name}` ({summary.source}{n}): {100 * summary.weak_accuracy:.1f} %"
                   f"{basis}", ""]
         lines += ["| run | test accuracy (%) | PGR | agreement with weak (%) | mean a | seeds |",
