@@ -64,6 +64,11 @@ class WeakToStrongConfig(TrainingArguments):
     weak_logits_column: str = field(
         default="weak_logits", metadata={"help": "Name of the column holding the cached weak logits."}
     )
+    eval_dataset_split: str = field(
+        default="test",
+        metadata={"help": "Split loaded when WeakToStrongTrainer's eval_dataset is given as a Hub dataset id or a "
+                  "local path (train_dataset given that way loads its 'train' split)."},
+    )
     # -- conf_select (hf_w2s.conf_select) --
     conf_select_mode: str = field(
         default="hard",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
 
+from .labels import label_permutation
 from .weak_labels import (
     WEAK_LABEL_COLUMN,
     WeakModel,
@@ -69,12 +71,37 @@ def load_image_dataset(source, *, split: str = "train", revision: str | None = N
 
 def resolve_train_dataset(train_dataset, model, logits_column: str = "weak_logits"):
     """For ``WeakToStrongTrainer``: load a weak-label dataset given by Hub id or path (its ``train`` split), and
-    reorder its weak logits to the student's ``id2label`` by name when it records its label names."""
+    match its labels to the student's ``id2label`` by name (see ``align_to_model``)."""
     if isinstance(train_dataset, (str, os.PathLike)):
         train_dataset = load_image_dataset(train_dataset, split="train")
-    if isinstance(train_dataset, Dataset) and getattr(getattr(model, "config", None), "id2label", None):
-        train_dataset = align_weak_labels(train_dataset, names_of(model), logits_column=logits_column)
-    return train_dataset
+    return align_to_model(train_dataset, model, logits_column)
+
+
+def resolve_eval_dataset(eval_dataset, model, split: str = "test", logits_column: str = "weak_logits"):
+    """For ``WeakToStrongTrainer``: ``eval_dataset`` (or each value of a dict of them) given by Hub id or path loads
+    its ``split``; its labels are matched to the student's by name (see ``align_to_model``)."""
+    if isinstance(eval_dataset, dict):
+        return {name: resolve_eval_dataset(ds, model, split, logits_column) for name, ds in eval_dataset.items()}
+    if isinstance(eval_dataset, (str, os.PathLike)):
+        eval_dataset = load_image_dataset(eval_dataset, split=split)
+    return align_to_model(eval_dataset, model, logits_column)
+
+
+def align_to_model(dataset, model, logits_column: str = "weak_logits"):
+    """Reorder a dataset's weak logits and its ground-truth ``ClassLabel`` ids to the model's ``id2label`` order, by
+    name. Names that do not match raise a ``ValueError`` listing them; a model with generic names (``LABEL_0``, ...)
+    or a dataset without class names is left as is."""
+    names = names_of(model) if getattr(getattr(model, "config", None), "id2label", None) else None
+    if not isinstance(dataset, Dataset) or names is None or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
+        return dataset
+    dataset = align_weak_labels(dataset, names, logits_column=logits_column)
+    column = find_label_column(dataset)
+    feature = dataset.features.get(column) if column else None
+    if isinstance(feature, ClassLabel) and label_permutation(
+        feature.names, names, source=f"dataset's {column!r} column", target="student"
+    ) is not None:
+        dataset = dataset.align_labels_with_mapping({n: i for i, n in enumerate(names)}, column)
+    return dataset
 
 
 # -- the dataset card -------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from .collator import WeakToStrongCollator
 from .conf_select import StudentCalibrationCallback
 from .config import WeakToStrongConfig
 from .distributed import gather_weighted_means, prepare_weak_model
-from .hub import resolve_train_dataset
+from .hub import resolve_eval_dataset, resolve_train_dataset
 from .labels import label_names, label_permutation, reorder_logits
 from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
@@ -75,6 +75,7 @@ class WeakToStrongTrainer(Trainer):
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
         train_dataset = resolve_train_dataset(train_dataset, model, args.weak_logits_column)  # Hub id / path too
+        eval_dataset = resolve_eval_dataset(eval_dataset, model, args.eval_dataset_split, args.weak_logits_column)
         self._check_supervision(model, args, train_dataset, weak_model)
         check_inputs(model, args, train_dataset, eval_dataset, processing_class, weak_model, weak_processing_class)
         if data_collator is None:

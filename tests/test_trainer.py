@@ -110,6 +110,46 @@ def test_eval_with_weak_logits_reports_agreement(tmp_path):
     assert m["test_agreement"] == pytest.approx(expected)
 
 
+def reversed_names(ds):
+    """The same examples with the ClassLabel's names in reverse order (each row keeps its class *name*)."""
+    n = len(NAMES) - 1
+    out = ds.map(lambda b: {"label": [n - y for y in b["label"]]}, batched=True)
+    return out.cast_column("label", ClassLabel(names=NAMES[::-1]))
+
+
+def test_ground_truth_is_matched_to_the_student_by_name(tmp_path):
+    ds = make_dataset(64, seed=8)
+    rev = reversed_names(ds)
+    assert rev[0]["label"] != ds[0]["label"] and rev.features["label"].names[rev[0]["label"]] == NAMES[ds[0]["label"]]
+    model = build_model("resnet", NAMES, image_size=8, width=8, depth=1, seed=0)
+    tr = WeakToStrongTrainer(model=model, args=config(tmp_path), eval_dataset={"orig": ds, "rev": rev},
+                             processing_class=PROC)
+    assert tr.eval_dataset["rev"]["label"] == ds["label"]
+    assert tr.eval_dataset["rev"].features["label"].names == NAMES
+    assert tr.evaluate(tr.eval_dataset["orig"])["eval_accuracy"] == pytest.approx(
+        tr.evaluate(tr.eval_dataset["rev"])["eval_accuracy"])
+    other = ds.cast_column("label", ClassLabel(names=["a", "b", "c", "zebra"]))
+    with pytest.raises(ValueError, match=r"missing from the dataset's 'label' column: \['d'\]"):
+        WeakToStrongTrainer(model=model, args=config(tmp_path), train_dataset=other.add_column(
+            "weak_logits", np.zeros((64, 4), dtype=np.float32).tolist()), processing_class=PROC)
+
+
+def test_eval_dataset_given_as_a_path_loads_its_split(tmp_path):
+    from datasets import DatasetDict
+
+    DatasetDict({"train": make_dataset(8, seed=9), "test": make_dataset(24, seed=10),
+                 "validation": make_dataset(16, seed=11)}).save_to_disk(tmp_path / "data")
+    tr = WeakToStrongTrainer(model=vit(), args=config(tmp_path), eval_dataset=str(tmp_path / "data"),
+                             processing_class=PROC)
+    assert len(tr.eval_dataset) == 24 and "eval_accuracy" in tr.evaluate()
+    tr = WeakToStrongTrainer(model=vit(), args=config(tmp_path, eval_dataset_split="validation"),
+                             eval_dataset=str(tmp_path / "data"), processing_class=PROC)
+    assert len(tr.eval_dataset) == 16
+    with pytest.raises(ValueError, match=r"split 'dev' not found .* splits: \['train', 'test', 'validation'\]"):
+        WeakToStrongTrainer(model=vit(), args=config(tmp_path, eval_dataset_split="dev"),
+                            eval_dataset=str(tmp_path / "data"), processing_class=PROC)
+
+
 def test_online_weak_model_equals_cached_logits_and_remaps_names(tmp_path):
     images, labels = block_images(16, seed=5)
     base = make_dataset(16, seed=5)
