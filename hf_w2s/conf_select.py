@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
+from .data import column_array
 from .losses import W2SLossOutput, _check, ce_per_sample, linear_schedule, register_loss
 
 __all__ = [
@@ -212,6 +213,6 @@ def column_temperature(dataset, logits_column: str = "weak_logits", label_column
     for col in (logits_column, label_column):
         if col not in dataset.column_names:
             raise ValueError(f"dataset has no column {col!r}; columns: {dataset.column_names}")
-    logits = np.asarray(dataset.with_format("numpy")[logits_column], dtype=np.float32)
+    logits = column_array(dataset, logits_column, np.float32)
     labels = np.asarray(dataset[label_column], dtype=np.int64)
     return fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))

@@ -96,7 +96,7 @@ def run_demo(args: DemoArguments) -> dict:
     from datasets import load_from_disk
     from transformers.utils import logging as hf_logging
 
-    from .data import load_packaged, w2s_splits
+    from .data import column_array, load_packaged, w2s_splits
     from .metrics import performance_gap_recovered
     from .models import build_model, tiny_image_processor
     from .trainer import WeakToStrongTrainer
@@ -137,8 +137,8 @@ def run_demo(args: DemoArguments) -> dict:
     # 3. weak labels for the strong split (cached) and the test split (for agreement)
     weak_train = label_dataset(splits["strong_train"], weak, processor)
     labelled_test = label_dataset(splits["test"], weak, processor)
-    weak_label_acc = float(np.mean(np.asarray(weak_train["weak_label"]) == np.asarray(weak_train["label"])))
-    weak_acc = float(np.mean(np.asarray(labelled_test["weak_label"]) == np.asarray(labelled_test["label"])))
+    weak_label_acc = float(np.mean(column_array(weak_train, "weak_label") == column_array(weak_train, "label")))
+    weak_acc = float(np.mean(column_array(labelled_test, "weak_label") == column_array(labelled_test, "label")))
 
     # 4. the ceiling, then one student per loss (same initialisation for all)
     results = {"weak": {"test_accuracy": weak_acc, "weak_label_accuracy_on_strong_split": weak_label_acc}}

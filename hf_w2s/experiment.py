@@ -30,7 +30,7 @@ from transformers.trainer_callback import PrinterCallback
 from .collator import WeakToStrongCollator
 from .conf_select import fit_temperature
 from .config import WeakToStrongConfig
-from .data import PACKAGED_DATASETS, load_packaged, shots_per_class, w2s_splits
+from .data import PACKAGED_DATASETS, column_array, load_packaged, shots_per_class, w2s_splits
 from .experiment_config import ExperimentConfig, LossSpec, WeakSupervisorConfig, config_help, load_experiment_config
 from .labels import label_names as ordered_label_names
 from .labels import label_permutation
@@ -446,10 +446,10 @@ class Experiment:
             train = self._given_weak_labels(w)
         sup_acc = float("nan")
         if "label" in train.column_names:
-            sup_acc = accuracy(np.asarray(train["weak_label"]), np.asarray(train["label"]))
+            sup_acc = accuracy(column_array(train, "weak_label"), column_array(train, "label"))
         record = {
             "key": key, "kind": "weak", "weak": w.name, "source": w.source,
-            "test_accuracy": None if test_pred is None else accuracy(test_pred, np.asarray(splits["test"]["label"])),
+            "test_accuracy": None if test_pred is None else accuracy(test_pred, column_array(splits["test"], "label")),
             "supervision_accuracy": sup_acc,
             "test_predictions": None if test_pred is None else test_pred.tolist(),
             "num_train_examples": n_train,
@@ -470,9 +470,9 @@ class Experiment:
             else:
                 return {}
             logits = weak_logits_array(self._label(ds, model, processor, f"{w.name}, calibration"))
-            labels = np.asarray(ds["label"])
+            labels = column_array(ds, "label")
         elif w.source == "noisy_labels" and "label" in train.column_names:
-            logits, labels = weak_logits_array(train), np.asarray(train["label"])
+            logits, labels = weak_logits_array(train), column_array(train, "label")
             basis = "the strong split's true labels (the noise rate taken as known)"
         else:
             return {}
@@ -640,7 +640,7 @@ class Experiment:
         combiner = trainer.weak_combiner
         return {
             "key": key, "kind": kind, "seed": seed, **extra,
-            "test_accuracy": accuracy(pred, np.asarray(splits["test"]["label"])),
+            "test_accuracy": accuracy(pred, column_array(splits["test"], "label")),
             "mean_a": _mean_metric(history, "a"),
             "mean_student_selected": _mean_metric(history, "student_selected"),  # conf_select
             "weak_weights": None if combiner is None else combiner.weights().detach().cpu().tolist(),

@@ -10,6 +10,7 @@ All computations go through ``log_softmax`` so that large logits and small tempe
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable
@@ -75,9 +76,14 @@ def soft_ce_per_sample(logits: torch.Tensor, target_probs: torch.Tensor) -> torc
     return -(target_probs.float() * F.log_softmax(logits.float(), dim=-1)).sum(-1)
 
 
-def kd_per_sample(student_logits: torch.Tensor, weak_logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """Hinton KD per sample: ``tau**2 * KL(softmax(w/tau) || softmax(s/tau))``."""
-    log_p_s = F.log_softmax(student_logits.float() / tau, dim=-1)
+def kd_per_sample(
+    student_logits: torch.Tensor, weak_logits: torch.Tensor, tau: float = 1.0, log_p_s: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Hinton KD per sample: ``tau**2 * KL(softmax(w/tau) || softmax(s/tau))``.
+
+    ``log_p_s``: the student's ``log_softmax(s / tau)`` when the caller already has it (saves recomputing it)."""
+    if log_p_s is None:
+        log_p_s = F.log_softmax(student_logits.float() / tau, dim=-1)
     log_p_w = F.log_softmax(weak_logits.float() / tau, dim=-1)
     kl = F.kl_div(log_p_s, log_p_w, reduction="none", log_target=True).sum(-1)
     return (tau**2) * kl
@@ -90,18 +96,26 @@ def linear_schedule(progress: float, fraction: float, maximum: float = 1.0) -> f
     return float(maximum) * min(1.0, max(0.0, float(progress)) / float(fraction))
 
 
+def _nll(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``-log_probs[i, target[i]]`` per sample: cross-entropy from precomputed log-probabilities."""
+    return -log_probs.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
+
+
 def adaptive_confidence(
-    student_logits: torch.Tensor, weak_logits: torch.Tensor, confidence_temperature: float = 0.5
+    student_logits: torch.Tensor, weak_logits: torch.Tensor, confidence_temperature: float = 0.5,
+    log_probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """AdaptConf's per-sample weight, without gradient.
 
     ``a = exp(CE(s,ŝ)/T) / (exp(CE(s,ŝ)/T) + exp(CE(s,ŵ)/T)) = sigmoid((CE(s,ŝ) - CE(s,ŵ)) / T)``, which lies in
-    ``(0, 0.5]`` because ``CE(s, ŝ) <= CE(s, ŵ)``; it is 0.5 where the two argmaxes agree.
+    ``(0, 0.5]`` because ``CE(s, ŝ) <= CE(s, ŵ)``; it is 0.5 where the two argmaxes agree. ``log_probs``: the
+    student's ``log_softmax(s)`` when the caller already has it.
     """
     with torch.no_grad():
         s = student_logits.detach().float()
-        ce_self = ce_per_sample(s, s.argmax(-1))
-        ce_weak = ce_per_sample(s, weak_logits.argmax(-1))
+        log_probs = F.log_softmax(s, dim=-1) if log_probs is None else log_probs.detach()
+        ce_self = _nll(log_probs, s.argmax(-1))
+        ce_weak = _nll(log_probs, weak_logits.argmax(-1))
         return torch.sigmoid((ce_self - ce_weak) / confidence_temperature)
 
 
@@ -208,11 +222,12 @@ def adapt_conf(
     ``a_warmup`` of training when > 0); ``loss = (1−a)·τ²·KL(softmax(w/τ) ‖ softmax(s/τ)) + a·CE(s, ŝ)``.
     """
     _check(student_logits, weak_logits, "weak logits")
-    a = adaptive_confidence(student_logits, weak_logits, confidence_temperature)
+    log_p = F.log_softmax(student_logits.float(), dim=-1)  # computed once, shared by a, CE(s, ŝ) and (τ = 1) KD
+    a = adaptive_confidence(student_logits, weak_logits, confidence_temperature, log_probs=log_p)
     if a_warmup > 0:
         a = a * linear_schedule(progress, a_warmup, 1.0)
-    kd_l = kd_per_sample(student_logits, weak_logits, kd_temperature)
-    ce_self = ce_per_sample(student_logits, student_logits.detach().argmax(-1))
+    kd_l = kd_per_sample(student_logits, weak_logits, kd_temperature, log_p_s=log_p if kd_temperature == 1 else None)
+    ce_self = _nll(log_p, student_logits.detach().argmax(-1))
     loss = (1 - a) * kd_l + a * ce_self
     return W2SLossOutput(loss, {"kd": kd_l.detach(), "ce_self": ce_self.detach(), "a": a})
 
@@ -221,11 +236,18 @@ def adapt_conf(
 # the combination used by the trainer
 
 
-def _kwargs_for(fn, knobs: dict) -> dict:
+@functools.lru_cache(maxsize=None)
+def _accepted_kwargs(fn) -> frozenset[str] | None:
+    """The keyword names ``fn`` takes, or ``None`` when it takes ``**kwargs`` (cached: called every step)."""
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return dict(knobs)
-    return {k: v for k, v in knobs.items() if k in params}
+        return None
+    return frozenset(params)
+
+
+def _kwargs_for(fn, knobs: dict) -> dict:
+    accepted = _accepted_kwargs(fn)
+    return dict(knobs) if accepted is None else {k: v for k, v in knobs.items() if k in accepted}
 
 
 def compute_w2s_loss(

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from datasets import ClassLabel, Dataset
 from transformers import TrainerCallback
 
+from .data import column_array
 from .labels import label_permutation
 from .weak_labels import (
     WEAK_CONFIDENCE_COLUMN,
@@ -340,7 +341,7 @@ def merge_weak_label_datasets(
 def supervisor_accuracies(dataset: Dataset, columns: Sequence[str], label_column: str = "label") -> list[float]:
     """Each supervisor's accuracy on a labelled dataset carrying its logits (e.g. its ground-truth split)."""
     _check_columns(dataset, [label_column])
-    labels = np.asarray(dataset[label_column])
+    labels = column_array(dataset, label_column)
     stacked = stack_weak_logits(dataset, columns)
     return [float((stacked[:, k].argmax(-1) == labels).mean()) for k in range(len(columns))]
 

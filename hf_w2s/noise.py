@@ -19,6 +19,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .data import column_array
+
 NOISE_KINDS = ("symmetric", "asymmetric")
 
 
@@ -132,7 +134,7 @@ def add_noisy_labels(
         num_classes = getattr(dataset.features[label_column], "num_classes", None)
         if num_classes is None:
             raise ValueError(f"{label_column!r} is not a ClassLabel column; pass num_classes=")
-    clean = np.asarray(dataset[label_column])
+    clean = column_array(dataset, label_column)
     noisy = corrupt_labels(clean, num_classes, rate, kind=kind, seed=seed, transition=transition)
     logits = noisy_weak_logits(noisy, num_classes, confidence=confidence)
     for name in ("noisy_label", logits_column, "weak_label", "weak_confidence"):

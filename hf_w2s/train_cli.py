@@ -21,6 +21,7 @@ import tempfile
 
 import numpy as np
 
+from .data import column_array
 from .train_config import PACKAGED_PREFIX, TINY_PREFIX, TrainScriptArguments, parse_train_args
 
 RESULTS_FILE = "w2s_results.json"
@@ -344,7 +345,7 @@ class StudentRecipe:
         self.results["label_names"] = self.names
         self.train_ds = subsample(train, sa.max_train_samples, sa.split_seed)
         self.eval_ds = subsample(test, sa.max_eval_samples, sa.split_seed)
-        self.labels = np.asarray(self.eval_ds["label"])
+        self.labels = column_array(self.eval_ds, "label")
         self.weak_train_ds = None
         if sa.weak_train_split:
             weak_train = use_label_column(get_split(data, sa.weak_train_split, "weak_train_split"), sa.label_column)
@@ -408,7 +409,7 @@ class StudentRecipe:
                 self.train_ds, sa.label_noise_rate, kind=sa.label_noise_kind, seed=sa.label_noise_seed,
                 num_classes=len(self.names), transition=sa.label_noise_transition,
                 confidence=sa.label_noise_confidence, logits_column=args.weak_logits_column)
-            realised = float(np.mean(np.asarray(self.train_ds["noisy_label"]) != np.asarray(self.train_ds["label"])))
+            realised = float(np.mean(column_array(self.train_ds, "noisy_label") != column_array(self.train_ds, "label")))
             self.results["label_noise"] = {"kind": sa.label_noise_kind, "rate": sa.label_noise_rate,
                                            "realised": realised, "seed": sa.label_noise_seed}
             self.noise_desc = (f"ground truth with {sa.label_noise_kind} label noise at rate {sa.label_noise_rate} "
@@ -462,7 +463,7 @@ class StudentRecipe:
             weak_logits = weak_logits_on(self.eval_ds, self.weak, self.weak_processor, self.args.image_column,
                                          self.names)
         elif self.args.weak_logits_column in self.eval_ds.column_names:
-            weak_logits = np.asarray(self.eval_ds.with_format("numpy")[self.args.weak_logits_column], np.float32)
+            weak_logits = column_array(self.eval_ds, self.args.weak_logits_column, np.float32)
         weak_acc = self.sa.weak_accuracy
         if weak_logits is not None:
             weak_acc = accuracy(weak_logits, self.labels)

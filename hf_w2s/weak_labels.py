@@ -17,10 +17,11 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
 
 from .collator import pixel_values_from_images
+from .data import column_array
 from .distributed import shard_over_processes
 from .labels import label_names as _id2label_names
 from .labels import label_permutation
@@ -166,9 +167,8 @@ def weak_label_accuracy(dataset: Dataset, label_column: str | None = None) -> fl
     label_column = find_label_column(dataset, label_column)
     if label_column is None or WEAK_LABEL_COLUMN not in dataset.column_names or len(dataset) == 0:
         return None
-    cols = dataset.select_columns([label_column, WEAK_LABEL_COLUMN]).with_format("numpy")
-    truth = np.asarray(cols[label_column]).astype(np.int64)
-    weak = np.asarray(cols[WEAK_LABEL_COLUMN]).astype(np.int64)
+    truth = column_array(dataset, label_column, np.int64)
+    weak = column_array(dataset, WEAK_LABEL_COLUMN, np.int64)
     gt_feature = dataset.features[label_column]
     weak_feature = dataset.features[WEAK_LABEL_COLUMN]
     if isinstance(gt_feature, ClassLabel) and isinstance(weak_feature, ClassLabel):
@@ -311,8 +311,8 @@ def label_dataset(
     home, was_training = next(model.parameters()).device, model.training
     model.eval()
 
-    def _label(batch, indices):
-        images = [_decode(v, i, image_column, decoder) for v, i in zip(batch[image_column], indices)]
+    def _label(values, indices):
+        images = [_decode(v, i, image_column, decoder) for v, i in zip(values, indices)]
         model.to(device)  # only when something is computed (a cache hit never touches the model)
         pixel_values = pixel_values_from_images(images, image_processor).to(device)
         with torch.inference_mode():
@@ -334,23 +334,30 @@ def label_dataset(
             WEAK_CONFIDENCE_COLUMN: probs.max(-1).values.numpy(),
         }
 
-    raw = dataset.with_format(None).cast_column(image_column, Image(decode=False))
-    features = raw.features.copy()
-    features[logits_column] = List(Value("float32"), length=len(target_names))
-    features[WEAK_LABEL_COLUMN] = ClassLabel(names=target_names)
-    features[WEAK_CONFIDENCE_COLUMN] = Value("float32")
+    # the map reads the encoded images and writes only the three new columns (the images are not copied); they are
+    # then joined to the input column-wise, without a copy
+    new_features = Features({
+        logits_column: List(Value("float32"), length=len(target_names)),
+        WEAK_LABEL_COLUMN: ClassLabel(names=target_names),
+        WEAK_CONFIDENCE_COLUMN: Value("float32"),
+    })
+    raw = dataset.with_format(None).select_columns([image_column]).cast_column(image_column, Image(decode=False))
     try:
-        labelled = raw.map(
+        new = raw.map(
             _label,
             batched=True,
             batch_size=batch_size,
             with_indices=True,
-            features=Features(features),
+            input_columns=[image_column],
+            remove_columns=[image_column],
+            features=new_features,
             new_fingerprint=fingerprint,
             desc=desc,
-        ).cast_column(image_column, decoder)
+        )
     finally:
         model.to(home).train(was_training)  # the caller's model stays where and as it was
+    replaced = [c for c in new_features if c in dataset.column_names]  # labelling a labelled dataset again
+    labelled = concatenate_datasets([dataset.remove_columns(replaced) if replaced else dataset, new], axis=1)
 
     acc = weak_label_accuracy(labelled, label_column)
     if acc is not None:
@@ -360,7 +367,7 @@ def label_dataset(
 
 def weak_logits_array(dataset: Dataset, column: str = "weak_logits") -> np.ndarray:
     """The ``(N, C)`` float32 array of a weak-logits column."""
-    return np.asarray(dataset.with_format("numpy")[column], dtype=np.float32)
+    return column_array(dataset, column, np.float32)
 
 
 def align_weak_labels(dataset: Dataset, names: Sequence[str], *, logits_column: str = "weak_logits") -> Dataset:
