@@ -88,7 +88,7 @@ def time_w2s(ds, steps: int, batch_size: int, weak=None, loss: str = "adapt_conf
         return timer.median()
 
 
-def timing_arguments(steps: int = 100, repeats: int = 5, batch_size: int = 64, **extra: int):
+def timing_arguments(steps: int = 50, repeats: int = 11, batch_size: int = 64, **extra: int):
     """Parse --steps, --repeats, --batch_size and one ``--NAME`` integer option per ``extra`` default."""
     import argparse
 
@@ -110,8 +110,22 @@ def median_pair(values: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def ratio(values: list[tuple[float, float]], reference: list[tuple[float, float]]) -> str:
-    (w, c), (rw, rc) = median_pair(values), median_pair(reference)
-    return f"wall {w / rw:.3f}, CPU {c / rc:.3f}"
+    """Median over the repeats of the *paired* ratio ``values[i] / reference[i]``: the two runs of a repeat are
+    adjacent in time, so a slow drift of the machine's speed (several per cent over minutes on a shared host)
+    cancels out, where a ratio of the two overall medians would keep it."""
+    w = statistics.median(v[0] / r[0] for v, r in zip(values, reference))
+    c = statistics.median(v[1] / r[1] for v, r in zip(values, reference))
+    return f"wall {w:.3f}, CPU {c:.3f}"
+
+
+def alternating(runs: dict, repeats: int) -> dict[str, list]:
+    """Call each of ``runs`` (name -> zero-argument callable) once per repeat, rotating which goes first, and
+    collect their results by name (index i = repeat i, for :func:`ratio`)."""
+    names, out = list(runs), {name: [] for name in runs}
+    for i in range(repeats):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            out[name].append(runs[name]())
+    return out
 
 
 def header(title: str) -> None:

@@ -1,12 +1,13 @@
 """Step time of WeakToStrongTrainer (cached weak logits, adapt_conf) vs a plain Trainer with cross-entropy.
 
 Same model (the benchmark's ResNet), same data (the packaged MNIST digits, raw images through the same image
-collator), same batch size; the runs alternate and each figure is the median step time over the repeats. Target:
+collator), same batch size. Each repeat runs both, rotating which goes first; each step time is the median over the
+repeats and the ratio is the median of the repeats' paired ratios (a slow drift of the machine cancels). Target:
 ratio <= 1.05. Whole training steps vary by several per cent from run to run on a shared machine, so the script also
 times the part the trainer changes — the loss and its logged components, plus backward — on one fixed batch,
 alternating the two many times (a steadier ratio).
 
-    OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py [--steps 100] [--repeats 5] [--batch_size 64] [--loss_iterations 200]
+    OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py [--steps 50] [--repeats 11] [--batch_size 64] [--loss_iterations 200]
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import statistics
 import tempfile
 import time
 
-from common import StepTimer, digits, header, ms, processor, ratio, run_args, strong_model, time_w2s, timing_arguments
+from common import StepTimer, alternating, digits, header, ms, processor, ratio, run_args, strong_model, time_w2s, timing_arguments
 from common import with_random_weak_logits
 from transformers import Trainer, TrainingArguments
 
@@ -58,13 +59,12 @@ def main() -> None:
     a = timing_arguments(loss_iterations=200)
     header("trainer overhead: WeakToStrongTrainer (cached weak logits, adapt_conf) vs plain Trainer (CE)")
     ds = with_random_weak_logits(digits(3000))
-    plain, w2s = [], []
-    for _ in range(a.repeats):
-        plain.append(time_plain(ds, a.steps, a.batch_size))
-        w2s.append(time_w2s(ds, a.steps, a.batch_size))
+    times = alternating({"plain": lambda: time_plain(ds, a.steps, a.batch_size),
+                         "w2s": lambda: time_w2s(ds, a.steps, a.batch_size)}, a.repeats)
+    plain, w2s = times["plain"], times["w2s"]
     print(f"plain Trainer + CE         : {ms(plain)}")
     print(f"WeakToStrongTrainer cached : {ms(w2s)}")
-    print(f"ratio W2S / plain          : {ratio(w2s, plain)}  (target <= 1.05)")
+    print(f"ratio W2S / plain          : {ratio(w2s, plain)}  (median of {a.repeats} paired runs; target <= 1.05)")
     plain_loss, w2s_loss = loss_step_times(a.batch_size, a.loss_iterations)
     p_med, w_med = statistics.median(plain_loss), statistics.median(w2s_loss)
     print(f"forward+loss+backward, one batch, {len(plain_loss)} alternating iterations (CPU time):")
