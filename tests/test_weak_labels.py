@@ -89,6 +89,23 @@ def test_columns_equal_a_direct_forward(digits):
     assert acc == pytest.approx(float((expected.argmax(-1) == np.array(digits["label"])).mean()))
 
 
+def test_shuffled_input_and_relabelling_a_labelled_dataset(digits):
+    """An input with an indices mapping (shuffle) keeps its row order; labelling again replaces the three columns."""
+    model, other, processor = weak(seed=0), weak(seed=5), tiny_image_processor(8)
+    shuffled = digits.shuffle(seed=3)
+    assert shuffled._indices is not None
+    out = label_dataset(shuffled, model, processor, batch_size=16)
+    np.testing.assert_allclose(weak_logits_array(out), direct_logits(model, processor, shuffled["image"]),
+                               rtol=1e-5, atol=1e-6)
+    assert out["label"] == shuffled["label"]
+    again = label_dataset(out, other, processor, batch_size=16)
+    assert again.column_names == out.column_names  # replaced, not duplicated
+    np.testing.assert_allclose(weak_logits_array(again), direct_logits(other, processor, shuffled["image"]),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(weak_logits_array(again), weak_logits_array(out))
+    np.testing.assert_array_equal(np.asarray(again[0]["image"]), np.asarray(shuffled[0]["image"]))
+
+
 # -- caching --------------------------------------------------------------------------------------------------------
 
 
