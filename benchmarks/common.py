@@ -84,8 +84,17 @@ def time_w2s(ds, steps: int, batch_size: int, weak=None, loss: str = "adapt_conf
         trainer = WeakToStrongTrainer(
             model=strong_model(), args=WeakToStrongConfig(w2s_loss=loss, **run_args(out, steps, batch_size)),
             train_dataset=ds, weak_model=weak, processing_class=processor(), callbacks=[timer])
-        trainer.train()
+        quiet(trainer).train()
         return timer.median()
+
+
+def quiet(trainer):
+    """Drop the callback that prints every log dict to stdout (disable_tqdm=True installs it): the logs are still
+    computed, as in any run, but the benchmark's output stays its figures."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def timing_arguments(steps: int = 50, repeats: int = 11, batch_size: int = 64, **extra: int):

@@ -16,7 +16,8 @@ import statistics
 import tempfile
 import time
 
-from common import StepTimer, alternating, digits, header, ms, processor, ratio, run_args, strong_model, time_w2s, timing_arguments
+from common import StepTimer, alternating, digits, header, ms, processor, quiet, ratio, run_args, strong_model
+from common import time_w2s, timing_arguments
 from common import with_random_weak_logits
 from transformers import Trainer, TrainingArguments
 
@@ -30,7 +31,7 @@ def time_plain(ds, steps, batch_size) -> tuple[float, float]:
         args = TrainingArguments(remove_unused_columns=False, **run_args(out, steps, batch_size))
         trainer = Trainer(model=strong_model(), args=args, train_dataset=ds.select_columns(["image", "label"]),
                           data_collator=WeakToStrongCollator(image_processor=processor()), callbacks=[timer])
-        trainer.train()
+        quiet(trainer).train()
         return timer.median()
 
 
