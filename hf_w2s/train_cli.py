@@ -409,7 +409,8 @@ class StudentRecipe:
                 self.train_ds, sa.label_noise_rate, kind=sa.label_noise_kind, seed=sa.label_noise_seed,
                 num_classes=len(self.names), transition=sa.label_noise_transition,
                 confidence=sa.label_noise_confidence, logits_column=args.weak_logits_column)
-            realised = float(np.mean(column_array(self.train_ds, "noisy_label") != column_array(self.train_ds, "label")))
+            noisy, clean = column_array(self.train_ds, "noisy_label"), column_array(self.train_ds, "label")
+            realised = float(np.mean(noisy != clean))
             self.results["label_noise"] = {"kind": sa.label_noise_kind, "rate": sa.label_noise_rate,
                                            "realised": realised, "seed": sa.label_noise_seed}
             self.noise_desc = (f"ground truth with {sa.label_noise_kind} label noise at rate {sa.label_noise_rate} "
