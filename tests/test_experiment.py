@@ -386,3 +386,23 @@ def test_report_means_std_pgr_and_agreement_by_hand(tmp_path):
 def test_every_experiment_recipe_is_valid(path, tmp_path, capsys):
     assert main(["--config", str(path), "--output_dir", str(tmp_path / "o"), "--dry_run"]) == 0
     assert "results in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*_digits_tiny.yaml")), ids=lambda p: p.name)
+def test_offline_twin_runs_end_to_end(path, tmp_path, capsys):
+    """Each scenario's tiny offline twin, as a user runs it (only the output directory moved): every run finishes,
+    and the report has one row per loss and supervisor, and the three plots."""
+    out = tmp_path / "out"
+    assert main(["--config", str(path), "--output_dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    config = load_experiment_config(str(path), ["--output_dir", str(out)])
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    n_weak, n_seeds, n_losses = len(config.weak_supervisors), len(config.seeds), len(config.losses)
+    assert len(records) == n_weak + n_seeds + n_weak * n_seeds * n_losses
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in records if r["test_accuracy"] is not None)
+    report = (out / "report" / "report.md").read_text()
+    assert report.strip() in printed.replace("\r", "")  # the table is printed too
+    for loss in config.losses:
+        assert f"| {loss.label} |" in report
+    for name in ("accuracy.png", "pgr.png", "curves.png"):
+        assert (out / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
