@@ -16,7 +16,7 @@ CASES = {
     "trainer_overhead": (["--steps", "8", "--repeats", "1", "--batch_size", "16", "--loss_iterations", "4"],
                          r"ratio W2S / plain\s+: wall \d+\.\d+, CPU \d+\.\d+"),
     "online_vs_cached": (["--steps", "8", "--repeats", "1", "--batch_size", "16"],
-                         r"online ResNet weak\s*: .* ratio to cached: wall \d+\.\d+"),
+                         r"online ResNet weak\s*: .* ratio to cached \(median of paired runs\): wall \d+\.\d+"),
     "label_throughput": (["--n", "64", "--batch_size", "32", "--repeats", "1"],
                          r"throughput ratio label_dataset / bare: wall \d+\.\d+"),
     "label_memory": (["--sizes", "64", "128"], r"peak RSS ratio N=128 / N=64: \d+\.\d+"),
