@@ -29,7 +29,7 @@ from .labels import label_permutation
 logger = logging.getLogger(__name__)
 
 # bump when the labelling computation changes, so that old cached labels are not reused
-LABELLING_VERSION = 2
+LABELLING_VERSION = 3  # 3: the cache file holds only the three new columns
 LABEL_COLUMNS = ("label", "labels")
 WEAK_LABEL_COLUMN = "weak_label"
 WEAK_CONFIDENCE_COLUMN = "weak_confidence"
