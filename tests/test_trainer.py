@@ -7,6 +7,7 @@ from datasets import ClassLabel, Dataset, Features, Image, List, Value
 from PIL import Image as PILImage
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
+from hf_w2s.hub import align_to_model
 from hf_w2s.models import build_model, tiny_image_processor
 from hf_w2s.weak_labels import label_dataset
 
@@ -128,6 +129,8 @@ def test_ground_truth_is_matched_to_the_student_by_name(tmp_path):
     assert tr.eval_dataset["rev"].features["label"].names == NAMES
     assert tr.evaluate(tr.eval_dataset["orig"])["eval_accuracy"] == pytest.approx(
         tr.evaluate(tr.eval_dataset["rev"])["eval_accuracy"])
+    generic = build_model("resnet", [f"LABEL_{i}" for i in range(4)], image_size=8, width=8, depth=1, seed=0)
+    assert align_to_model(rev, generic) is rev  # a model without class names: nothing to match by
     other = ds.cast_column("label", ClassLabel(names=["a", "b", "c", "zebra"]))
     with pytest.raises(ValueError, match=r"missing from the dataset's 'label' column: \['d'\]"):
         WeakToStrongTrainer(model=model, args=config(tmp_path), train_dataset=other.add_column(
