@@ -1,4 +1,5 @@
-"""The report of an experiment: a markdown table (mean ± std over seeds, PGR, agreement, mean ``a``) and PNG plots.
+"""The report of an experiment: a markdown table (mean ± std over seeds, the paired difference to the ceiling of the
+same seed, PGR, agreement, mean ``a``) and PNG plots.
 
 Everything here is computed from the JSON-lines records that :mod:`hf_w2s.experiment` writes, so a report can be
 rebuilt at any time (``hf-w2s experiment --config ... --report_only``).
@@ -28,6 +29,8 @@ class Row:
     agreements: list[float] = field(default_factory=list)
     mean_a: list[float] = field(default_factory=list)
     records: list[dict] = field(default_factory=list)
+    #: accuracy minus the ceiling's of the same seed (same initialisation and data order): a paired comparison
+    to_ceiling: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -48,13 +51,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def _fmt(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+def _fmt(values: list[float], scale: float = 1.0, digits: int = 1, signed: bool = False) -> str:
     m, s = mean_std(values)
     if math.isnan(m):
         return "–"
+    sign = "+" if signed else ""
     if len([v for v in values if v is not None and not math.isnan(v)]) == 1:
-        return f"{m * scale:.{digits}f}"
-    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+        return f"{m * scale:{sign}.{digits}f}"
+    return f"{m * scale:{sign}.{digits}f} ± {s * scale:.{digits}f}"
 
 
 def _agreement(record: dict, weak_pred) -> float | None:
@@ -93,7 +97,12 @@ def summarize(config, results: list[dict], key_of: dict) -> list[WeakSummary]:
         rows = []
         for spec in config.losses:
             keys = [key_of["w2s"][(w.name, spec.label, s)] for s in config.seeds]
-            rows.append(make_row(spec.label, [by_key[k] for k in keys if k in by_key]))
+            row = make_row(spec.label, [by_key[k] for k in keys if k in by_key])
+            for seed, k in zip(config.seeds, keys):
+                ceiling = by_key.get(key_of["ceiling"].get(seed))
+                if k in by_key and ceiling is not None:
+                    row.to_ceiling.append(by_key[k]["test_accuracy"] - ceiling["test_accuracy"])
+            rows.append(row)
         out.append(WeakSummary(w.name, w.source, weak_acc, basis, weak.get("num_train_examples"),
                                make_row("strong ceiling (ground truth)", ceiling_records), rows))
     return out
@@ -112,7 +121,8 @@ def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> st
         f"Dataset `{config.dataset}`, split {sizes[0]} / {sizes[1]} / {sizes[2]}: the weak supervisor's ground truth "
         f"/ the strong split ({strong_split}) / test. Strong model: {strong}. "
         f"Seeds: {list(config.seeds)}. Accuracies on the test split in %, mean ± std over seeds; PGR = (student − "
-        "weak) / (ceiling − weak) with the mean ceiling; agreement = student–weak agreement on the test split; "
+        "weak) / (ceiling − weak) with the mean ceiling; Δ ceiling = accuracy minus the ceiling's of the same seed "
+        "(same initialisation and data order), in points; agreement = student–weak agreement on the test split; "
         "mean a = the confidence weight averaged over training.",
         "",
     ]
@@ -124,17 +134,18 @@ def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> st
             if summary.num_train_examples else ""
         lines += [f"## Weak supervisor `{summary.name}` ({summary.source}{n}): {100 * summary.weak_accuracy:.1f} %"
                   f"{basis}", ""]
-        lines += ["| run | test accuracy (%) | PGR | agreement with weak (%) | mean a | seeds |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| run | test accuracy (%) | Δ ceiling, same seed | PGR | agreement with weak (%) | mean a | seeds |",
+                  "|---|---|---|---|---|---|---|"]
         weak_agree = "100.0" if summary.weak_basis == "test" else "–"
-        lines.append(f"| weak supervisor | {100 * summary.weak_accuracy:.1f} | 0 | {weak_agree} | – | 1 |")
+        lines.append(f"| weak supervisor | {100 * summary.weak_accuracy:.1f} | – | 0 | {weak_agree} | – | 1 |")
         for row in [summary.ceiling, *summary.rows]:
             if row is summary.ceiling:
                 pgr = "1" if row.accuracies else "–"
+                to_ceiling = "0" if row.accuracies else "–"
             else:
-                pgr = _fmt(row.pgrs, 1.0, 2)
-            lines.append(f"| {row.name} | {_fmt(row.accuracies, 100)} | {pgr} | {_fmt(row.agreements, 100)} | "
-                         f"{_fmt(row.mean_a, 1.0, 3)} | {len(row.records)} |")
+                pgr, to_ceiling = _fmt(row.pgrs, 1.0, 2), _fmt(row.to_ceiling, 100, 1, signed=True)
+            lines.append(f"| {row.name} | {_fmt(row.accuracies, 100)} | {to_ceiling} | {pgr} | "
+                         f"{_fmt(row.agreements, 100)} | {_fmt(row.mean_a, 1.0, 3)} | {len(row.records)} |")
         lines.append("")
     if len(summaries) > 1:
         lines += ["## PGR by loss and weak supervisor", "",

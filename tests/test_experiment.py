@@ -371,11 +371,17 @@ def test_report_means_std_pgr_and_agreement_by_hand(tmp_path):
     # PGR with the mean ceiling 0.95: 0.05 / 0.15 and 0.10 / 0.15
     assert row.pgrs == pytest.approx([1 / 3, 2 / 3])
     assert row.agreements == [1.0, 0.5]
+    # paired with the ceiling of the same seed: 0.85 - 0.9 and 0.9 - 1.0
+    assert row.to_ceiling == pytest.approx([-0.05, -0.10])
     text = markdown(config, [summary])
-    # accuracy 87.5 ± 3.5 (sample std of 85, 90), PGR 0.50 ± 0.24, agreement 75.0 ± 35.4, mean a 0.300 ± 0.141
-    assert "| kd | 87.5 ± 3.5 | 0.50 ± 0.24 | 75.0 ± 35.4 | 0.300 ± 0.141 | 2 |" in text
-    assert "| strong ceiling (ground truth) | 95.0 ± 7.1 | 1 | 62.5 ± 17.7 | – | 2 |" in text
-    assert "| weak supervisor | 80.0 | 0 | 100.0 | – | 1 |" in text
+    # accuracy 87.5 ± 3.5 (sample std of 85, 90), Δ ceiling -7.5 ± 3.5 points, PGR 0.50 ± 0.24, agreement
+    # 75.0 ± 35.4, mean a 0.300 ± 0.141
+    assert "| kd | 87.5 ± 3.5 | -7.5 ± 3.5 | 0.50 ± 0.24 | 75.0 ± 35.4 | 0.300 ± 0.141 | 2 |" in text
+    assert "| strong ceiling (ground truth) | 95.0 ± 7.1 | 0 | 1 | 62.5 ± 17.7 | – | 2 |" in text
+    assert "| weak supervisor | 80.0 | – | 0 | 100.0 | – | 1 |" in text
+    # a seed whose ceiling is missing is left out of the paired column only
+    (partial,) = summarize(config, [r for r in results if r["key"] != "c1"], key_of)
+    assert partial.rows[0].to_ceiling == pytest.approx([-0.05]) and len(partial.rows[0].accuracies) == 2
 
 
 # ----------------------------------------------------------------------------------------------------------------
