@@ -69,6 +69,13 @@ class WeakToStrongConfig(TrainingArguments):
         metadata={"help": "Split loaded when WeakToStrongTrainer's eval_dataset is given as a Hub dataset id or a "
                   "local path (train_dataset given that way loads its 'train' split)."},
     )
+    layer_decay: float = field(
+        default=1.0,
+        metadata={"help": "Layer-wise learning-rate decay (BEiT / MAE fine-tuning; the paper uses 0.65 for ViT-B): "
+                  "encoder block i of L trains at lr * layer_decay^(L - i), the embeddings at lr * layer_decay^(L + "
+                  "1), the head at lr. For encoders whose blocks are named encoder.layer.N (ViT, DeiT, BEiT, DINOv2, "
+                  "ViT-MAE). 1.0 = off. In (0, 1]."},
+    )
     # -- conf_select (hf_w2s.conf_select) --
     conf_select_mode: str = field(
         default="hard",
@@ -180,6 +187,8 @@ class WeakToStrongConfig(TrainingArguments):
         for name in ("gt_loss_weight", "weak_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}.")
         self._validate_beyond_the_paper()
 
     def _validate_beyond_the_paper(self) -> None:

@@ -17,6 +17,7 @@ from .conf_select import StudentCalibrationCallback
 from .config import WeakToStrongConfig
 from .distributed import gather_weighted_means, prepare_weak_model
 from .hub import resolve_eval_dataset, resolve_train_dataset
+from .optim import apply_layer_decay, layer_ids
 from .labels import label_names, label_permutation, reorder_logits
 from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
@@ -77,6 +78,8 @@ class WeakToStrongTrainer(Trainer):
         train_dataset = resolve_train_dataset(train_dataset, model, args.weak_logits_column)  # Hub id / path too
         eval_dataset = resolve_eval_dataset(eval_dataset, model, args.eval_dataset_split, args.weak_logits_column)
         self._check_supervision(model, args, train_dataset, weak_model)
+        if args.layer_decay < 1.0:
+            layer_ids(model)  # a model without encoder.layer.N blocks is refused now, not when training starts
         check_inputs(model, args, train_dataset, eval_dataset, processing_class, weak_model, weak_processing_class)
         if data_collator is None:
             data_collator = WeakToStrongCollator(
@@ -319,7 +322,11 @@ class WeakToStrongTrainer(Trainer):
         return logits, combined, labels, extra
 
     def create_optimizer(self, model=None):
+        """Transformers' optimizer; its param groups split by encoder layer when ``args.layer_decay < 1``; the
+        learned weights of several weak supervisors in a group of their own."""
         optimizer = super().create_optimizer(model)
+        if self.args.layer_decay < 1.0:
+            apply_layer_decay(optimizer, self.model if model is None else model, self.args.layer_decay)
         if self.weak_combiner is not None and self.weak_combiner.learnable:
             params = list(self.weak_combiner.parameters())
             present = {id(p) for group in optimizer.param_groups for p in group["params"]}
