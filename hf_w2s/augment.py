@@ -6,9 +6,11 @@ random resized crop back to the processor's output size, a horizontal flip and o
 normalises again with the processor's mean and std. :class:`WeakToStrongCollator` applies it only while training
 (the trainer switches it off for evaluation dataloaders).
 
-Mixup (:func:`mixup`, :class:`AugmentingCollator`) mixes whole batches: images with ``λ ~ Beta(α, α)`` folded to
-``λ >= 0.5``, and the weak supervision in probability space, ``log(λ·p_a + (1-λ)·p_b)``. True labels are not mixed
-(they keep the dominant image's label), so mixup is meant for the weak-supervision terms only.
+Mixup and CutMix (:func:`mixup`, :func:`cutmix`, :class:`AugmentingCollator`) mix whole batches with their own
+permutation: mixup blends images with ``λ ~ Beta(α, α)`` folded to ``λ >= 0.5``; CutMix pastes a box covering
+``1 − λ`` of the image. The weak supervision is mixed in probability space, ``log(λ·p_a + (1-λ)·p_b)``. True labels
+are not mixed (they keep the base image's label), so both are meant for the weak-supervision terms only. With both
+on, each batch uses one of them, chosen with probability 0.5 (as timm does).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class TrainAugmentation(torch.nn.Module):
         hflip: flip horizontally with probability 0.5 (turn off for digits and text).
         randaugment_n, randaugment_m: RandAugment's number of operations and magnitude (kornia's scale, 1–29;
             ``n = 0`` disables it). Grayscale batches are augmented as RGB and averaged back to one channel.
+        random_erasing: probability of erasing one random rectangle (2–33 % of the area, aspect 0.3–3.3) per image,
+            filled with the processor's mean colour (0 after normalisation; 0 disables it).
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class TrainAugmentation(torch.nn.Module):
         hflip: bool = True,
         randaugment_n: int = 0,
         randaugment_m: int = 9,
+        random_erasing: float = 0.0,
     ):
         super().__init__()
         import kornia.augmentation as K
@@ -63,6 +68,8 @@ class TrainAugmentation(torch.nn.Module):
             raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {tuple(crop_scale)}")
         if randaugment_n < 0:
             raise ValueError(f"randaugment_n must be >= 0, got {randaugment_n}")
+        if not 0.0 <= random_erasing <= 1.0:
+            raise ValueError(f"random_erasing must be a probability in [0, 1], got {random_erasing}")
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
         if torch.any(self.std <= 0):
@@ -71,6 +78,7 @@ class TrainAugmentation(torch.nn.Module):
         self.crop_ratio = (float(crop_ratio[0]), float(crop_ratio[1]))
         self.flip = K.RandomHorizontalFlip(p=0.5) if hflip else None
         self.randaugment = RandAugment(n=randaugment_n, m=randaugment_m) if randaugment_n > 0 else None
+        self.erasing = K.RandomErasing(p=random_erasing, value=0.0) if random_erasing > 0 else None
         self._crops: dict[tuple[int, int], torch.nn.Module] = {}
 
     @classmethod
@@ -105,8 +113,10 @@ class TrainAugmentation(torch.nn.Module):
                 x = self.randaugment(x.expand(-1, 3, -1, -1).contiguous()).mean(1, keepdim=True)
             else:
                 x = self.randaugment(x)
-        x = x.clamp(0.0, 1.0)
-        return ((x - self.mean) / self.std).to(dtype)
+        x = (x.clamp(0.0, 1.0) - self.mean) / self.std
+        if self.erasing is not None:  # after normalisation, as in timm: the erased box is the mean colour
+            x = self.erasing(x)
+        return x.to(dtype)
 
 
 def mixup(batch: dict, alpha: float) -> dict:
@@ -130,22 +140,69 @@ def mixup(batch: dict, alpha: float) -> dict:
         if key in batch:
             v = batch[key]
             out[key] = lam * v + (1.0 - lam) * v[perm]
+    _mix_weak_logits(out, batch, lam, perm)
+    return out
+
+
+def _mix_weak_logits(out: dict, batch: dict, lam: float, perm: torch.Tensor) -> None:
+    """Mix the cached weak supervision in probability space and record ``mixup_lambda`` / ``mixup_index``."""
     if "weak_logits" in batch:
         p = torch.softmax(batch["weak_logits"].float(), -1)
         out["weak_logits"] = torch.log((lam * p + (1.0 - lam) * p[perm]).clamp_min(1e-12))
     out["mixup_lambda"], out["mixup_index"] = torch.tensor(lam), perm
+
+
+def cutmix_box(lam: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """A box ``(top, bottom, left, right)`` covering about ``1 − lam`` of an ``height × width`` image, at a random
+    centre and clipped to the image (CutMix, Yun et al. 2019)."""
+    cut = (1.0 - lam) ** 0.5
+    cy, cx = int(torch.randint(height, ()).item()), int(torch.randint(width, ()).item())
+    h, w = int(round(height * cut)), int(round(width * cut))
+    return max(cy - h // 2, 0), min(cy + h - h // 2, height), max(cx - w // 2, 0), min(cx + w - w // 2, width)
+
+
+def cutmix(batch: dict, alpha: float) -> dict:
+    """CutMix a collated batch with its own permutation and return a new dict.
+
+    One box per batch, drawn for ``λ ~ Beta(α, α)``, is pasted from ``x[perm]`` into ``pixel_values`` (and into
+    ``weak_pixel_values`` at the same relative position, whatever its resolution); ``λ`` is then the exact share
+    of the image left unchanged (after clipping), returned as ``mixup_lambda``. ``weak_logits`` are mixed as in
+    :func:`mixup`; ``labels`` are kept. ``alpha <= 0`` returns the batch unchanged.
+    """
+    if alpha <= 0:
+        return batch
+    x = batch["pixel_values"]
+    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    top, bottom, left, right = cutmix_box(lam, height, width)
+    perm = torch.randperm(n)
+    out = dict(batch)
+    for key in ("pixel_values", "weak_pixel_values"):
+        if key in batch:
+            v = batch[key].clone()
+            h, w = v.shape[-2], v.shape[-1]  # the same box, relative to this tensor's size
+            t, b = round(top * h / height), round(bottom * h / height)
+            lft, r = round(left * w / width), round(right * w / width)
+            v[..., t:b, lft:r] = batch[key][perm][..., t:b, lft:r]
+            out[key] = v
+    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
+    _mix_weak_logits(out, batch, lam, perm)
     return out
 
 
 @dataclass
 class AugmentingCollator(WeakToStrongCollator):
-    """:class:`~hf_w2s.WeakToStrongCollator` plus batch-level mixup while ``training`` (``mixup_alpha > 0``)."""
+    """:class:`~hf_w2s.WeakToStrongCollator` plus batch-level mixup (``mixup_alpha > 0``) and/or CutMix
+    (``cutmix_alpha > 0``) while ``training``; with both, each batch gets one of them with probability 0.5."""
 
     mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         batch = super().__call__(features)
-        if self.training and self.mixup_alpha > 0:
-            batch = mixup(batch, self.mixup_alpha)
-            batch.pop("mixup_lambda"), batch.pop("mixup_index")
+        if not self.training or (self.mixup_alpha <= 0 and self.cutmix_alpha <= 0):
+            return batch
+        use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha <= 0 or bool(torch.rand(()) < 0.5))
+        batch = cutmix(batch, self.cutmix_alpha) if use_cutmix else mixup(batch, self.mixup_alpha)
+        batch.pop("mixup_lambda"), batch.pop("mixup_index")
         return batch

@@ -371,17 +371,19 @@ class StudentRecipe:
             self.weak_processor = load_processor(sa.weak_image_processor_name_or_path, sa.weak_model_name_or_path,
                                                  sa.model_revision, **self.tiny)
 
-    def collator(self, processor, weak_processor=None, mixup_alpha: float = 0.0, augment: bool | None = None):
+    def collator(self, processor, weak_processor=None, mixup_alpha: float = 0.0, augment: bool | None = None,
+                 cutmix_alpha: float = 0.0):
         from .augment import AugmentingCollator, TrainAugmentation
 
         sa = self.sa
         augmentation = TrainAugmentation.from_image_processor(
             processor, crop_scale=(sa.crop_scale_min, 1.0), hflip=sa.hflip, randaugment_n=sa.randaugment_n,
-            randaugment_m=sa.randaugment_m) if (sa.augment if augment is None else augment) else None
+            randaugment_m=sa.randaugment_m, random_erasing=sa.random_erasing,
+        ) if (sa.augment if augment is None else augment) else None
         return AugmentingCollator(image_processor=processor, weak_image_processor=weak_processor,
                                   image_column=self.args.image_column,
                                   weak_logits_column=self.args.weak_logits_column, train_transform=augmentation,
-                                  mixup_alpha=mixup_alpha)
+                                  mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)
 
     def fit_weak_supervisor(self) -> None:
         """Fine-tune the weak model on the ground truth of ``weak_train_split`` (k per class for few-shot)."""
@@ -390,7 +392,7 @@ class StudentRecipe:
         sa = self.sa
         weak_args = derived_args(self.args, os.path.join(self.output_dir, "weak_model"), w2s_loss="ground_truth",
                                  num_train_epochs=sa.weak_num_train_epochs, learning_rate=sa.weak_learning_rate,
-                                 max_steps=-1)
+                                 max_steps=-1, layer_decay=1.0)  # the student's layer decay is not the weak model's
         trainer, _, _ = train_model(self.weak, weak_args, self.weak_train_ds, None, self.weak_processor,
                                     self.collator(self.weak_processor, augment=sa.augment and sa.weak_augment),
                                     self.compute_metrics)
@@ -449,7 +451,8 @@ class StudentRecipe:
             weak_proc = self.weak_processor
         self.trainer, metrics, self.student_logits = train_model(
             student, self.args, self.train_ds, self.eval_ds, self.processor,
-            self.collator(self.processor, weak_proc, self.sa.mixup_alpha), self.compute_metrics,
+            self.collator(self.processor, weak_proc, self.sa.mixup_alpha, cutmix_alpha=self.sa.cutmix_alpha),
+            self.compute_metrics,
             weak_model=self.online_weak, weak_processor=weak_proc)
         self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self.results["metrics"] = self.metrics
@@ -599,7 +602,7 @@ def _weak_description(sa: TrainScriptArguments) -> str:
 
 
 def _augmentation_description(sa: TrainScriptArguments) -> str:
-    if not sa.augment and sa.mixup_alpha <= 0:
+    if not sa.augment and sa.mixup_alpha <= 0 and sa.cutmix_alpha <= 0:
         return "none (the image processor's transform)"
     parts = []
     if sa.augment:
@@ -608,8 +611,12 @@ def _augmentation_description(sa: TrainScriptArguments) -> str:
             parts.append("horizontal flip")
         if sa.randaugment_n:
             parts.append(f"RandAugment n={sa.randaugment_n} m={sa.randaugment_m}")
+        if sa.random_erasing:
+            parts.append(f"random erasing p={sa.random_erasing}")
     if sa.mixup_alpha > 0:
         parts.append(f"mixup α={sa.mixup_alpha}")
+    if sa.cutmix_alpha > 0:
+        parts.append(f"CutMix α={sa.cutmix_alpha}" + (" (one of the two per batch)" if sa.mixup_alpha > 0 else ""))
     return ", ".join(parts) + " (kornia), training only"
 
 

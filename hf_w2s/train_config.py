@@ -125,10 +125,20 @@ class TrainScriptArguments:
     hflip: bool = field(default=True, metadata={"help": "Random horizontal flips (turn off for digits)."})
     randaugment_n: int = field(default=0, metadata={"help": "RandAugment operations per image (0 = off)."})
     randaugment_m: int = field(default=9, metadata={"help": "RandAugment magnitude (kornia scale 1-29)."})
+    random_erasing: float = field(
+        default=0.0,
+        metadata={"help": "Probability of random erasing (one box of 2-33 %% of the image, filled with the mean "
+                  "colour) per training image, after the other augmentations (0 = off; needs augment)."},
+    )
     mixup_alpha: float = field(
         default=0.0,
         metadata={"help": "Mixup Beta(alpha, alpha) on images and weak supervision (0 = off); not with true-label "
                   "losses."},
+    )
+    cutmix_alpha: float = field(
+        default=0.0,
+        metadata={"help": "CutMix Beta(alpha, alpha) on images and weak supervision (0 = off); with mixup too, each "
+                  "batch gets one of the two with probability 0.5; not with true-label losses."},
     )
 
     # -- LoRA -----------------------------------------------------------------------------------------------------
@@ -186,11 +196,18 @@ class TrainScriptArguments:
             raise ValueError("weak_train_split / weak_shots_per_class need weak_model_name_or_path.")
         if self.weak_shots_per_class is not None and self.weak_shots_per_class < 1:
             raise ValueError(f"weak_shots_per_class must be >= 1, got {self.weak_shots_per_class}.")
-        if self.mixup_alpha < 0:
-            raise ValueError(f"mixup_alpha must be >= 0, got {self.mixup_alpha}.")
-        if self.mixup_alpha > 0 and (training_args.w2s_loss == "ground_truth" or training_args.gt_loss_weight > 0):
-            raise ValueError("mixup mixes images and weak supervision but not true labels: it cannot be used with "
-                             "w2s_loss=ground_truth or gt_loss_weight > 0. Set mixup_alpha 0.")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}.")
+            if value > 0 and (training_args.w2s_loss == "ground_truth" or training_args.gt_loss_weight > 0):
+                raise ValueError(f"{name.split('_')[0]} mixes images and weak supervision but not true labels: it "
+                                 "cannot be used with w2s_loss=ground_truth or gt_loss_weight > 0. "
+                                 f"Set {name} 0.")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing}.")
+        if self.random_erasing > 0 and not self.augment:
+            raise ValueError("random_erasing is part of the image augmentation: set augment true as well.")
         if not 0 < self.crop_scale_min <= 1:
             raise ValueError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}.")
         unknown = [m for m in self.metrics if m not in METRICS]

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.augment import AugmentingCollator, TrainAugmentation, mixup, processor_normalization
+from hf_w2s.augment import AugmentingCollator, TrainAugmentation, cutmix, mixup, processor_normalization
 from hf_w2s.models import build_model, tiny_image_processor
 
 
@@ -87,6 +87,65 @@ def test_mixup_matches_hand_computation():
     torch.testing.assert_close(torch.softmax(out["weak_logits"], -1), lam * p + (1 - lam) * p[perm])
     assert torch.equal(out["labels"], labels)
     assert mixup({"pixel_values": x}, alpha=0.0)["pixel_values"] is x
+
+
+def test_cutmix_pastes_one_box_and_mixes_weak_supervision_by_its_area():
+    torch.manual_seed(1)
+    x = torch.arange(1.0, 7.0).view(6, 1, 1, 1).expand(6, 1, 8, 8).clone()  # image i is the constant i + 1
+    weak_x = torch.arange(1.0, 7.0).view(6, 1, 1, 1).expand(6, 3, 16, 16).clone()  # the weak model's 2x view
+    w = torch.randn(6, 3)
+    labels = torch.arange(6)
+    for _ in range(5):
+        out = cutmix({"pixel_values": x, "weak_pixel_values": weak_x, "weak_logits": w, "labels": labels}, 1.0)
+        lam, perm = float(out["mixup_lambda"]), out["mixup_index"]
+        y = out["pixel_values"]
+        pasted = y != x  # where the permuted image shows through
+        for i in range(6):
+            if perm[i] == i:
+                continue
+            assert torch.all((y[i] == x[i]) | (y[i] == x[perm[i]]))  # nothing blended, only pasted
+            assert pasted[i].float().mean().item() == pytest.approx(1 - lam)  # λ = the exact share left unchanged
+            rows, cols = torch.nonzero(pasted[i, 0], as_tuple=True)
+            if len(rows):  # one axis-aligned rectangle
+                assert len(rows) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+                # the weak model's view gets the same box at its resolution
+                wy = out["weak_pixel_values"][i, 0]
+                assert torch.all(wy[2 * rows.min():2 * rows.max() + 2, 2 * cols.min():2 * cols.max() + 2]
+                                 == weak_x[perm[i], 0, 0, 0])
+                assert (wy != weak_x[i, 0]).float().mean().item() == pytest.approx(1 - lam)
+        p = torch.softmax(w, -1)
+        torch.testing.assert_close(torch.softmax(out["weak_logits"], -1), lam * p + (1 - lam) * p[perm])
+        assert torch.equal(out["labels"], labels)
+    assert cutmix({"pixel_values": x}, alpha=0.0)["pixel_values"] is x
+
+
+def test_random_erasing_fills_one_box_with_the_mean_colour():
+    torch.manual_seed(0)
+    aug = TrainAugmentation(mean=[0.5], std=[0.5], crop_scale=None, hflip=False, random_erasing=1.0)
+    x = torch.ones(8, 1, 16, 16)  # white: 1.0 after normalisation
+    y = aug(x)
+    erased = y == 0.0  # the processor's mean colour
+    assert torch.all(erased | (y == 1.0))
+    share = erased.flatten(1).float().mean(1)
+    assert torch.all(share > 0) and torch.all(share <= 0.34)
+    torch.testing.assert_close(TrainAugmentation(mean=[0.5], std=[0.5], crop_scale=None, hflip=False)(x), x)
+    with pytest.raises(ValueError, match="random_erasing must be a probability"):
+        TrainAugmentation(random_erasing=1.5)
+
+
+def test_collator_with_mixup_and_cutmix_uses_each_for_some_batches():
+    proc = tiny_image_processor()
+    feats = [{"image": im, "label": i % 10, "weak_logits": [0.0] * 10} for i, im in enumerate(_digits(8))]
+    coll = AugmentingCollator(image_processor=proc, mixup_alpha=0.8, cutmix_alpha=1.0)
+    plain = AugmentingCollator(image_processor=proc, training=False)(feats)["pixel_values"]
+    torch.manual_seed(0)
+    kinds = set()
+    for _ in range(12):
+        y = coll(feats)["pixel_values"]
+        # a CutMix batch only has pixels of the original images; a mixup batch has blended ones
+        kinds.add("cutmix" if all(any(torch.equal(y[i, :, r, c], plain[j, :, r, c]) for j in range(8))
+                                  for i in range(8) for r, c in ((0, 0), (27, 27), (14, 3))) else "mixup")
+    assert kinds == {"cutmix", "mixup"}
 
 
 def _digits(n=16):
