@@ -59,6 +59,12 @@ def test_every_recipe_parses_and_validates(path):
     (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
       "--gt_loss_weight", "1", "--mixup_alpha", "0.2"], "mixup .* gt_loss_weight > 0"),
     (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
+      "--gt_loss_weight", "1", "--cutmix_alpha", "1"], "cutmix .* gt_loss_weight > 0. Set cutmix_alpha 0"),
+    (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
+      "--random_erasing", "0.25"], "random_erasing is part of the image augmentation: set augment true"),
+    (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
+      "--layer_decay", "0"], r"layer_decay must be in \(0, 1\]"),
+    (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
       "--label_noise_transition", "1", "0"], "asymmetric only"),
     (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
       "--lora_alpha", "8"], "lora_r is 0"),
@@ -107,6 +113,8 @@ def test_offline_twin_end_to_end(twin, tmp_path, capsys):
         assert results["weak_train_examples"] == 2 * 10
     if sa.mixup_alpha:
         assert "mixup α=0.8" in card.text and "random resized crop" in card.text
+    if sa.cutmix_alpha:
+        assert "CutMix α=1.0 (one of the two per batch)" in card.text and "random erasing p=0.25" in card.text
 
 
 def test_student_learns_and_beats_chance(tmp_path, capsys):
