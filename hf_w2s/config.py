@@ -73,8 +73,8 @@ class WeakToStrongConfig(TrainingArguments):
         default=1.0,
         metadata={"help": "Layer-wise learning-rate decay (BEiT / MAE fine-tuning; the paper uses 0.65 for ViT-B): "
                   "encoder block i of L trains at lr * layer_decay^(L - i), the embeddings at lr * layer_decay^(L + "
-                  "1), the head at lr. For encoders whose blocks are named encoder.layer.N (ViT, DeiT, BEiT, DINOv2, "
-                  "ViT-MAE). 1.0 = off. In (0, 1]."},
+                  "1), the head at lr. For encoders with one sequence of numbered blocks, layers.N / encoder.layer.N "
+                  "(ViT, DeiT, BEiT, DINOv2, ViT-MAE; also under LoRA). 1.0 = off. In (0, 1]."},
     )
     # -- conf_select (hf_w2s.conf_select) --
     conf_select_mode: str = field(
