@@ -214,5 +214,5 @@ def column_temperature(dataset, logits_column: str = "weak_logits", label_column
         if col not in dataset.column_names:
             raise ValueError(f"dataset has no column {col!r}; columns: {dataset.column_names}")
     logits = column_array(dataset, logits_column, np.float32)
-    labels = np.asarray(dataset[label_column], dtype=np.int64)
+    labels = column_array(dataset, label_column, np.int64)
     return fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))

@@ -367,8 +367,8 @@ class Experiment:
         if w.train_size:
             train = _random_subset(train, w.train_size, w.seed)
         if w.label_noise_rate > 0:
-            labels = corrupt_labels(train["label"], len(self.label_names), w.label_noise_rate, w.label_noise_kind,
-                                    w.seed)
+            labels = corrupt_labels(column_array(train, "label"), len(self.label_names), w.label_noise_rate,
+                                    w.label_noise_kind, w.seed)
             train = _replace_labels(train, labels)
         if w.pretrained:
             model, processor = _load_classifier(w.pretrained, self.label_names, reset_head=True)
@@ -520,7 +520,7 @@ class Experiment:
 
     def _noisy_supervision(self, w: WeakSupervisorConfig, ds: Dataset) -> Dataset:
         n = len(self.label_names)
-        noisy = corrupt_labels(ds["label"], n, w.label_noise_rate, w.label_noise_kind, w.seed)
+        noisy = corrupt_labels(column_array(ds, "label"), n, w.label_noise_rate, w.label_noise_kind, w.seed)
         logits = np.zeros((len(noisy), n), dtype=np.float32)
         logits[np.arange(len(noisy)), noisy] = w.supervision_logit
         probs = torch.softmax(torch.from_numpy(logits), -1).numpy()
