@@ -183,7 +183,7 @@ def cutmix(batch: dict, alpha: float) -> dict:
             h, w = v.shape[-2], v.shape[-1]  # the same box, relative to this tensor's size
             t, b = round(top * h / height), round(bottom * h / height)
             lft, r = round(left * w / width), round(right * w / width)
-            v[..., t:b, lft:r] = batch[key][perm][..., t:b, lft:r]
+            v[..., t:b, lft:r] = batch[key][..., t:b, lft:r][perm]  # only the box is gathered
             out[key] = v
     lam = 1.0 - (bottom - top) * (right - left) / (height * width)
     _mix_weak_logits(out, batch, lam, perm)

@@ -20,7 +20,7 @@ _EMBEDDINGS = re.compile(r"(?:^|\.)embeddings\.")
 
 def layer_ids(model: torch.nn.Module) -> tuple[dict[str, int], int]:
     """``{parameter name: layer id}`` (0 = embeddings, ``i + 1`` = block ``i``, ``L + 1`` = after the encoder) and
-    ``L``. Raises ``ValueError`` naming the model when it has no ``encoder.layer.N`` blocks."""
+    ``L``. Raises ``ValueError`` naming the model when it has no single sequence of numbered blocks."""
     names = [n for n, _ in model.named_parameters()]
     matches = {n: m for n in names if (m := _BLOCK.match(n))}
     blocks = {n: int(m.group(2)) for n, m in matches.items()}

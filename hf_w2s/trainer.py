@@ -17,12 +17,12 @@ from .conf_select import StudentCalibrationCallback
 from .config import WeakToStrongConfig
 from .distributed import gather_weighted_means, prepare_weak_model
 from .hub import resolve_eval_dataset, resolve_train_dataset
-from .optim import apply_layer_decay, layer_ids
 from .labels import label_names, label_permutation, reorder_logits
 from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
 from .metrics import compute_accuracy
 from .multi_weak import WeakCombiner, ZeroGradCallback, supervisors_agree
+from .optim import apply_layer_decay, layer_ids
 from .validation import check_inputs, check_output_dir, check_weak_logits, run_identity, write_run_file
 
 logger = logging.get_logger(__name__)
@@ -79,7 +79,7 @@ class WeakToStrongTrainer(Trainer):
         eval_dataset = resolve_eval_dataset(eval_dataset, model, args.eval_dataset_split, args.weak_logits_column)
         self._check_supervision(model, args, train_dataset, weak_model)
         if args.layer_decay < 1.0:
-            layer_ids(model)  # a model without encoder.layer.N blocks is refused now, not when training starts
+            layer_ids(model)  # a model without one sequence of numbered blocks is refused now, not when training starts
         check_inputs(model, args, train_dataset, eval_dataset, processing_class, weak_model, weak_processing_class)
         if data_collator is None:
             data_collator = WeakToStrongCollator(
