@@ -120,7 +120,7 @@ def median_pair(values: list[tuple[float, float]]) -> tuple[float, float]:
 
 def ratio(values: list[tuple[float, float]], reference: list[tuple[float, float]]) -> str:
     """Median over the repeats of the *paired* ratio ``values[i] / reference[i]``: the two runs of a repeat are
-    adjacent in time, so a slow drift of the machine's speed (several per cent over minutes on a shared host)
+    adjacent in time, so a drift of the machine's speed (tens of per cent over minutes on this shared host)
     cancels out, where a ratio of the two overall medians would keep it."""
     w = statistics.median(v[0] / r[0] for v, r in zip(values, reference))
     c = statistics.median(v[1] / r[1] for v, r in zip(values, reference))
