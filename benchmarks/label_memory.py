@@ -36,7 +36,7 @@ def child(path: str) -> None:
     import datasets
     from common import processor, weak_model
 
-    from hf_w2s.weak_labels import label_dataset
+    from hf_w2s.data.weak_labels import label_dataset
 
     datasets.disable_progress_bars()
     ds = datasets.load_from_disk(path)

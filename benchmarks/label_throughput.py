@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from common import alternating, digits, header, median_pair, processor, ratio, strong_model, weak_model
 
-from hf_w2s.collator import pixel_values_from_images
-from hf_w2s.weak_labels import label_dataset
+from hf_w2s.data.images import pixel_values_from_images
+from hf_w2s.data.weak_labels import label_dataset
 
 
 def bare_loop(ds, model, proc, batch_size) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 * :func:`shard_over_processes` — a decorator for dataset → dataset functions (``label_dataset``): each process
   handles one contiguous shard, the new columns are gathered back in the original order, and every process gets
-  the full result (write it once, from the main process: :func:`save_on_main_process`).
+  the full result (write it once, from the main process, as ``hf-w2s label`` does).
 * :func:`prepare_weak_model` — place an online weak supervisor for inference only: never wrapped for training (no
   DDP/FSDP wrapper, no gradients), replicated on every device, and sharded under DeepSpeed ZeRO-3 the way TRL
   prepares its teacher models (:func:`weak_model_deepspeed_config` builds that config; a pure function).
@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "process_state",
     "shard_over_processes",
-    "save_on_main_process",
     "gather_weighted_means",
     "weak_model_deepspeed_config",
     "prepare_weak_model",
@@ -125,7 +124,7 @@ def shard_over_processes(fn):
     every process returns exactly the single-process rows in the original order. Each shard keeps its own
     ``Dataset.map`` fingerprint, so shard caches never pose as the full result. Put the model on
     ``PartialState().device`` of each process (``label_dataset`` does by default); write the result only once
-    (:func:`save_on_main_process`).
+    (from the main process).
 
     If ``fn`` fails on one process, every process raises (no process is left waiting in the gather): the failing
     one re-raises its error with a note giving the rows its shard covered, the others a ``RuntimeError`` naming it.
@@ -157,14 +156,6 @@ def shard_over_processes(fn):
         return _gather_new_columns(dataset, result, state)
 
     return wrapper
-
-
-def save_on_main_process(dataset, path: str, **kwargs) -> None:
-    """``dataset.save_to_disk(path)`` on the main process only; all processes wait until it is written."""
-    state = process_state()
-    if state.is_main_process:
-        dataset.save_to_disk(path, **kwargs)
-    state.wait_for_everyone()
 
 
 # -- metrics -------------------------------------------------------------------------------------------------------

@@ -1,29 +1,32 @@
-"""Loading image datasets from anywhere, and sharing weak labels on the Hub with a dataset card."""
+"""The Hub edge of hf_w2s: model and dataset cards, and pushing students and weak labels.
+
+* :func:`render_student_card` / :func:`weak_labels_card` render the Jinja templates in ``model_cards/`` (one lookup:
+  :func:`template_path`) into ``huggingface_hub`` cards; every card is redacted (no token survives in it).
+* :func:`push_student` uploads a saved student folder; :func:`push_weak_labels` pushes a labelled dataset with its
+  card (a local copy is kept if anything fails); :func:`resolve_repo_id` checks the login and names the repo before
+  any compute. Every Hub call runs under :func:`hf_w2s.security.redacted`: logs and errors carry no token.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import shlex
 import tempfile
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, load_dataset, load_from_disk
-
-from .labels import label_permutation
-from .weak_labels import (
-    WEAK_LABEL_COLUMN,
-    WeakModel,
-    align_weak_labels,
-    describe_weak_model,
-    find_label_column,
-    names_of,
-    weak_label_accuracy,
-    weights_hash,
-)
+from .losses import LOSSES
+from .metrics import performance_gap_recovered
+from .security import redact, redacted
 
 CARD_TEMPLATE = "weak_labels.md"
+STUDENT_TEMPLATE = "student.md"
 CARD_TAGS = ["hf_w2s", "weak-to-strong", "weak-labels"]
+#: what a student push leaves out: checkpoints, the weak model, pickled arguments (logs under runs/ go with it)
+PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "weak_model/**", "training_args.bin"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class WeakLabelsPushError(RuntimeError):
@@ -34,91 +37,187 @@ class WeakLabelsPushError(RuntimeError):
         self.local_dir = local_dir
 
 
-# -- loading ---------------------------------------------------------------------------------------------------------
+def template_path(name: str = STUDENT_TEMPLATE) -> str:
+    """Path of a card template: the installed package data ``hf_w2s.model_cards`` first, then a source checkout's
+    ``model_cards/``."""
+    try:
+        from importlib.resources import files
+
+        candidate = files("hf_w2s.model_cards") / name
+        if candidate.is_file():
+            return str(candidate)
+    except ModuleNotFoundError:
+        pass
+    candidate = Path(__file__).resolve().parent.parent / "model_cards" / name
+    if not candidate.is_file():
+        raise FileNotFoundError(f"card template {name!r} not found (looked in hf_w2s.model_cards and {candidate})")
+    return str(candidate)
 
 
-def is_saved_dataset(path) -> bool:
-    """Whether ``path`` is a directory written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
-    path = Path(path)
-    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+def _clean(card):
+    """The card with every token redacted (a command line or an error that carried one)."""
+    text = str(card)
+    return card if redact(text) == text else type(card)(redact(text))
 
 
-def load_image_dataset(source, *, split: str = "train", revision: str | None = None, token=None) -> Dataset:
-    """One split of a dataset given as a ``Dataset``/``DatasetDict``, a ``save_to_disk`` directory, a local folder
-    (an ``imagefolder`` of class sub-folders, or data files) or a Hub dataset id.
+def command_line(words: list[str], options: dict) -> str:
+    """``words`` plus ``--name value`` for each option that is set (``True`` → a bare flag; lists → several
+    values; ``None``/``False`` left out), shell-quoted and redacted."""
+    args = list(words)
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, (list, tuple)):
+            args += [flag, *map(str, value)]
+        else:
+            args += [flag, str(value)]
+    return redact(shlex.join(args))
 
-    A single ``Dataset`` (in memory or saved with ``save_to_disk``) has no splits and is returned whole."""
-    if isinstance(source, Dataset):
-        return source
-    if not isinstance(source, (str, os.PathLike, DatasetDict)):
-        raise TypeError(f"expected a Dataset, a DatasetDict, a path or a Hub id, got {type(source).__name__}")
-    if isinstance(source, DatasetDict):
-        dataset = source
-    elif is_saved_dataset(source):
-        dataset = load_from_disk(str(source))
-    elif Path(source).exists():
-        if not Path(source).is_dir():
-            raise ValueError(f"{str(source)!r} is a file; give a folder of images or a save_to_disk directory")
-        return load_dataset(str(source), split=split)  # infers imagefolder from image files
+
+# -- the student's model card ---------------------------------------------------------------------------------
+
+
+def is_hub_id(name: str | None) -> bool:
+    """``namespace/name`` that is not a local path: safe to put in card metadata as a Hub reference."""
+    return bool(name) and bool(_HUB_ID.match(name)) and not os.path.exists(name)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def lora_load_snippet(repo_id: str, base_model: str | None, base_class: str = "AutoModelForImageClassification",
+                      base_subfolder: str | None = None) -> str:
+    """Python that loads the LoRA adapter on top of its base model."""
+    if base_subfolder:
+        base_line = f'base = {base_class}.from_pretrained("{repo_id}", subfolder="{base_subfolder}")'
     else:
-        return load_dataset(str(source), split=split, revision=revision, token=token)
-    if isinstance(dataset, DatasetDict):
-        if split not in dataset:
-            raise ValueError(f"split {split!r} not found in {str(source)!r}; splits: {list(dataset)}")
-        dataset = dataset[split]
-    return dataset
+        base_line = (f'base = {base_class}.from_pretrained(\n    "{base_model}", id2label=config.id2label, '
+                     "label2id=config.label2id, ignore_mismatched_sizes=True)")
+    return "\n".join([
+        "from peft import PeftModel",
+        f"from transformers import AutoConfig, {base_class}",
+        "",
+        f'config = AutoConfig.from_pretrained("{repo_id}")  # the student\'s label names',
+        base_line,
+        f'model = PeftModel.from_pretrained(base, "{repo_id}", subfolder="adapter")',
+    ])
 
 
-def resolve_train_dataset(train_dataset, model, logits_column: str = "weak_logits"):
-    """For ``WeakToStrongTrainer``: load a weak-label dataset given by Hub id or path (its ``train`` split), and
-    match its labels to the student's ``id2label`` by name (see ``align_to_model``)."""
-    if isinstance(train_dataset, (str, os.PathLike)):
-        train_dataset = load_image_dataset(train_dataset, split="train")
-    return align_to_model(train_dataset, model, logits_column)
+def _eval_results(scores: dict, dataset: str, config: str | None, split: str) -> list:
+    """``model-index`` entries (``EvalResult``) of the scores that are known (a NaN PGR is left out)."""
+    from huggingface_hub import EvalResult
+
+    common = dict(task_type="image-classification", task_name="Image Classification", dataset_type=dataset,
+                  dataset_name=dataset, dataset_config=config, dataset_split=split)
+    names = {"accuracy": "Accuracy", "pgr": "Performance gap recovered"}
+    return [EvalResult(metric_type=name, metric_name=names.get(name, name), metric_value=value, **common)
+            for name, value in scores.items() if value is not None and not (isinstance(value, float) and
+                                                                          math.isnan(value))]
 
 
-def resolve_eval_dataset(eval_dataset, model, split: str = "test", logits_column: str = "weak_logits"):
-    """For ``WeakToStrongTrainer``: ``eval_dataset`` (or each value of a dict of them) given by Hub id or path loads
-    its ``split``; its labels are matched to the student's by name (see ``align_to_model``)."""
-    if isinstance(eval_dataset, dict):
-        return {name: resolve_eval_dataset(ds, model, split, logits_column) for name, ds in eval_dataset.items()}
-    if isinstance(eval_dataset, (str, os.PathLike)):
-        eval_dataset = load_image_dataset(eval_dataset, split=split)
-    return align_to_model(eval_dataset, model, logits_column)
+def render_student_card(  # long: one keyword argument per field of the card's template
+    *,
+    model_name: str,
+    repo_id: str,
+    architecture: str,
+    label_names: list[str],
+    loss: str,
+    knobs: dict,
+    hyperparameters: dict,
+    base_model: str,
+    weak_supervisor: str,
+    dataset: str,
+    train_split: str,
+    eval_split: str,
+    eval_dataset: str | None = None,
+    dataset_config: str | None = None,
+    accuracy: float | None = None,
+    weak_accuracy: float | None = None,
+    ceiling_accuracy: float | None = None,
+    extra_metrics: dict[str, float] | None = None,
+    gt_loss_weight: float = 0.0,
+    augmentation_desc: str = "none",
+    noise_desc: str | None = None,
+    lora: dict | None = None,
+    command: str = "",
+    max_train_samples: int | None = None,
+    base_model_desc: str | None = None,
+    weak_desc: str | None = None,
+    dataset_desc: str | None = None,
+):
+    """Render the student's card: YAML metadata (``model-index`` with accuracy, and PGR when the weak and ceiling
+    accuracies are known) plus the body of ``model_cards/student.md``. Returns a ``huggingface_hub.ModelCard``."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from . import __version__
+
+    eval_dataset = eval_dataset or dataset
+    pgr = None
+    if accuracy is not None and weak_accuracy is not None and ceiling_accuracy is not None:
+        pgr = performance_gap_recovered(weak_accuracy, accuracy, ceiling_accuracy)
+    scores = {"accuracy": accuracy, **(extra_metrics or {}), "pgr": pgr}
+    hub_datasets = [d for d in dict.fromkeys([dataset, eval_dataset]) if is_hub_id(d)]
+    tags = ["image-classification", "weak-to-strong", "hf_w2s", loss.replace("_", "-")] + (["lora"] if lora else [])
+    card_data = ModelCardData(
+        model_name=model_name,
+        base_model=base_model if is_hub_id(base_model) else None,
+        datasets=hub_datasets or None,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=tags,
+        metrics=["accuracy"],
+        eval_results=_eval_results(scores, eval_dataset, dataset_config, eval_split) or None,
+        weak_supervisor=weak_supervisor,
+    )
+    results = [{"name": f"student {name}", "value": _fmt(value)} for name, value in scores.items()
+               if value is not None and name != "pgr"]
+    for name, value in (("weak supervisor accuracy", weak_accuracy),
+                        ("ceiling accuracy (student trained on ground truth)", ceiling_accuracy), ("PGR", pgr)):
+        if value is not None:
+            results.append({"name": name, "value": _fmt(value)})
+    preview = ", ".join(label_names[:20]) + (f", … ({len(label_names) - 20} more)" if len(label_names) > 20 else "")
+    return _clean(ModelCard.from_template(
+        card_data,
+        template_path=template_path(STUDENT_TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id,
+        architecture=architecture,
+        num_labels=len(label_names),
+        label_preview=preview,
+        loss=loss,
+        loss_description=LOSSES[loss].description if loss in LOSSES else "a custom loss.",
+        knobs={k: _fmt(v) for k, v in knobs.items()},
+        hyperparameters={k: _fmt(v) for k, v in hyperparameters.items()},
+        gt_loss_weight=gt_loss_weight,
+        base_model_desc=base_model_desc or f"`{base_model}`",
+        weak_desc=weak_desc or f"`{weak_supervisor}`",
+        dataset_desc=dataset_desc or f"`{dataset}`",
+        eval_desc=f"`{eval_dataset}`",
+        train_split=train_split,
+        eval_split=eval_split,
+        max_train_samples=max_train_samples,
+        augmentation_desc=augmentation_desc,
+        noise_desc=noise_desc,
+        results=results,
+        pgr_note="PGR = (student − weak) / (ceiling − weak): 0 means no better than the supervisor, 1 means the "
+        "ground-truth ceiling." if pgr is not None else None,
+        lora=lora,
+        command=command,
+        hf_w2s_version=__version__,
+    ))
 
 
-def align_to_model(dataset, model, logits_column: str = "weak_logits"):
-    """Reorder a dataset's weak logits and its ground-truth ``ClassLabel`` ids to the model's ``id2label`` order, by
-    name. Names that do not match raise a ``ValueError`` listing them; a model with generic names (``LABEL_0``, ...)
-    or a dataset without class names is left as is."""
-    names = names_of(model) if getattr(getattr(model, "config", None), "id2label", None) else None
-    if not isinstance(dataset, Dataset) or names is None or all(re.fullmatch(r"LABEL_\d+", n) for n in names):
-        return dataset
-    dataset = align_weak_labels(dataset, names, logits_column=logits_column)
-    column = find_label_column(dataset)
-    feature = dataset.features.get(column) if column else None
-    if isinstance(feature, ClassLabel) and label_permutation(
-        feature.names, names, source=f"dataset's {column!r} column", target="student"
-    ) is not None:
-        dataset = dataset.align_labels_with_mapping({n: i for i, n in enumerate(names)}, column)
-    return dataset
-
-
-# -- the dataset card -------------------------------------------------------------------------------------------------
-
-
-def card_template_path(name: str = CARD_TEMPLATE) -> str:
-    """Path of a Jinja template in ``model_cards/`` (the source tree first, then the installed package data)."""
-    local = Path(__file__).resolve().parent.parent / "model_cards" / name
-    if local.is_file():
-        return str(local)
-    from importlib.resources import files
-
-    return str(files("hf_w2s.model_cards") / name)
+# -- weak labels: the dataset card and the push --------------------------------------------------------------------
 
 
 def weak_labels_card(
-    dataset: Dataset,
+    dataset,
     repo_id: str,
     *,
     weak_model=None,
@@ -142,9 +241,13 @@ def weak_labels_card(
         command: the exact command that reproduces the labels (the ``hf-w2s label`` CLI passes its own). By default
             it is built when the weak model has a Hub revision and ``source_dataset`` is given.
     """
+    from datasets import ClassLabel
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from . import __version__
+    from .data.weak_labels import (
+        WEAK_LABEL_COLUMN, WeakModel, describe_weak_model, find_label_column, weak_label_accuracy, weights_hash,
+    )
 
     sha = None
     if weak_model is not None and not isinstance(weak_model, str):
@@ -164,22 +267,14 @@ def weak_labels_card(
             dataset, repo_id, weak_model=weak_model, weak_model_revision=weak_model_revision,
             source_dataset=source_dataset, source_split=source_split, logits_column=logits_column,
         )
-    data = {
-        "tags": CARD_TAGS,
-        "task_categories": ["image-classification"],
-        "weak_model": weak_model,
-        "weak_model_revision": weak_model_revision,
-        "weak_model_sha256": sha,
-        "label_names": names,
-        "weak_accuracy": None if accuracy is None else round(accuracy, 6),
-    }
-    if source_dataset:
-        data["source_datasets"] = [source_dataset]
-    data = {k: v for k, v in data.items() if v is not None}
-    card_data = DatasetCardData(**data)
-    return DatasetCard.from_template(
+    data = {"tags": CARD_TAGS, "task_categories": ["image-classification"], "weak_model": weak_model,
+            "weak_model_revision": weak_model_revision, "weak_model_sha256": sha, "label_names": names,
+            "weak_accuracy": None if accuracy is None else round(accuracy, 6),
+            "source_datasets": [source_dataset] if source_dataset else None}
+    card_data = DatasetCardData(**{k: v for k, v in data.items() if v is not None})
+    return _clean(DatasetCard.from_template(
         card_data,
-        template_path=card_template_path(),
+        template_path=template_path(CARD_TEMPLATE),
         repo_id=repo_id,
         weak_model_on_hub=weak_model_revision is not None,
         weak_model_sha256=sha,
@@ -193,41 +288,34 @@ def weak_labels_card(
         id2label={i: n for i, n in enumerate(names)},
         label2id={n: i for i, n in enumerate(names)},
         hf_w2s_version=__version__,
-    )
+    ))
 
 
 def reproduce_command(
-    dataset: Dataset, repo_id: str, *, weak_model: str | None, weak_model_revision: str | None,
+    dataset, repo_id: str, *, weak_model: str | None, weak_model_revision: str | None,
     source_dataset: str | None, source_split: str | None, logits_column: str = "weak_logits",
 ) -> str | None:
     """The ``hf-w2s label`` command that remakes these labels from public sources, or ``None`` if it cannot."""
-    from datasets import Image
+    from datasets import ClassLabel, Image
 
-    from .label_cli import LabelConfig
+    from .data.weak_labels import WEAK_LABEL_COLUMN, find_label_column
 
     if not (weak_model and weak_model_revision and source_dataset):
         return None
     images = [c for c, f in dataset.features.items() if isinstance(f, Image)]
     names = list(dataset.features[WEAK_LABEL_COLUMN].names)
     gt = dataset.features.get(find_label_column(dataset) or "")
-    config = LabelConfig(
-        weak_model=weak_model,
-        revision=weak_model_revision,
-        dataset=source_dataset,
-        split=source_split or "train",
-        output="weak-labels",
-        push_to_hub=repo_id,
-        image_column=images[0] if len(images) == 1 else "image",
-        logits_column=logits_column,
-        label_names=None if isinstance(gt, ClassLabel) and list(gt.names) == names else names,
-    )
-    return config.to_command()
+    image_column = images[0] if len(images) == 1 else "image"
+    return command_line(["hf-w2s", "label"], {
+        "weak_model": weak_model, "dataset": source_dataset, "output": "weak-labels",
+        "split": source_split, "push_to_hub": repo_id, "revision": weak_model_revision,
+        "image_column": None if image_column == "image" else image_column,
+        "label_names": None if isinstance(gt, ClassLabel) and list(gt.names) == names else names,
+        "logits_column": None if logits_column == "weak_logits" else logits_column,
+    })
 
 
-# -- pushing ----------------------------------------------------------------------------------------------------------
-
-
-def _keep_local_copy(dataset: Dataset, local_dir: str | None) -> str | None:
+def _keep_local_copy(dataset, local_dir: str | None) -> str | None:
     """Save the dataset to ``local_dir`` unless it already holds exactly this dataset; refuse to overwrite."""
     if local_dir is None:
         return None
@@ -242,7 +330,7 @@ def _keep_local_copy(dataset: Dataset, local_dir: str | None) -> str | None:
 
 
 def push_weak_labels(
-    dataset: Dataset,
+    dataset,
     repo_id: str,
     *,
     local_dir: str | None = None,
@@ -274,21 +362,68 @@ def push_weak_labels(
     kept = _keep_local_copy(dataset, local_dir)
     step = "pushing the data"
     try:
-        dataset.push_to_hub(
-            repo_id, split=split, private=private, token=token,
-            commit_message=commit_message or "Upload weak labels (hf_w2s)",
-        )
-        step = "pushing the dataset card"
-        for key, value in DatasetCard.load(repo_id, repo_type="dataset", token=token).data.to_dict().items():
-            if card.data.get(key) is None:
-                card.data[key] = value
-        return card.push_to_hub(repo_id, repo_type="dataset", token=token, commit_message="Weak-label dataset card")
+        with redacted([token]):
+            dataset.push_to_hub(
+                repo_id, split=split, private=private, token=token,
+                commit_message=commit_message or "Upload weak labels (hf_w2s)",
+            )
+            step = "pushing the dataset card"
+            for key, value in DatasetCard.load(repo_id, repo_type="dataset", token=token).data.to_dict().items():
+                if card.data.get(key) is None:
+                    card.data[key] = value
+            return card.push_to_hub(repo_id, repo_type="dataset", token=token,
+                                    commit_message="Weak-label dataset card")
     except Exception as err:
         if kept is None:
             kept = tempfile.mkdtemp(prefix="hf_w2s-weak-labels-")
             dataset.save_to_disk(kept)
         raise WeakLabelsPushError(
-            f"push of weak labels to {repo_id!r} failed while {step}: {type(err).__name__}: {err}. The labelled "
-            f"dataset is kept at {kept!r} (datasets.load_from_disk); push it again from there.",
+            redact(f"push of weak labels to {repo_id!r} failed while {step}: {type(err).__name__}: {err}. The "
+                   f"labelled dataset is kept at {kept!r} (datasets.load_from_disk); push it again from there."),
             kept,
-        ) from err
+        ) from None
+
+
+# -- pushing a student ---------------------------------------------------------------------------------------------
+
+
+def resolve_repo_id(hub_model_id: str | None, output_dir: str, token: str | None = None,
+                    private: bool | None = None) -> str:
+    """The repo a student will be pushed to, made ready before any compute (as ``Trainer`` does when
+    ``push_to_hub`` is set): ``namespace/name`` as given, or the logged-in user's namespace for a bare name
+    (``hub_model_id`` or the output folder's name); the login is checked with ``whoami`` and the repo is created
+    (or found) now, so a bad token, no network or a namespace you cannot write to is a ``ValueError`` that says so
+    before training."""
+    from huggingface_hub import HfApi
+
+    repo_id = hub_model_id or os.path.basename(os.path.abspath(output_dir))
+    api = HfApi(token=token)
+    with redacted([token]):
+        try:
+            user = api.whoami()["name"]
+            repo_id = repo_id if "/" in repo_id else f"{user}/{repo_id}"
+            return api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+        except Exception as err:  # no token, a wrong token, no network, no rights: say so before training
+            raise ValueError(redact(f"push_to_hub to {repo_id!r} is not possible ({type(err).__name__}: "
+                                    f"{' '.join(str(err).split())[:300]}); check the login (hf auth login / "
+                                    "HF_TOKEN / hub_token), the network and the repo's namespace.")) from None
+
+
+def push_student(output_dir: str, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                 revision: str | None = None, commit_message: str = "Upload weak-to-strong student (hf_w2s)") -> str:
+    """Upload the saved student folder (model, processor, card, adapter, logs) to ``repo_id``; returns the repo id.
+    A failure is a ``RuntimeError`` that says where the local copy is (never with the token in it)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        with redacted([token]):
+            url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+            if revision:
+                api.create_branch(url.repo_id, branch=revision, exist_ok=True)
+            api.upload_folder(repo_id=url.repo_id, folder_path=output_dir, ignore_patterns=PUSH_IGNORE,
+                              commit_message=commit_message, revision=revision)
+    except Exception as err:  # the network, the token, the server: keep the local copy and say where it is
+        raise RuntimeError(redact(f"pushing to {repo_id!r} failed ({type(err).__name__}: {err}); the trained "
+                                  f"student is saved in {os.path.abspath(output_dir)}")) from None
+    return url.repo_id

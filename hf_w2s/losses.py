@@ -1,26 +1,31 @@
-"""Weak-to-strong losses as pure functions on logits.
+"""Weak-to-strong losses as pure functions on logits, and their registry.
 
 Every loss takes the student's logits ``s`` of shape ``(B, C)`` and the weak supervisor's logits ``w`` of the same
 shape (plus ``labels`` where it needs them and ``progress`` in ``[0, 1]``, the fraction of training done, for the
 schedules) and returns a :class:`W2SLossOutput`: the *per-sample* loss ``(B,)`` and per-sample components worth
 logging. Reduction, the ground-truth term and the loss weights are applied by :func:`compute_w2s_loss`.
 
+Each loss is registered once, in this module, with the *knobs* it reads (:data:`LOSSES`). A knob is a field of
+:class:`LossKnobs`; that field holds its only default and its help text, and :class:`~hf_w2s.WeakToStrongConfig`
+inherits it, so the command line, YAML recipes, the Python API and the loss functions all share one default.
+
 All computations go through ``log_softmax`` so that large logits and small temperatures stay finite.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, fields
+from typing import Callable, ClassVar, Mapping
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
     "W2SLossOutput",
+    "LossKnobs",
+    "LossInfo",
     "LOSSES",
+    "KNOB_NAMES",
     "register_loss",
     "compute_w2s_loss",
     "adaptive_confidence",
@@ -28,7 +33,77 @@ __all__ = [
     "kd_per_sample",
     "ce_per_sample",
     "soft_ce_per_sample",
+    "CONF_SELECT_MODES",
 ]
+
+CONF_SELECT_MODES = ("hard", "soft")
+
+
+@dataclass
+class LossKnobs:
+    """The knobs of the registered losses: one field each, with its only default and its help.
+
+    :attr:`RANGES` gives each numeric knob's ``(low, high, closed)``: ``closed`` says whether ``low`` itself is allowed
+    (``high`` always is; ``None`` means unbounded)."""
+
+    RANGES: ClassVar[dict[str, tuple]] = {
+        "confidence_temperature": (0.0, None, False),
+        "kd_temperature": (0.0, None, False),
+        "a_max": (0.0, 1.0, True),
+        "a_ramp": (0.0, 1.0, True),
+        "a_warmup": (0.0, 1.0, True),
+        "conf_select_warmup": (0.0, 1.0, True),
+        "weak_calibration_temperature": (0.0, None, False),
+        "student_calibration_temperature": (0.0, None, False),
+    }
+
+    confidence_temperature: float = field(
+        default=0.5,
+        metadata={"help": "AdaptConf's confidence temperature T (paper: 0.5 on CIFAR, 4.0 on ImageNet). Must be > 0."},
+    )
+    kd_temperature: float = field(
+        default=1.0,
+        metadata={"help": "Distillation temperature tau of the KD term (paper default 1). Must be > 0."},
+    )
+    a_max: float = field(
+        default=0.5,
+        metadata={"help": "aug_conf / aux_conf: the confidence weight a reached after the ramp, in [0, 1]."},
+    )
+    a_ramp: float = field(
+        default=0.3,
+        metadata={"help": "aug_conf / aux_conf: fraction of training over which a rises linearly from 0 to a_max "
+                  "(0 = constant a_max from the start), in [0, 1]."},
+    )
+    a_warmup: float = field(
+        default=0.0,
+        metadata={"help": "adapt_conf: fraction of training over which the adaptive a is multiplied by a linear "
+                  "warm-up from 0 to 1 (the paper uses 0.25 for few-shot and noisy labels), in [0, 1]."},
+    )
+    conf_select_mode: str = field(
+        default="hard",
+        metadata={"help": "conf_select: 'hard' trains toward the label (weak or the student's own) with the higher "
+                  "calibrated confidence; 'soft' weights the two by their calibrated confidences.",
+                  "choices": CONF_SELECT_MODES},
+    )
+    conf_select_warmup: float = field(
+        default=0.0,
+        metadata={"help": "conf_select: fraction of training over which the student's confidence is scaled up "
+                  "linearly from 0 (the weak label always wins) to 1, in [0, 1]."},
+    )
+    weak_calibration_temperature: float = field(
+        default=1.0,
+        metadata={"help": "conf_select: temperature T_w calibrating the weak supervisor's softmax, fitted on its "
+                  "held-out ground truth (hf_w2s.calibration.fit_temperature / column_temperature). Must be > 0."},
+    )
+    student_calibration_temperature: float = field(
+        default=1.0,
+        metadata={"help": "conf_select: temperature T_s calibrating the student's softmax when the trainer has no "
+                  "calibration_dataset; with one, T_s is refitted on it during training. Must be > 0."},
+    )
+
+
+KNOB_NAMES = frozenset(f.name for f in fields(LossKnobs))
+_D = LossKnobs()  # the defaults, read by the loss functions' signatures (one source: the fields above)
 
 
 @dataclass
@@ -39,24 +114,38 @@ class W2SLossOutput:
     components: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-LOSSES: dict[str, Callable[..., W2SLossOutput]] = {}
-#: losses that need ground-truth labels rather than (or besides) weak logits
-NEEDS_LABELS = {"ground_truth"}
-#: losses that do not use weak logits at all
-NO_WEAK = {"ground_truth"}
+@dataclass(frozen=True)
+class LossInfo:
+    """A registered loss: the function, the :class:`LossKnobs` fields it reads, whether it needs true labels and
+    whether it uses weak supervision, and a one-line description (model cards). Calling it calls the function."""
+
+    name: str
+    fn: Callable[..., W2SLossOutput]
+    knobs: tuple[str, ...] = ()
+    needs_labels: bool = False
+    uses_weak: bool = True
+    description: str = ""
+
+    def __call__(self, *args, **kwargs) -> W2SLossOutput:
+        return self.fn(*args, **kwargs)
 
 
-def register_loss(name: str, *, needs_labels: bool = False, uses_weak: bool = True):
-    """Register a loss function under ``name`` (the public name used by configs and the CLI)."""
+LOSSES: dict[str, LossInfo] = {}
+
+
+def register_loss(name: str, *, knobs: tuple[str, ...] = (), needs_labels: bool = False, uses_weak: bool = True,
+                  description: str = ""):
+    """Register ``fn(student_logits, weak_logits, labels=None, progress=1.0, **knobs)`` under ``name`` (the public
+    name used by configs and the CLI). ``knobs`` are the :class:`LossKnobs` fields it reads."""
+    unknown = sorted(set(knobs) - KNOB_NAMES)
+    if unknown:
+        raise ValueError(f"loss {name!r}: knobs {unknown} are not LossKnobs fields; choose from {sorted(KNOB_NAMES)}")
 
     def deco(fn):
         if name in LOSSES:
             raise ValueError(f"A loss named {name!r} is already registered.")
-        LOSSES[name] = fn
-        if needs_labels:
-            NEEDS_LABELS.add(name)
-        if not uses_weak:
-            NO_WEAK.add(name)
+        doc = description or (fn.__doc__ or "").strip().split("\n")[0]
+        LOSSES[name] = LossInfo(name, fn, tuple(knobs), needs_labels, uses_weak, doc)
         return fn
 
     return deco
@@ -77,7 +166,8 @@ def soft_ce_per_sample(logits: torch.Tensor, target_probs: torch.Tensor) -> torc
 
 
 def kd_per_sample(
-    student_logits: torch.Tensor, weak_logits: torch.Tensor, tau: float = 1.0, log_p_s: torch.Tensor | None = None
+    student_logits: torch.Tensor, weak_logits: torch.Tensor, tau: float = _D.kd_temperature,
+    log_p_s: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Hinton KD per sample: ``tau**2 * KL(softmax(w/tau) || softmax(s/tau))``.
 
@@ -102,8 +192,8 @@ def _nll(log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def adaptive_confidence(
-    student_logits: torch.Tensor, weak_logits: torch.Tensor, confidence_temperature: float = 0.5,
-    log_probs: torch.Tensor | None = None,
+    student_logits: torch.Tensor, weak_logits: torch.Tensor,
+    confidence_temperature: float = _D.confidence_temperature, log_probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """AdaptConf's per-sample weight, without gradient.
 
@@ -119,7 +209,32 @@ def adaptive_confidence(
         return torch.sigmoid((ce_self - ce_weak) / confidence_temperature)
 
 
-def _check(student_logits: torch.Tensor, other: torch.Tensor | None, what: str) -> None:
+def calibrated_confidence(logits: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(max softmax(logits / T), argmax logits)`` per example, without gradient."""
+    with torch.no_grad():
+        probs = F.softmax(logits.detach().float() / temperature, dim=-1)
+        conf, pred = probs.max(-1)
+    return conf, pred
+
+
+def selection_weight(
+    weak_confidence: torch.Tensor, student_confidence: torch.Tensor, mode: str = _D.conf_select_mode,
+    student_trust: float = 1.0,
+) -> torch.Tensor:
+    """conf_select's weight ``π`` of the weak label per example (``1 − π`` goes to the student's own label).
+
+    ``hard``: 1 where ``c_w >= r·c_s`` (ties go to the weak supervisor), else 0; ``soft``: ``c_w / (c_w + r·c_s)``;
+    ``r`` = ``student_trust`` in [0, 1] (the warm-up factor).
+    """
+    if mode not in CONF_SELECT_MODES:
+        raise ValueError(f"conf_select_mode must be one of {CONF_SELECT_MODES}, got {mode!r}")
+    student = student_trust * student_confidence
+    if mode == "hard":
+        return (weak_confidence >= student).float()
+    return weak_confidence / (weak_confidence + student).clamp_min(1e-12)
+
+
+def _check(student_logits: torch.Tensor, other: torch.Tensor | None, what: str = "weak logits") -> None:
     if student_logits.dim() != 2:
         raise ValueError(f"student logits must be (batch, classes), got shape {tuple(student_logits.shape)}")
     if other is not None and other.shape != student_logits.shape:
@@ -133,8 +248,9 @@ def _check(student_logits: torch.Tensor, other: torch.Tensor | None, what: str) 
 # the registered losses
 
 
-@register_loss("ground_truth", needs_labels=True, uses_weak=False)
-def ground_truth(student_logits, weak_logits=None, labels=None, **_) -> W2SLossOutput:
+@register_loss("ground_truth", needs_labels=True, uses_weak=False,
+               description="Cross-entropy to the ground-truth labels (the strong ceiling).")
+def ground_truth(student_logits, weak_logits=None, labels=None, progress: float = 1.0) -> W2SLossOutput:
     """CE to the true labels: the strong ceiling."""
     if labels is None:
         raise ValueError("loss 'ground_truth' needs true labels in the batch (a 'label' or 'labels' column).")
@@ -142,37 +258,44 @@ def ground_truth(student_logits, weak_logits=None, labels=None, **_) -> W2SLossO
     return W2SLossOutput(ce, {"ce_gt": ce.detach()})
 
 
-@register_loss("weak_hard")
-def weak_hard(student_logits, weak_logits, **_) -> W2SLossOutput:
+@register_loss("weak_hard",
+               description="Naive weak-to-strong training: cross-entropy to the weak supervisor's argmax labels.")
+def weak_hard(student_logits, weak_logits, labels=None, progress: float = 1.0) -> W2SLossOutput:
     """Naive W2S: CE to the weak model's argmax."""
-    _check(student_logits, weak_logits, "weak logits")
+    _check(student_logits, weak_logits)
     ce = ce_per_sample(student_logits, weak_logits.argmax(-1))
     return W2SLossOutput(ce, {"ce_weak": ce.detach()})
 
 
-@register_loss("weak_soft")
-def weak_soft(student_logits, weak_logits, kd_temperature: float = 1.0, **_) -> W2SLossOutput:
+@register_loss("weak_soft", knobs=("kd_temperature",),
+               description="Cross-entropy to the weak supervisor's soft labels.")
+def weak_soft(student_logits, weak_logits, labels=None, progress: float = 1.0,
+              kd_temperature: float = _D.kd_temperature) -> W2SLossOutput:
     """CE to the weak model's softmax (OpenAI's plain ``xent``); ``kd_temperature`` softens the target."""
-    _check(student_logits, weak_logits, "weak logits")
+    _check(student_logits, weak_logits)
     ce = soft_ce_per_sample(student_logits, F.softmax(weak_logits.float() / kd_temperature, dim=-1))
     return W2SLossOutput(ce, {"ce_weak_soft": ce.detach()})
 
 
-@register_loss("kd")
-def kd(student_logits, weak_logits, kd_temperature: float = 1.0, **_) -> W2SLossOutput:
+@register_loss("kd", knobs=("kd_temperature",),
+               description="Knowledge distillation (Hinton et al. 2015) from the weak supervisor at temperature tau.")
+def kd(student_logits, weak_logits, labels=None, progress: float = 1.0,
+       kd_temperature: float = _D.kd_temperature) -> W2SLossOutput:
     """Hinton KD: ``τ²·KL(softmax(w/τ) ‖ softmax(s/τ))``."""
-    _check(student_logits, weak_logits, "weak logits")
+    _check(student_logits, weak_logits)
     loss = kd_per_sample(student_logits, weak_logits, kd_temperature)
     return W2SLossOutput(loss, {"kd": loss.detach()})
 
 
-@register_loss("aug_conf")
+@register_loss("aug_conf", knobs=("kd_temperature", "a_max", "a_ramp"),
+               description="AugConf: distillation from the weak supervisor mixed with cross-entropy to the student's "
+               "own hard prediction, with a confidence weight that ramps up linearly to a_max.")
 def aug_conf(
-    student_logits, weak_logits, kd_temperature: float = 1.0, a_max: float = 0.5, a_ramp: float = 0.3,
-    progress: float = 1.0, **_,
+    student_logits, weak_logits, labels=None, progress: float = 1.0, kd_temperature: float = _D.kd_temperature,
+    a_max: float = _D.a_max, a_ramp: float = _D.a_ramp,
 ) -> W2SLossOutput:
     """AugConf: ``(1−a)·KD + a·CE(s, argmax s)``, ``a`` ramped linearly 0 → ``a_max`` over the first ``a_ramp``."""
-    _check(student_logits, weak_logits, "weak logits")
+    _check(student_logits, weak_logits)
     a = linear_schedule(progress, a_ramp, a_max)
     kd_l = kd_per_sample(student_logits, weak_logits, kd_temperature)
     ce_self = ce_per_sample(student_logits, student_logits.detach().argmax(-1))
@@ -195,13 +318,16 @@ def _harden(student_logits: torch.Tensor, weak_probs: torch.Tensor) -> torch.Ten
     return (p1 > threshold).long()
 
 
-@register_loss("aux_conf")
+@register_loss("aux_conf", knobs=("a_max", "a_ramp"),
+               description="OpenAI's auxiliary confidence loss (Burns et al. 2023): cross-entropy to the weak "
+               "supervisor's soft labels mixed with cross-entropy to the student's hardened predictions.")
 def aux_conf(
-    student_logits, weak_logits, a_max: float = 0.5, a_ramp: float = 0.3, progress: float = 1.0, **_
+    student_logits, weak_logits, labels=None, progress: float = 1.0, a_max: float = _D.a_max,
+    a_ramp: float = _D.a_ramp,
 ) -> W2SLossOutput:
     """OpenAI's auxiliary confidence loss: ``(1−a)·CE(s, softmax w) + a·CE(s, hardened s)``, ``a`` warmed up
     linearly (continuously) to ``a_max`` over the first ``a_ramp`` of training."""
-    _check(student_logits, weak_logits, "weak logits")
+    _check(student_logits, weak_logits)
     a = linear_schedule(progress, a_ramp, a_max)
     weak_probs = F.softmax(weak_logits.float(), dim=-1)
     ce_weak = soft_ce_per_sample(student_logits, weak_probs)
@@ -211,17 +337,20 @@ def aux_conf(
     return W2SLossOutput(loss, {"ce_weak_soft": ce_weak.detach(), "ce_self": ce_hard.detach(), "a": a_t})
 
 
-@register_loss("adapt_conf")
+@register_loss("adapt_conf", knobs=("kd_temperature", "confidence_temperature", "a_warmup"),
+               description="AdaptConf (Guo et al. 2024): per example, a mix of distillation from the weak supervisor "
+               "and cross-entropy to the student's own hard prediction, weighted by how confident the student is "
+               "relative to the supervisor.")
 def adapt_conf(
-    student_logits, weak_logits, kd_temperature: float = 1.0, confidence_temperature: float = 0.5,
-    a_warmup: float = 0.0, progress: float = 1.0, **_,
+    student_logits, weak_logits, labels=None, progress: float = 1.0, kd_temperature: float = _D.kd_temperature,
+    confidence_temperature: float = _D.confidence_temperature, a_warmup: float = _D.a_warmup,
 ) -> W2SLossOutput:
     """AdaptConf as the official code computes it.
 
     ``a = stopgrad(sigmoid((CE(s,ŝ) − CE(s,ŵ)) / T))`` per sample (times a linear warm-up over the first
     ``a_warmup`` of training when > 0); ``loss = (1−a)·τ²·KL(softmax(w/τ) ‖ softmax(s/τ)) + a·CE(s, ŝ)``.
     """
-    _check(student_logits, weak_logits, "weak logits")
+    _check(student_logits, weak_logits)
     log_p = F.log_softmax(student_logits.float(), dim=-1)  # computed once, shared by a, CE(s, ŝ) and (τ = 1) KD
     a = adaptive_confidence(student_logits, weak_logits, confidence_temperature, log_probs=log_p)
     if a_warmup > 0:
@@ -232,22 +361,68 @@ def adapt_conf(
     return W2SLossOutput(loss, {"kd": kd_l.detach(), "ce_self": ce_self.detach(), "a": a})
 
 
+@register_loss("conf_select", knobs=("weak_calibration_temperature", "student_calibration_temperature",
+                                     "conf_select_mode", "conf_select_warmup"),
+               description="Confidence selection (beyond the paper): per example, cross-entropy to whichever label, "
+               "the weak supervisor's or the student's own, has the higher calibrated confidence.")
+def conf_select(
+    student_logits,
+    weak_logits,
+    labels=None,
+    progress: float = 1.0,
+    weak_calibration_temperature: float = _D.weak_calibration_temperature,
+    student_calibration_temperature: float = _D.student_calibration_temperature,
+    conf_select_mode: str = _D.conf_select_mode,
+    conf_select_warmup: float = _D.conf_select_warmup,
+) -> W2SLossOutput:
+    """Train toward the weak label or the student's own, whichever is more likely correct.
+
+    Per example the weak supervisor says ``ŵ`` with calibrated confidence ``c_w = max softmax(w / T_w)`` and the
+    student ``ŝ`` with ``c_s = max softmax(s / T_s)``. ``hard``: ``CE(s, ŵ)`` if ``c_w >= r·c_s`` else ``CE(s, ŝ)``;
+    ``soft``: ``π·CE(s, ŵ) + (1 − π)·CE(s, ŝ)`` with ``π = c_w / (c_w + r·c_s)``; ``r`` rises linearly from 0 to 1
+    over the first ``conf_select_warmup`` of training (``r = 0`` is ``weak_hard``). ``π`` carries no gradient. The
+    temperatures come from :mod:`hf_w2s.calibration` (temperature scaling on held-out ground truth)."""
+    _check(student_logits, weak_logits)
+    c_w, y_w = calibrated_confidence(weak_logits, weak_calibration_temperature)
+    c_s, y_s = calibrated_confidence(student_logits, student_calibration_temperature)
+    trust = linear_schedule(progress, conf_select_warmup, 1.0)
+    pi = selection_weight(c_w, c_s, conf_select_mode, trust)
+    ce_weak = ce_per_sample(student_logits, y_w)
+    ce_self = ce_per_sample(student_logits, y_s)
+    loss = pi * ce_weak + (1 - pi) * ce_self
+    disagree = (y_w != y_s).float()
+    return W2SLossOutput(
+        loss,
+        {
+            "ce_weak": ce_weak.detach(),
+            "ce_self": ce_self.detach(),
+            "weak_weight": pi,
+            # fraction of all examples on which the student's own label was chosen against the weak one
+            "student_selected": disagree * (1 - pi),
+            "conf_weak": c_w,
+            "conf_student": c_s,
+        },
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the combination used by the trainer
 
 
-@functools.lru_cache(maxsize=None)
-def _accepted_kwargs(fn) -> frozenset[str] | None:
-    """The keyword names ``fn`` takes, or ``None`` when it takes ``**kwargs`` (cached: called every step)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    return frozenset(params)
+def loss_info(name: str) -> LossInfo:
+    """The registered loss ``name``; a ``ValueError`` naming the choices otherwise."""
+    if name not in LOSSES:
+        raise ValueError(f"Unknown w2s loss {name!r}; choose one of {sorted(LOSSES)}.")
+    return LOSSES[name]
 
 
-def _kwargs_for(fn, knobs: dict) -> dict:
-    accepted = _accepted_kwargs(fn)
-    return dict(knobs) if accepted is None else {k: v for k, v in knobs.items() if k in accepted}
+def knobs_of(name: str, source: LossKnobs | Mapping) -> dict:
+    """The values of loss ``name``'s knobs, read from a :class:`LossKnobs` (e.g. a ``WeakToStrongConfig``) or a
+    mapping (missing knobs take their :class:`LossKnobs` default)."""
+    info = loss_info(name)
+    if isinstance(source, Mapping):
+        return {k: source[k] if k in source else getattr(_D, k) for k in info.knobs}
+    return {k: getattr(source, k) for k in info.knobs}
 
 
 def compute_w2s_loss(
@@ -263,22 +438,24 @@ def compute_w2s_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``λ_gt·mean CE(s, y) + λ_w·mean(loss_name(s, w))``; returns the scalar loss and mean components.
 
-    For ``ground_truth`` the weak term is CE to the labels and ``gt_loss_weight`` is ignored. Labels equal to -100
-    are ignored by the ground-truth term.
+    ``knobs``: :class:`LossKnobs` values; only those the loss declares are passed to it (others are ignored, unknown
+    names are an error). For ``ground_truth`` the weak term is CE to the labels and ``gt_loss_weight`` is ignored.
+    Labels equal to -100 are ignored by the ground-truth term.
     """
-    if name not in LOSSES:
-        raise ValueError(f"Unknown w2s loss {name!r}; choose one of {sorted(LOSSES)}.")
-    fn = LOSSES[name]
-    if name not in NO_WEAK and weak_logits is None:
+    info = loss_info(name)
+    unknown = [k for k in knobs if k not in KNOB_NAMES]
+    if unknown:
+        raise ValueError(f"unknown loss knob(s) {unknown}; the knobs are {sorted(KNOB_NAMES)}")
+    if info.uses_weak and weak_logits is None:
         raise ValueError(
             f"loss {name!r} needs weak supervision: a 'weak_logits' column in the batch or a weak_model."
         )
     weak_logits = None if weak_logits is None else weak_logits.to(student_logits.device)
-    out = fn(student_logits, weak_logits, **_kwargs_for(fn, {"labels": labels, "progress": progress, **knobs}))
-    loss = weak_loss_weight * out.loss.mean() if name != "ground_truth" else out.loss.mean()
+    out = info.fn(student_logits, weak_logits, labels, progress, **{k: knobs[k] for k in info.knobs if k in knobs})
+    loss = weak_loss_weight * out.loss.mean() if info.uses_weak else out.loss.mean()
     comps = {k: v.float().mean() for k, v in out.components.items()}
     comps["loss_w2s"] = out.loss.detach().mean()
-    if name != "ground_truth" and gt_loss_weight > 0:
+    if info.uses_weak and gt_loss_weight > 0:
         if labels is None:
             raise ValueError("gt_loss_weight > 0 needs true labels in the batch (a 'label' or 'labels' column).")
         valid = labels != -100

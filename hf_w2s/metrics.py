@@ -43,6 +43,29 @@ def performance_gap_recovered(weak: float, w2s: float, ceiling: float) -> float:
     return (w2s - weak) / gap
 
 
-def compute_accuracy(eval_pred) -> dict[str, float]:
-    """``compute_metrics`` for ``Trainer``: ``{"accuracy": ...}``."""
-    return {"accuracy": accuracy(eval_pred.predictions, eval_pred.label_ids)}
+def top_k_accuracy(logits, labels, k: int = 5) -> float:
+    """Fraction of examples whose label is among the ``k`` highest logits (``-100`` ignored)."""
+    logits, labels = _as_logits(logits), np.asarray(labels)
+    k = min(k, logits.shape[-1])
+    top = np.argsort(-logits, axis=-1)[:, :k]
+    valid = labels != -100
+    return float((top[valid] == labels[valid, None]).any(-1).mean()) if valid.any() else float("nan")
+
+
+METRICS = {"accuracy": accuracy, "top5_accuracy": top_k_accuracy}
+
+
+def build_compute_metrics(names=("accuracy",)):
+    """``compute_metrics`` for ``Trainer`` computing the named metrics of :data:`METRICS`."""
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}.")
+
+    def compute(eval_pred) -> dict[str, float]:
+        logits, labels = _as_logits(eval_pred.predictions), np.asarray(eval_pred.label_ids)
+        return {name: METRICS[name](logits, labels) for name in names}
+
+    return compute
+
+
+compute_accuracy = build_compute_metrics(["accuracy"])

@@ -7,18 +7,26 @@
 * :func:`redacted` — a context manager for calls that talk to the Hub (pushes): logs are redacted while it runs, and
   an exception whose text (or chained cause) carries a token is re-raised with the token removed and without the
   original chain.
+* :func:`redact_obj` — a copy of a JSON-like object (mappings, lists, strings) without tokens: what the package writes
+  to files (``experiment.yaml``, ``w2s_run.json``, ``w2s_results.json``) goes through it; values of keys named
+  ``*token`` are masked whatever they look like.
+* :func:`redacting_output` — what the ``hf-w2s`` commands run under: ``sys.stdout``/``sys.stderr`` and every logging
+  handler redacted, with the tokens given on the command line (:func:`tokens_in_argv`) and in the environment.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
+import sys
 import traceback
 from contextlib import contextmanager
 from typing import Iterable
 
-__all__ = ["redact", "known_tokens", "RedactingFilter", "install_log_redaction", "redacted", "RedactedError"]
+__all__ = ["redact", "redact_obj", "known_tokens", "tokens_in_argv", "RedactingFilter", "RedactingStream",
+           "install_log_redaction", "redacted", "redacting_output", "RedactedError"]
 
 #: Hugging Face user access tokens (``hf_`` + 30-odd letters and digits) and OAuth tokens (``hf_oauth_…``)
 TOKEN_PATTERN = re.compile(r"\bhf_(?:oauth_)?[A-Za-z0-9]{20,}\b")
@@ -45,6 +53,93 @@ def redact(text, tokens: Iterable[str | None] = ()) -> str:
     for token in known_tokens(tokens):
         text = text.replace(token, MASK)
     return TOKEN_PATTERN.sub(MASK, text)
+
+
+def redact_obj(obj, tokens: Iterable[str | None] = ()):
+    """A copy of ``obj`` (nested dicts, lists, tuples, strings) with every token redacted; the value of a key whose
+    name ends in ``token`` is masked whatever it holds (``None`` stays ``None``)."""
+    tokens = known_tokens(tokens)
+
+    def clean(value, key=None):
+        if isinstance(key, str) and key.lower().endswith("token") and value is not None and not isinstance(
+                value, bool):
+            return MASK
+        if isinstance(value, dict):
+            return {k: clean(v, k) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(clean(v) for v in value)
+        if isinstance(value, str):
+            for token in tokens:
+                value = value.replace(token, MASK)
+            return TOKEN_PATTERN.sub(MASK, value)
+        return value
+
+    return clean(obj)
+
+
+_TOKEN_FLAGS = re.compile(r"^--(?:[\w.-]*[._-])?(?:hub[_-])?token$")
+
+
+def tokens_in_argv(argv: Iterable[str]) -> list[str]:
+    """Values of ``--hub_token`` / ``--hub-token`` / ``--token`` / ``--training.hub_token`` (``--flag value`` or
+    ``--flag=value``) on a command line."""
+    argv, found = list(argv), []
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if _TOKEN_FLAGS.match(flag):
+            if eq:
+                found.append(value)
+            elif i + 1 < len(argv):
+                found.append(argv[i + 1])
+    return [t for t in found if t]
+
+
+class RedactingStream(io.TextIOBase):
+    """A text stream that redacts what it writes (the tokens are read once, when it is made)."""
+
+    def __init__(self, stream, tokens: Iterable[str | None] = ()):
+        self._stream = stream
+        self._tokens = known_tokens(tokens)
+
+    def write(self, text) -> int:
+        text = str(text)
+        clean = text
+        for token in self._tokens:
+            clean = clean.replace(token, MASK)
+        self._stream.write(TOKEN_PATTERN.sub(MASK, clean))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self):
+        return getattr(self._stream, "encoding", "utf-8")
+
+    def writable(self) -> bool:
+        return True
+
+
+@contextmanager
+def redacting_output(tokens: Iterable[str | None] = ()):
+    """Run with ``sys.stdout``/``sys.stderr`` and every logging handler redacted (see the module doc). Handlers
+    created inside write to the redacted streams."""
+    tokens = known_tokens(tokens)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(saved[0], tokens), RedactingStream(saved[1], tokens)
+    flt = install_log_redaction(tokens)
+    try:
+        yield tokens
+    finally:
+        for handler in _handlers():
+            handler.removeFilter(flt)
+        sys.stdout, sys.stderr = saved
 
 
 class RedactingFilter(logging.Filter):

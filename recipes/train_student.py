@@ -12,10 +12,10 @@ import os
 import sys
 
 try:
-    from hf_w2s.train_cli import main
+    from hf_w2s.cli import main
 except ImportError:  # a fresh clone without ``pip install -e .``
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from hf_w2s.train_cli import main
+    from hf_w2s.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", *sys.argv[1:]]))

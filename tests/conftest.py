@@ -1,7 +1,13 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# One thread per process, for the pytest process and every process a test spawns (they inherit the environment): the
+# machine has 2 cores, and several multi-threaded processes on them made a busy machine up to 50x slower.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 # ---- local Hugging Face Hub (tests/hub_server.py) ------------------------------------------------------------------

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.augment import AugmentingCollator, TrainAugmentation, cutmix, mixup, processor_normalization
-from hf_w2s.models import build_model, tiny_image_processor
+from hf_w2s.trainer.augment import AugmentingCollator, TrainAugmentation, cutmix, mixup, processor_normalization
+from hf_w2s.modeling import build_model, tiny_image_processor
 
 
 def _ramp(b=4, c=1, h=8, w=8):

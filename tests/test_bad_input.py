@@ -14,7 +14,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Image, List, Value
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.models import build_model, tiny_image_processor
+from hf_w2s.modeling import build_model, tiny_image_processor
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_input.md"
 NAMES = ["cat", "dog", "owl"]
@@ -201,7 +201,7 @@ def test_eval_weak_logits(tmp_path):
 
 def test_also_weak_logits_check_reads_arrow_not_python_lists(monkeypatch):
     # the check must not materialise the column as Python lists (Column.to_pylist / Dataset.__getitem__)
-    from hf_w2s.validation import check_weak_logits
+    from hf_w2s.trainer.validation import check_weak_logits
 
     ds = dataset(n=20)
 
@@ -327,7 +327,7 @@ def test_output_dir_unknown_run(tmp_path):
 def test_undecodable_images(tmp_path):
     import io
 
-    from hf_w2s.weak_labels import label_dataset
+    from hf_w2s.data.weak_labels import label_dataset
 
     rows = []
     for im in images(3):
@@ -353,7 +353,7 @@ def test_failed_push(tmp_path_factory):
 
 
 def test_pickle_weights(tmp_path):
-    from hf_w2s.loading import load_image_classifier
+    from hf_w2s.modeling import load_image_classifier
 
     model = student()
     model.save_pretrained(tmp_path / "m")
@@ -366,7 +366,7 @@ def test_pickle_weights(tmp_path):
 
 
 def test_remote_code(tmp_path):
-    from hf_w2s.loading import load_image_classifier
+    from hf_w2s.modeling import load_image_classifier
 
     from test_security import remote_code_checkpoint
 

@@ -8,17 +8,10 @@ import torch
 from datasets import Dataset
 
 from hf_w2s import LOSSES, WeakToStrongConfig, WeakToStrongTrainer, compute_w2s_loss
-from hf_w2s.collator import WeakToStrongCollator
-from hf_w2s.conf_select import (
-    StudentCalibrationCallback,
-    calibrated_confidence,
-    column_temperature,
-    conf_select,
-    fit_temperature,
-    predict_logits,
-    selection_weight,
-)
-from hf_w2s.models import build_model
+from hf_w2s.trainer.collator import WeakToStrongCollator
+from hf_w2s.calibration import StudentCalibrationCallback, column_temperature, fit_temperature, predict_logits
+from hf_w2s.losses import calibrated_confidence, conf_select, selection_weight
+from hf_w2s.modeling import build_model
 
 
 def sigmoid(x):
@@ -229,6 +222,6 @@ def test_trainer_refits_the_student_temperature(tmp_path):
     assert len(logged) == 3 and all(0.05 <= t <= 20 for t in logged)
     # the last refit is what the loss uses now, and it is the temperature of the trained student on the GT split
     logits, labels = predict_logits(trainer.model, calib, WeakToStrongCollator(training=False))
-    assert trainer._loss_knob_overrides["student_calibration_temperature"] == pytest.approx(
+    assert trainer.loss_knobs["student_calibration_temperature"] == pytest.approx(
         fit_temperature(logits, labels), rel=1e-4
     )

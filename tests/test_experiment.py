@@ -12,12 +12,17 @@ import yaml
 from datasets import ClassLabel, Dataset, Features, Image, load_from_disk
 
 from hf_w2s.data import shots_per_class
-from hf_w2s.experiment import Experiment, ResultStore, main
-from hf_w2s.experiment_config import FIXED_MIX, ExperimentConfig, load_experiment_config, weak_losses
-from hf_w2s.noise import corrupt_labels
-from hf_w2s.report import markdown, summarize
+from hf_w2s.experiment import Experiment, ResultStore
+from hf_w2s.cli import main as cli_main
+from hf_w2s.experiment.config import FIXED_MIX, ExperimentConfig, load_experiment_config, weak_losses
+from hf_w2s.data.noise import corrupt_labels
+from hf_w2s.experiment.report import markdown, summarize
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "experiments"
+
+
+def main(argv):
+    return cli_main(["experiment", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +128,7 @@ def test_default_losses_cover_the_registry_and_the_fixed_mix(tmp_path):
     ],
 )
 def test_bad_config_is_refused_with_the_reason(tmp_path, change, message):
-    cfg = tiny_config("mnist", tmp_path / "out", **change)
+    cfg = tiny_config("hf_w2s:mnist", tmp_path / "out", **change)
     with pytest.raises(ValueError, match=message):
         load_experiment_config(write_yaml(tmp_path, cfg))
 
@@ -151,10 +156,10 @@ def test_each_run_gets_its_knobs_and_report_to(tmp_path, bands_dataset):
                                "learning_rate": 0.002}, "kd"])
     exp = Experiment(ExperimentConfig(**cfg), log=lambda *_: None)
     t2, kd = exp.config.losses
-    args = exp._training_config("adapt_conf", seed=3, run_dir=tmp_path / "r", spec=t2)
+    args = exp.training_config("adapt_conf", seed=3, run_dir=tmp_path / "r", args=exp.run_arguments(t2))
     assert (args.w2s_loss, args.seed, args.confidence_temperature, args.learning_rate) == ("adapt_conf", 3, 2.0, 0.002)
     assert args.report_to == ["tensorboard"] and args.eval_strategy == "epoch" and args.num_train_epochs == 5
-    args = exp._training_config("kd", seed=0, run_dir=tmp_path / "r", spec=kd)
+    args = exp.training_config("kd", seed=0, run_dir=tmp_path / "r", args=exp.run_arguments(kd))
     assert args.learning_rate == 0.01 and args.confidence_temperature == 0.5
     assert exp.w2s_key(exp.config.weak_supervisors[0], t2, 0) != exp.w2s_key(exp.config.weak_supervisors[0], kd, 0)
 
@@ -197,22 +202,25 @@ def test_noisy_label_supervision_and_few_shot_weak(tmp_path, bands_dataset):
         {"name": "k2", "shots_per_class": 2, "epochs": 1, "width": 4},
     ])
     exp = Experiment(ExperimentConfig(**cfg), log=lambda *_: None)
-    noisy = exp.supervision(exp.config.weak_supervisors[0])
+    noisy = exp.supervisors.build(exp.config.weak_supervisors[0])
     truth = np.asarray(noisy.train_dataset["label"])
     weak = np.asarray(noisy.train_dataset["weak_label"])
     assert noisy.record["supervision_accuracy"] == pytest.approx(0.5)
     assert np.array_equal(weak[weak != truth], (truth[weak != truth] + 1) % 3)
     logits = np.asarray(noisy.train_dataset.with_format("numpy")["weak_logits"])
-    assert np.array_equal(logits.argmax(-1), weak) and logits.max() == 10.0
+    probs = torch.softmax(torch.from_numpy(logits), -1).numpy()
+    # supervision_logit 10: the softmax of 10 at the noisy label and 0 elsewhere, 3 classes
+    assert np.array_equal(logits.argmax(-1), weak)
+    np.testing.assert_allclose(probs.max(-1), np.exp(10) / (np.exp(10) + 2), rtol=1e-6)
     assert noisy.record["test_accuracy"] is None  # no model: no test predictions
-    few = exp.supervision(exp.config.weak_supervisors[1])
+    few = exp.supervisors.build(exp.config.weak_supervisors[1])
     assert few.record["num_train_examples"] == 6
     assert few.record["test_accuracy"] is not None
 
 
 def test_given_weak_model_is_matched_by_label_names(tmp_path, bands_dataset):
-    from hf_w2s.collator import pixel_values_from_images
-    from hf_w2s.models import build_model, tiny_image_processor
+    from hf_w2s.data.images import pixel_values_from_images
+    from hf_w2s.modeling import build_model, tiny_image_processor
 
     reversed_model = build_model("linear", ["c", "b", "a"], image_size=8, num_channels=1, width=4, seed=0)
     tiny_image_processor(8, 1).save_pretrained(tmp_path / "weak")
@@ -220,7 +228,7 @@ def test_given_weak_model_is_matched_by_label_names(tmp_path, bands_dataset):
     cfg = tiny_config(bands_dataset, tmp_path / "out",
                       weak_supervisors=[{"name": "rev", "model": str(tmp_path / "weak")}])
     exp = Experiment(ExperimentConfig(**cfg), log=lambda *_: None)
-    sup = exp.supervision(exp.config.weak_supervisors[0])
+    sup = exp.supervisors.build(exp.config.weak_supervisors[0])
     strong = exp.splits()["strong_train"]
     with torch.no_grad():
         raw = reversed_model(pixel_values=pixel_values_from_images(strong["image"], tiny_image_processor(8, 1))).logits
@@ -229,8 +237,8 @@ def test_given_weak_model_is_matched_by_label_names(tmp_path, bands_dataset):
     build_model("linear", ["a", "b", "z"], image_size=8, num_channels=1, width=4).save_pretrained(tmp_path / "other")
     tiny_image_processor(8, 1).save_pretrained(tmp_path / "other")
     exp.config.weak_supervisors[0].model = str(tmp_path / "other")
-    with pytest.raises(ValueError, match=r"missing from the weak model: \['c'\]"):
-        exp.supervision(exp.config.weak_supervisors[0])
+    with pytest.raises(ValueError, match=r"missing from the model '.*': \['c'\]"):
+        exp.supervisors.build(exp.config.weak_supervisors[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ import pytest
 import torch
 from datasets import load_from_disk
 
-from hf_w2s.collator import pixel_values_from_images
-from hf_w2s.data import load_sklearn_digits
-from hf_w2s.models import build_model, tiny_image_processor
+from hf_w2s.data.images import pixel_values_from_images
+from hf_w2s.data.packaged import load_sklearn_digits
+from hf_w2s.modeling import build_model, tiny_image_processor
 
 NAMES = [str(i) for i in range(10)]
 N = 200
@@ -59,8 +59,8 @@ import torch
 from datasets import load_dataset
 from huggingface_hub import DatasetCard
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.collator import pixel_values_from_images
-from hf_w2s.models import build_model, tiny_image_processor
+from hf_w2s.data.images import pixel_values_from_images
+from hf_w2s.modeling import build_model, tiny_image_processor
 
 def pull(repo):
     ds = load_dataset(repo, split="train")

@@ -10,21 +10,17 @@ from datasets import ClassLabel, Dataset
 from PIL import Image
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.collator import WeakToStrongCollator
-from hf_w2s.models import build_model, tiny_image_processor
-from hf_w2s.multi_weak import (
-    WeakCombiner,
-    accuracy_weights,
-    combine_weak_logits,
+from hf_w2s.trainer.collator import WeakToStrongCollator
+from hf_w2s.modeling import build_model, tiny_image_processor
+from hf_w2s.data.multi_weak import (
     label_dataset_multi,
     merge_weak_label_datasets,
     stack_weak_logits,
     supervisor_accuracies,
-    supervisors_agree,
-    weights_nll,
 )
+from hf_w2s.trainer.multi_weak import WeakCombiner, accuracy_weights, combine_weak_logits, supervisors_agree, weights_nll
 from hf_w2s.trainer import WEAK_COMBINER_NAME
-from hf_w2s.weak_labels import label_dataset, weak_logits_array
+from hf_w2s.data.weak_labels import label_dataset, weak_logits_array
 
 LN3 = math.log(3.0)
 # supervisor 0 says [0.75, 0.25], supervisor 1 says [0.25, 0.75]
@@ -327,17 +323,17 @@ from test_experiment import bands_dataset, tiny_config  # noqa: E402,F401  (the 
 
 def test_harness_combined_supervisor_and_conf_select(tmp_path, bands_dataset, monkeypatch):  # noqa: F811
     from hf_w2s.experiment import Experiment
-    from hf_w2s.experiment_config import ExperimentConfig
+    from hf_w2s.experiment.config import ExperimentConfig
 
     fits = []
-    original_fit = Experiment._fit
+    original_fit = Experiment.fit
 
     def spy(self, *args, **kwargs):
         trainer = original_fit(self, *args, **kwargs)
         fits.append((kwargs["loss"], trainer.args, trainer.calibration_callback))
         return trainer
 
-    monkeypatch.setattr(Experiment, "_fit", spy)
+    monkeypatch.setattr(Experiment, "fit", spy)
     cfg = tiny_config(bands_dataset, tmp_path / "out", seeds=[0], losses=["conf_select"], weak_supervisors=[
         {"name": "good", "arch": "linear", "width": 4, "epochs": 3, "batch_size": 8, "calibration_size": 20},
         {"name": "poor", "arch": "linear", "width": 4, "epochs": 1, "batch_size": 8, "calibration_size": 20,
@@ -377,7 +373,7 @@ def test_harness_combined_supervisor_and_conf_select(tmp_path, bands_dataset, mo
     ],
 )
 def test_harness_rejects_bad_combinations(tmp_path, supervisors, match):
-    from hf_w2s.experiment_config import ExperimentConfig
+    from hf_w2s.experiment.config import ExperimentConfig
 
     with pytest.raises(ValueError, match=match):
         ExperimentConfig(output_dir=str(tmp_path), weak_supervisors=supervisors)

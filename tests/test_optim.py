@@ -7,8 +7,8 @@ from datasets import ClassLabel, Dataset, Features, Image, List, Value
 from PIL import Image as PILImage
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.models import build_model, tiny_image_processor
-from hf_w2s.optim import layer_ids
+from hf_w2s.modeling import build_model, tiny_image_processor
+from hf_w2s.trainer.optim import layer_ids
 
 NAMES = ["a", "b", "c"]
 PROC = tiny_image_processor(image_size=8)
@@ -76,12 +76,12 @@ def test_off_by_default_and_refused_for_models_without_encoder_blocks(tmp_path):
     linear = build_model("linear", NAMES, image_size=8, width=8, seed=0)
     with pytest.raises(ValueError, match="ConvNextForImageClassification has none"):
         trainer(tmp_path, linear, layer_decay=0.65)
-    with pytest.raises(ValueError, match=r"layer_decay must be in \(0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"layer_decay must be within \(0, 1\], got 1.5"):
         trainer(tmp_path, vit(), layer_decay=1.5)
 
 
 def test_works_under_lora(tmp_path):
-    from hf_w2s.peft_utils import apply_lora
+    from hf_w2s.lora import apply_lora
 
     model = apply_lora(vit(), r=2)
     opt = trainer(tmp_path, model, layer_decay=0.5).create_optimizer()

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import (AutoModelForImageClassification, Dinov2Config, SwinConfig, Swinv2Config)
 
-from hf_w2s.models import build_model
-from hf_w2s.peft_utils import (apply_lora, default_lora_targets, head_module_name, lora_modules_to_save,
+from hf_w2s.modeling import build_model
+from hf_w2s.lora import (apply_lora, default_lora_targets, head_module_name, lora_modules_to_save,
                                save_lora_student)
 
 NAMES = [str(i) for i in range(10)]

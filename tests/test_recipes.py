@@ -8,15 +8,20 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from hf_w2s.data import shots_per_class
-from hf_w2s.train_cli import load_classifier, main
-from hf_w2s.train_config import parse_train_args
+from hf_w2s.cli import main as cli_main
+from hf_w2s.data import load_packaged, shots_per_class
+from hf_w2s.modeling import load_image_classifier, loader_class_name
+from hf_w2s.scripts.train import parse_args as parse_train_args
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes", "configs")
 TWINS = sorted(glob.glob(os.path.join(CONFIGS, "*_offline.yaml")))
 # small and fast: every offline twin end to end in a few seconds
 TINY = ["--split_sizes", "60", "200", "100", "--num_train_epochs", "1", "--weak_num_train_epochs", "2",
         "--eval_strategy", "no", "--disable_tqdm", "true", "--logging_steps", "100"]
+
+
+def main(argv):
+    return cli_main(["train", *argv])
 
 
 def _config(name):
@@ -63,7 +68,7 @@ def test_every_recipe_parses_and_validates(path):
     (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
       "--random_erasing", "0.25"], "random_erasing is part of the image augmentation: set augment true"),
     (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
-      "--layer_decay", "0"], r"layer_decay must be in \(0, 1\]"),
+      "--layer_decay", "0"], r"layer_decay must be within \(0, 1\]"),
     (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
       "--label_noise_transition", "1", "0"], "asymmetric only"),
     (["--model_name_or_path", "tiny:resnet", "--dataset_name", "hf_w2s:mnist", "--label_noise_rate", "0.2",
@@ -129,11 +134,10 @@ def test_student_learns_and_beats_chance(tmp_path, capsys):
     # the saved student reproduces the reported accuracy
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from hf_w2s.collator import pixel_values_from_images
+    from hf_w2s.data.images import pixel_values_from_images
     from hf_w2s.data import w2s_splits
-    from hf_w2s.train_cli import _packaged
 
-    test = w2s_splits(_packaged("mnist"), (200, 600, 300), seed=0)["test"]
+    test = w2s_splits(load_packaged("mnist"), (200, 600, 300), seed=0)["test"]
     model = AutoModelForImageClassification.from_pretrained(out).eval()
     proc = AutoImageProcessor.from_pretrained(out)
     with torch.no_grad():
@@ -152,7 +156,7 @@ def test_existing_output_is_never_overwritten(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override, match", [
-    (["--dataset_test_split", "validation"], r"no split 'validation'; available splits: \['strong_train', 'test', "
+    (["--dataset_test_split", "validation"], r"no split 'validation'; its splits: \['strong_train', 'test', "
                                              r"'weak_train'\]"),
     (["--image_column", "img"], "no image column 'img'"),
     (["--label_noise_kind", "asymmetric", "--label_noise_transition", "1", "0"], "2 partners for 10 classes"),
@@ -168,10 +172,9 @@ def test_bad_data_is_named(override, match, tmp_path, capsys):
 def test_weak_labels_dataset_from_disk(tmp_path, capsys):
     """Supervision from a saved weak-labelled dataset (as hf-w2s label writes it): weak_logits is used as is."""
     from hf_w2s.data import w2s_splits
-    from hf_w2s.noise import add_noisy_labels
-    from hf_w2s.train_cli import _packaged
+    from hf_w2s.data.noise import add_noisy_labels
 
-    splits = w2s_splits(_packaged("mnist"), (0, 200, 100), seed=0)
+    splits = w2s_splits(load_packaged("mnist"), (0, 200, 100), seed=0)
     splits["strong_train"] = add_noisy_labels(splits["strong_train"], 0.0, confidence=0.95)  # perfect weak labels
     splits.pop("weak_train")
     splits.save_to_disk(str(tmp_path / "weak"))
@@ -205,8 +208,8 @@ def test_mae_checkpoint_becomes_a_plain_vit_classifier(tmp_path):
                        decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=32)
     mae = ViTMAEForPreTraining(cfg)
     mae.save_pretrained(tmp_path / "mae")
-    student, base_class = load_classifier(str(tmp_path / "mae"), ["a", "b", "c"])
-    assert type(student).__name__ == base_class == "ViTForImageClassification"
+    student = load_image_classifier(str(tmp_path / "mae"), ["a", "b", "c"])
+    assert type(student).__name__ == loader_class_name(student) == "ViTForImageClassification"
     assert torch.equal(student.vit.embeddings.patch_embeddings.projection.weight,
                        mae.vit.embeddings.patch_embeddings.projection.weight)  # the MAE encoder, not a fresh one
     student.save_pretrained(tmp_path / "student")
@@ -216,13 +219,13 @@ def test_mae_checkpoint_becomes_a_plain_vit_classifier(tmp_path):
 
 
 def test_head_is_fresh_when_labels_differ(tmp_path):
-    from hf_w2s.models import build_model
+    from hf_w2s.modeling import build_model
 
     old = build_model("resnet", list("abcdefghij"), width=8, depth=1, seed=0)
     old.save_pretrained(tmp_path / "old")
-    same, _ = load_classifier(str(tmp_path / "old"), list("abcdefghij"))
-    renamed, _ = load_classifier(str(tmp_path / "old"), [str(i) for i in range(10)])
-    resized, _ = load_classifier(str(tmp_path / "old"), ["x", "y", "z"])
+    same = load_image_classifier(str(tmp_path / "old"), list("abcdefghij"))
+    renamed = load_image_classifier(str(tmp_path / "old"), [str(i) for i in range(10)])
+    resized = load_image_classifier(str(tmp_path / "old"), ["x", "y", "z"])
     w = old.classifier[1].weight
     assert torch.equal(same.classifier[1].weight, w)  # same label names: the trained head is kept
     assert not torch.equal(renamed.classifier[1].weight, w)  # same size, other names: a fresh head
@@ -278,7 +281,6 @@ def test_one_command_trains_pushes_and_a_fresh_process_loads(local_hub, tmp_path
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     from hf_w2s.data import w2s_splits
-    from hf_w2s.train_cli import _packaged
 
     root = os.path.dirname(CONFIGS)
     script = os.path.join(root, "train_student.py")
@@ -309,7 +311,7 @@ def test_one_command_trains_pushes_and_a_fresh_process_loads(local_hub, tmp_path
     assert "adapter/adapter_config.json" not in files["plain"]
     assert local_hub.file_bytes(repos["plain"], "README.md") == (tmp_path / "plain" / "README.md").read_bytes()
 
-    test = w2s_splits(_packaged("mnist"), (60, 200, 100), seed=0)["test"]
+    test = w2s_splits(load_packaged("mnist"), (60, 200, 100), seed=0)["test"]
     image_path = tmp_path / "digit.png"
     test[0]["image"].save(image_path)
     loaded = local_hub.run_python(LOADER, args=(str(image_path), repos["plain"], repos["lora"]), timeout=300).result
@@ -341,10 +343,12 @@ def test_hf_w2s_train_is_the_recipe_script(capsys):
 
     assert cli_main(["train", "--model_name_or_path", "tiny:resnet"]) == 2
     assert "hf-w2s train: error: give dataset_name" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["train", "--help"])
-    assert exit_info.value.code == 0
+    assert cli_main(["train", "--help"]) == 0
     help_text = capsys.readouterr().out
+    # --config first, then the weak-to-strong options, the recipe's, and TrainingArguments'
+    order = [help_text.index(s) for s in ("--config", "weak-to-strong options:", "--w2s_loss", "recipe options",
+                                          "training options (transformers.TrainingArguments)", "--learning_rate")]
+    assert order == sorted(order)
     for option in ("--config", "--model_name_or_path", "--weak_model_name_or_path", "--lora_r", "--w2s_loss",
                    "--label_noise_rate", "--mixup_alpha", "--push_to_hub"):
         assert option in help_text

@@ -15,7 +15,7 @@ from datasets import ClassLabel, Dataset, Features, Image, List, Value
 from transformers import TrainerCallback
 
 from hf_w2s import WeakToStrongCollator, WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.models import build_model, tiny_image_processor
+from hf_w2s.modeling import build_model, tiny_image_processor
 
 NAMES = ["a", "b", "c"]
 N, SIZE, BATCH = 16, 8, 4  # 4 steps per epoch, 2 epochs = 8 steps; checkpoints at steps 3 and 6
@@ -121,7 +121,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_run(tmp_path, loss):
     # the augmentation runs in the training step (the collator is prefetched one batch ahead by Accelerate, so its
     # randomness would not be restored), and the ViT checkpoint's renamed weights are really loaded back
     assert killed.train_transform is noise and killed.data_collator.train_transform is None
-    from hf_w2s.loading import checkpoint_needs_key_conversion
+    from hf_w2s.modeling import checkpoint_needs_key_conversion
 
     assert checkpoint_needs_key_conversion(killed.model, str(tmp_path / "killed" / "checkpoint-3"))
 

@@ -10,14 +10,15 @@ import shutil
 import subprocess
 import sys
 import traceback
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from hf_w2s.loading import load_image_classifier, load_image_processor
-from hf_w2s.models import build_model, tiny_image_processor
+from hf_w2s.modeling import load_image_classifier, load_image_processor
+from hf_w2s.modeling import build_model, tiny_image_processor
 from hf_w2s.security import RedactedError, install_log_redaction, redact, redacted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,22 +60,27 @@ def test_loaders_pass_safe_defaults(monkeypatch):
 
     seen = {}
 
-    def fake(kind):
+    def fake(kind, value):
         def from_pretrained(name, **kwargs):
             seen[kind] = kwargs
-            return kind
+            return value
 
         return from_pretrained
 
-    monkeypatch.setattr(transformers.AutoModelForImageClassification, "from_pretrained", fake("model"))
-    monkeypatch.setattr(transformers.AutoImageProcessor, "from_pretrained", fake("processor"))
-    load_image_classifier("org/model", num_labels=3)
+    config = transformers.ConvNextConfig(id2label={0: "a", 1: "b"})
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", fake("config", config))
+    monkeypatch.setattr(transformers.AutoModelForImageClassification, "from_pretrained",
+                        fake("model", types.SimpleNamespace()))
+    monkeypatch.setattr(transformers.AutoImageProcessor, "from_pretrained", fake("processor", "processor"))
+    load_image_classifier("org/model", dtype="float32")
     load_image_processor("org/model")
+    assert seen["config"]["trust_remote_code"] is False
     assert seen["model"]["trust_remote_code"] is False and seen["model"]["use_safetensors"] is True
-    assert seen["model"]["num_labels"] == 3
+    assert seen["model"]["dtype"] == "float32"
     assert seen["processor"]["trust_remote_code"] is False
     load_image_classifier("org/model", allow_pickle=True, trust_remote_code=True)
     assert seen["model"]["use_safetensors"] is None and seen["model"]["trust_remote_code"] is True
+    assert seen["config"]["trust_remote_code"] is True
 
 
 def test_safetensors_checkpoint_round_trips(tmp_path):

@@ -7,9 +7,9 @@ from datasets import ClassLabel, Dataset, Features, Image, List, Value
 from PIL import Image as PILImage
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.hub import align_to_model
-from hf_w2s.models import build_model, tiny_image_processor
-from hf_w2s.weak_labels import label_dataset
+from hf_w2s.data.weak_labels import align_to_model
+from hf_w2s.modeling import build_model, tiny_image_processor
+from hf_w2s.data.weak_labels import label_dataset
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -148,7 +148,7 @@ def test_eval_dataset_given_as_a_path_loads_its_split(tmp_path):
     tr = WeakToStrongTrainer(model=vit(), args=config(tmp_path, eval_dataset_split="validation"),
                              eval_dataset=str(tmp_path / "data"), processing_class=PROC)
     assert len(tr.eval_dataset) == 16
-    with pytest.raises(ValueError, match=r"split 'dev' not found .* splits: \['train', 'test', 'validation'\]"):
+    with pytest.raises(ValueError, match=r"has no split 'dev'; its splits: \['test', 'train', 'validation'\]"):
         WeakToStrongTrainer(model=vit(), args=config(tmp_path, eval_dataset_split="dev"),
                             eval_dataset=str(tmp_path / "data"), processing_class=PROC)
 

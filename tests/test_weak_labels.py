@@ -15,15 +15,21 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_fro
 from PIL import Image as PILImage
 
 from hf_w2s import label_dataset, load_weak_model, weak_label_accuracy
-from hf_w2s.collator import pixel_values_from_images
-from hf_w2s.data import load_sklearn_digits
-from hf_w2s.hub import load_image_dataset, resolve_train_dataset
-from hf_w2s.label_cli import LabelConfig, main, parse_args
-from hf_w2s.models import build_model, tiny_image_processor
-from hf_w2s.weak_labels import align_weak_labels, model_identity, weak_logits_array
+from hf_w2s.data.images import pixel_values_from_images
+from hf_w2s.data.packaged import load_sklearn_digits
+from hf_w2s.data.loading import load_image_dataset
+from hf_w2s.data.weak_labels import align_to_model as resolve_train_dataset
+from hf_w2s.cli import main as cli_main
+from hf_w2s.scripts.label import LabelConfig, parse_args
+from hf_w2s.modeling import build_model, tiny_image_processor
+from hf_w2s.data.weak_labels import align_weak_labels, model_identity, weak_logits_array
 
 NAMES = [str(i) for i in range(10)]
 N = 48
+
+
+def main(argv):
+    return cli_main(["label", *argv])
 
 
 @pytest.fixture(autouse=True)
@@ -351,7 +357,7 @@ def test_cli_save_to_disk_source_and_yaml_config(weak_dir, digits_dir, tmp_path,
     )
     assert main(["--config", str(config), "--output", str(tmp_path / "o")]) == 0
     assert len(load_from_disk(str(tmp_path / "o"))) == N
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="unrecognized arguments: --no-such-flag 1"):
         parse_args(["--config", str(config), "--output", "x", "--no-such-flag", "1"])
 
 
@@ -376,7 +382,7 @@ def test_cli_bad_inputs_leave_no_output(weak_dir, digits_dir, tmp_path, capsys):
     dd = ["--weak-model", weak_dir, "--dataset", str(tmp_path / "dd"), "--output", str(out)]
     assert main(dd + ["--split", "test"]) == 2
     err = capsys.readouterr().err
-    assert "split 'test' not found" in err and "splits: ['train']" in err
+    assert "has no split 'test'" in err and "its splits: ['train']" in err
     assert main(["--weak-model", weak_dir, "--dataset", digits_dir, "--output", digits_dir, "--overwrite"]) == 2
     assert "--output must differ from --dataset" in capsys.readouterr().err
     assert not out.exists()
@@ -393,7 +399,7 @@ def test_label_config_help_names_every_option():
 def test_a_saved_and_reloaded_weak_model_keeps_its_identity(tmp_path):
     from transformers import AutoModelForImageClassification
 
-    from hf_w2s.weak_labels import weights_hash
+    from hf_w2s.data.weak_labels import weights_hash
 
     model = weak(seed=9)
     model.config.use_cache = False  # as the Trainer leaves it

@@ -57,21 +57,21 @@ def broken_label_data() -> Dataset:
 
 
 def student():
-    from hf_w2s.models import build_model
+    from hf_w2s.modeling import build_model
 
     # a ViT: no batch norm, so 2 × 4 and 1 × 8 see the same function of the weights
     return build_model("vit", NAMES, image_size=IMAGE_SIZE, num_channels=1, width=8, depth=1, seed=0)
 
 
 def weak_model():
-    from hf_w2s.models import build_model
+    from hf_w2s.modeling import build_model
 
     # label names in another order: the trainer must reorder the online weak logits by name
     return build_model("linear", NAMES[::-1], image_size=IMAGE_SIZE, num_channels=1, width=8, seed=1)
 
 
 def processor():
-    from hf_w2s.models import tiny_image_processor
+    from hf_w2s.modeling import tiny_image_processor
 
     return tiny_image_processor(IMAGE_SIZE, 1)
 
@@ -110,7 +110,7 @@ def train_one_step(mode: str, per_device_batch: int, output_dir: str):
 
 
 def label(dataset: Dataset):
-    from hf_w2s.weak_labels import label_dataset
+    from hf_w2s.data.weak_labels import label_dataset
 
     return label_dataset(dataset, weak_model(), processor(), batch_size=4)
 

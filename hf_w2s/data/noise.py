@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .data import column_array
+from .loading import column_array
 
 NOISE_KINDS = ("symmetric", "asymmetric")
 

@@ -136,7 +136,7 @@ def check_image_inputs(dataset, image_column: str, processing_class, *, what: st
 
 
 def _processor_channels(image_processor) -> int | None:
-    from .collator import processor_channels
+    from ..data.images import processor_channels
 
     return processor_channels(image_processor) if image_processor is not None else None
 

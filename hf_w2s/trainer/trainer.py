@@ -8,19 +8,21 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
+from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from transformers import Trainer
 from transformers.utils import logging
 
+from ..calibration import StudentCalibrationCallback
+from ..data.loading import open_dataset, select_split
+from ..data.weak_labels import align_to_model
+from ..distributed import gather_weighted_means, prepare_weak_model
+from ..labels import label_names, label_permutation, reorder_logits
+from ..losses import LOSSES, compute_w2s_loss, knobs_of
+from ..metrics import compute_accuracy
+from ..modeling import checkpoint_needs_key_conversion, load_converted_checkpoint
 from .collator import WeakToStrongCollator
-from .conf_select import StudentCalibrationCallback
 from .config import WeakToStrongConfig
-from .distributed import gather_weighted_means, prepare_weak_model
-from .hub import resolve_eval_dataset, resolve_train_dataset
-from .labels import label_names, label_permutation, reorder_logits
-from .loading import checkpoint_needs_key_conversion, load_converted_checkpoint
-from .losses import NEEDS_LABELS, NO_WEAK, compute_w2s_loss
-from .metrics import compute_accuracy
 from .multi_weak import WeakCombiner, ZeroGradCallback, supervisors_agree
 from .optim import apply_layer_decay, layer_ids
 from .validation import check_inputs, check_output_dir, check_weak_logits, run_identity, write_run_file
@@ -75,8 +77,8 @@ class WeakToStrongTrainer(Trainer):
         args.validate_w2s()
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
-        train_dataset = resolve_train_dataset(train_dataset, model, args.weak_logits_column)  # Hub id / path too
-        eval_dataset = resolve_eval_dataset(eval_dataset, model, args.eval_dataset_split, args.weak_logits_column)
+        train_dataset = _resolve_dataset(train_dataset, "train", None, model, args.weak_logits_column)  # id / path
+        eval_dataset = _resolve_dataset(eval_dataset, "test", args.eval_dataset_split, model, args.weak_logits_column)
         self._check_supervision(model, args, train_dataset, weak_model)
         if args.layer_decay < 1.0:
             layer_ids(model)  # a model without one sequence of numbered blocks is refused now, not when training starts
@@ -108,16 +110,24 @@ class WeakToStrongTrainer(Trainer):
         if isinstance(self.data_collator, WeakToStrongCollator) and self.data_collator.train_transform is not None:
             self.train_transform = self.data_collator.train_transform
             self.data_collator = dataclasses.replace(self.data_collator, train_transform=None)
+        self._setup_weak_model(weak_model, model)
+        # the chosen loss's knobs, read once (conf_select's calibration callback updates its student temperature)
+        self.loss_knobs = knobs_of(args.w2s_loss, args)
+        self._setup_beyond_the_paper(model, args, calibration_dataset)
+
+    def _setup_weak_model(self, weak_model, model) -> None:
+        """The online weak model: matched to the student by label names, placed for inference only (never wrapped
+        for training; sharded only under DeepSpeed ZeRO-3, see hf_w2s.distributed)."""
         self.weak_model = None
         self._weak_perm = None
         if weak_model is not None:
             self._weak_perm = label_permutation(
                 label_names(weak_model.config.id2label), label_names(model.config.id2label)
             )
-            # inference only: never wrapped for training; sharded only under DeepSpeed ZeRO-3 (hf_w2s.distributed)
             self.weak_model = prepare_weak_model(weak_model, self.accelerator)
-        # beyond the paper: several weak supervisors, and conf_select's student temperature
-        self._loss_knob_overrides: dict = {}
+
+    def _setup_beyond_the_paper(self, model, args, calibration_dataset) -> None:
+        """Several weak supervisors' combiner, and conf_select's student recalibration."""
         self.weak_combiner = None
         if args.weak_logits_columns:
             self.weak_combiner = WeakCombiner(
@@ -135,7 +145,7 @@ class WeakToStrongTrainer(Trainer):
                 if isinstance(collator, WeakToStrongCollator):
                     collator = dataclasses.replace(collator, training=False)
                 self.calibration_callback = StudentCalibrationCallback(
-                    calibration_dataset, collator, self._loss_knob_overrides, args.student_calibration_steps,
+                    calibration_dataset, collator, self.loss_knobs, args.student_calibration_steps,
                     batch_size=args.per_device_eval_batch_size,
                 )
                 self.add_callback(self.calibration_callback)
@@ -149,13 +159,14 @@ class WeakToStrongTrainer(Trainer):
         columns = getattr(train_dataset, "column_names", None)
         if columns is None:
             return
-        if args.w2s_loss in NEEDS_LABELS or args.gt_loss_weight > 0:
+        info = LOSSES[args.w2s_loss]
+        if info.needs_labels or args.gt_loss_weight > 0:
             if not any(c in columns for c in ("label", "labels", "label_ids")):
                 raise ValueError(
                     f"w2s_loss={args.w2s_loss!r} with gt_loss_weight={args.gt_loss_weight} needs true labels, but "
                     f"the training dataset has no 'label'/'labels' column (columns: {columns})."
                 )
-        if args.w2s_loss in NO_WEAK:
+        if not info.uses_weak:
             return
         if args.weak_logits_columns:
             missing = [c for c in args.weak_logits_columns if c not in columns]
@@ -246,12 +257,13 @@ class WeakToStrongTrainer(Trainer):
             inputs = {**inputs, "pixel_values": self.train_transform(inputs["pixel_values"])}
         outputs = model(pixel_values=inputs["pixel_values"])
         logits = outputs.logits
-        if weak_logits is None and self.weak_model is not None and self.args.w2s_loss not in NO_WEAK:
+        uses_weak = LOSSES[self.args.w2s_loss].uses_weak
+        if weak_logits is None and self.weak_model is not None and uses_weak:
             weak_logits = self._online_weak_logits(inputs)
         multi = None
         if weak_logits is not None and weak_logits.dim() == 3:
             logits, weak_logits, labels, multi = self._combine_weak(logits, weak_logits, labels, mode)
-        if weak_logits is None and self.args.w2s_loss not in NO_WEAK:
+        if weak_logits is None and uses_weak:
             if mode == "eval" and labels is not None:
                 # evaluation on plain (image, label) data: cross-entropy on the true labels
                 loss = F.cross_entropy(logits.float(), labels)
@@ -270,7 +282,7 @@ class WeakToStrongTrainer(Trainer):
                 gt_loss_weight=self.args.gt_loss_weight,
                 weak_loss_weight=self.args.weak_loss_weight,
                 progress=self.training_progress,
-                **{**self.args.loss_knobs(), **self._loss_knob_overrides},
+                **self.loss_knobs,
             )
         # exact means over the global batch (all processes), weighted by each process's batch size
         for name, value in gather_weighted_means(components, logits.shape[0], self.accelerator).items():
@@ -284,7 +296,8 @@ class WeakToStrongTrainer(Trainer):
                 loss = loss + (weight_step - weight_step.detach())
                 multi["weak_weights_nll"] = weight_step.detach()
             extras = multi
-        extras.update({k: torch.tensor(float(v)) for k, v in self._loss_knob_overrides.items()})
+        if self.calibration_callback is not None:  # the student temperature conf_select currently uses
+            extras["student_calibration_temperature"] = torch.tensor(self.loss_knobs["student_calibration_temperature"])
         for name, value in gather_weighted_means(extras, outputs.logits.shape[0], self.accelerator).items():
             self._metrics[mode][name].append(value)
         return (loss, outputs) if return_outputs else loss
@@ -368,3 +381,17 @@ class WeakToStrongTrainer(Trainer):
             logs = {**logs, **metrics}
             self._metrics["train"].clear()
         super().log(logs, start_time)
+
+
+def _resolve_dataset(dataset, default_split, split, model, logits_column):
+    """A dataset given as a Hub id or a path is loaded: its ``split``, or with ``split=None`` the whole of a single
+    pool or the ``default_split`` of a dataset with splits. Every dataset (or each of a dict of eval datasets) has its
+    labels matched to the student's by name."""
+    if isinstance(dataset, dict):
+        return {name: _resolve_dataset(ds, default_split, split, model, logits_column) for name, ds in dataset.items()}
+    if isinstance(dataset, (str, os.PathLike)):
+        opened = open_dataset(dataset)
+        if split is None and not isinstance(opened, Dataset):
+            split = default_split
+        dataset = select_split(opened, split, repr(str(dataset)))
+    return align_to_model(dataset, model, logits_column)

@@ -1,20 +1,8 @@
-"""Confidence-selected labels: the ``conf_select`` loss, temperature scaling, and the student's recalibration.
+"""Calibration by temperature scaling, and the student's recalibration while it trains.
 
-Per example, the weak supervisor says ``ŵ = argmax w`` with calibrated confidence ``c_w = max softmax(w / T_w)`` and
-the student says ``ŝ = argmax s`` with calibrated confidence ``c_s = max softmax(s / T_s)``. A calibrated confidence
-estimates the probability that the prediction is right, so ``conf_select`` trains toward the label that is more
-likely correct instead of mixing the two (AdaptConf's mix):
-
-* ``hard``: ``loss = CE(s, ŵ)`` if ``c_w >= r·c_s`` else ``CE(s, ŝ)``;
-* ``soft``: ``loss = π·CE(s, ŵ) + (1 − π)·CE(s, ŝ)`` with ``π = c_w / (c_w + r·c_s)``;
-
-where ``r`` is the warm-up factor: it rises linearly from 0 to 1 over the first ``conf_select_warmup`` of training,
-so that the weak label wins while the student's own predictions are still poor (``r = 0`` is ``weak_hard``). Where
-the two argmaxes agree both terms coincide. The selection weight ``π`` carries no gradient.
-
-Calibration is temperature scaling (Guo et al. 2017): :func:`fit_temperature` minimises the NLL of ``logits / T``
-with LBFGS. ``T_w`` (``weak_calibration_temperature``) is fitted once on the weak supervisor's logits on held-out
-ground truth (the weak model's ground-truth split, ideally a part it was not trained on). ``T_s``
+Temperature scaling (Guo et al. 2017): :func:`fit_temperature` minimises the NLL of ``logits / T`` with LBFGS. The
+``conf_select`` loss (:mod:`hf_w2s.losses`) compares calibrated confidences: ``T_w`` (``weak_calibration_temperature``)
+is fitted once on the weak supervisor's logits on held-out ground truth (:func:`column_temperature`); ``T_s``
 (``student_calibration_temperature``) changes as the student trains: give :class:`~hf_w2s.WeakToStrongTrainer` a
 ``calibration_dataset`` (images with true labels, e.g. the weak model's ground-truth split) and it refits ``T_s`` on
 the student's logits there at the start of training and every ``student_calibration_steps`` optimizer steps
@@ -32,21 +20,16 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
-from .data import column_array
-from .losses import W2SLossOutput, _check, ce_per_sample, linear_schedule, register_loss
+from .data.loading import column_array
 
 __all__ = [
-    "CONF_SELECT_MODES",
+    "TEMPERATURE_BOUNDS",
     "fit_temperature",
     "column_temperature",
-    "calibrated_confidence",
-    "selection_weight",
-    "conf_select",
     "predict_logits",
     "StudentCalibrationCallback",
 ]
 
-CONF_SELECT_MODES = ("hard", "soft")
 #: temperatures are clipped to this range: separable data drives the NLL optimum to 0, constant logits to infinity
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
@@ -83,65 +66,6 @@ def fit_temperature(
 
     optimizer.step(closure)
     return float(math.exp(min(max(log_t.item(), lo), hi)))
-
-
-def calibrated_confidence(logits: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(max softmax(logits / T), argmax logits)`` per example, without gradient."""
-    with torch.no_grad():
-        probs = F.softmax(logits.detach().float() / temperature, dim=-1)
-        conf, pred = probs.max(-1)
-    return conf, pred
-
-
-def selection_weight(
-    weak_confidence: torch.Tensor, student_confidence: torch.Tensor, mode: str = "hard", student_trust: float = 1.0
-) -> torch.Tensor:
-    """The weight ``π`` of the weak label per example (``1 − π`` goes to the student's own label).
-
-    ``hard``: 1 where ``c_w >= r·c_s`` (ties go to the weak supervisor), else 0; ``soft``: ``c_w / (c_w + r·c_s)``;
-    ``r`` = ``student_trust`` in [0, 1] (the warm-up factor).
-    """
-    if mode not in CONF_SELECT_MODES:
-        raise ValueError(f"conf_select_mode must be one of {CONF_SELECT_MODES}, got {mode!r}")
-    student = student_trust * student_confidence
-    if mode == "hard":
-        return (weak_confidence >= student).float()
-    return weak_confidence / (weak_confidence + student).clamp_min(1e-12)
-
-
-@register_loss("conf_select")
-def conf_select(
-    student_logits,
-    weak_logits,
-    weak_calibration_temperature: float = 1.0,
-    student_calibration_temperature: float = 1.0,
-    conf_select_mode: str = "hard",
-    conf_select_warmup: float = 0.0,
-    progress: float = 1.0,
-    **_,
-) -> W2SLossOutput:
-    """Train toward the weak label or the student's own, whichever is more likely correct (see the module doc)."""
-    _check(student_logits, weak_logits, "weak logits")
-    c_w, y_w = calibrated_confidence(weak_logits, weak_calibration_temperature)
-    c_s, y_s = calibrated_confidence(student_logits, student_calibration_temperature)
-    trust = linear_schedule(progress, conf_select_warmup, 1.0)
-    pi = selection_weight(c_w, c_s, conf_select_mode, trust)
-    ce_weak = ce_per_sample(student_logits, y_w)
-    ce_self = ce_per_sample(student_logits, y_s)
-    loss = pi * ce_weak + (1 - pi) * ce_self
-    disagree = (y_w != y_s).float()
-    return W2SLossOutput(
-        loss,
-        {
-            "ce_weak": ce_weak.detach(),
-            "ce_self": ce_self.detach(),
-            "weak_weight": pi,
-            # fraction of all examples on which the student's own label was chosen against the weak one
-            "student_selected": disagree * (1 - pi),
-            "conf_weak": c_w,
-            "conf_student": c_s,
-        },
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ import os
 
 import torch
 
+from .modeling import head_module_name
+
 # transformers 5 module names (checked on tiny configs of each architecture)
 DEFAULT_LORA_TARGETS: dict[str, list[str]] = {
     "vit": ["q_proj", "v_proj"],
@@ -50,20 +52,6 @@ def default_lora_targets(model) -> list[str]:
             f"{sorted(present)} (defaults exist for {sorted(DEFAULT_LORA_TARGETS)})."
         )
     return list(targets)
-
-
-def head_module_name(model) -> str:
-    """Name of the top-level child that holds the classification head (``classifier`` for most models)."""
-    num_labels = model.config.num_labels
-    children = dict(model.named_children())
-    if "classifier" in children:
-        return "classifier"
-    matches = [name for name, child in children.items()
-               if any(isinstance(m, torch.nn.Linear) and m.out_features == num_labels for m in child.modules())]
-    if not matches:
-        raise ValueError(f"cannot find the classification head of {type(model).__name__} (no Linear layer with "
-                         f"{num_labels} outputs among its children {list(children)})")
-    return matches[-1]
 
 
 def lora_modules_to_save(model) -> list[str]:

@@ -45,7 +45,7 @@ class DemoArguments:
         if self.quick:
             self.weak_train_size, self.strong_train_size, self.test_size = 300, 1000, 500
             self.weak_epochs, self.strong_epochs, self.batch_size = 20, 3, 32
-        from .losses import LOSSES
+        from ..losses import LOSSES
 
         unknown = [n for n in self.loss_names if n not in LOSSES]
         if unknown:
@@ -72,7 +72,7 @@ def _prepare_output_dir(args: DemoArguments) -> Path:
 
 
 def _config(args: DemoArguments, output_dir: Path, loss: str, epochs: float, lr: float):
-    from .config import WeakToStrongConfig
+    from ..trainer.config import WeakToStrongConfig
 
     return WeakToStrongConfig(
         output_dir=str(output_dir),
@@ -96,11 +96,13 @@ def run_demo(args: DemoArguments) -> dict:
     from datasets import load_from_disk
     from transformers.utils import logging as hf_logging
 
-    from .data import column_array, load_packaged, w2s_splits
-    from .metrics import performance_gap_recovered
-    from .models import build_model, tiny_image_processor
-    from .trainer import WeakToStrongTrainer
-    from .weak_labels import label_dataset
+    from ..data.loading import column_array
+    from ..data.packaged import load_packaged
+    from ..data.splits import w2s_splits
+    from ..data.weak_labels import label_dataset
+    from ..metrics import performance_gap_recovered
+    from ..modeling import build_model, tiny_image_processor
+    from ..trainer.fit import fit
 
     hf_logging.set_verbosity_error()
     out = _prepare_output_dir(args)
@@ -119,11 +121,7 @@ def run_demo(args: DemoArguments) -> dict:
 
     def train(model, train_ds, loss, epochs, lr, tag):
         print(f"\n== {tag}: {loss} on {len(train_ds)} examples, {epochs} epochs", flush=True)
-        trainer = WeakToStrongTrainer(
-            model=model, args=_config(args, out / "runs" / tag, loss, epochs, lr), train_dataset=train_ds,
-            processing_class=processor,
-        )
-        trainer.train()
+        trainer = fit(model, _config(args, out / "runs" / tag, loss, epochs, lr), train_ds, processor=processor)
         metrics = trainer.evaluate(labelled_test, metric_key_prefix="test")
         return trainer, metrics
 
@@ -185,10 +183,11 @@ def format_table(results: dict, loss_names: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transformers import HfArgumentParser
+    from .parser import W2SParser
 
-    parser = HfArgumentParser(DemoArguments, prog="hf-w2s demo", description=__doc__.splitlines()[0])
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    parser = W2SParser(DemoArguments, prog="hf-w2s demo", description="Run the embedded offline demo: a weak "
+                       "supervisor, weak labels, students trained on them and a ground-truth ceiling, then the table.")
+    (args,) = parser.parse(argv)
     run_demo(args)
     return 0
 

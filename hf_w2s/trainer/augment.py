@@ -47,6 +47,9 @@ class TrainAugmentation(torch.nn.Module):
             ``n = 0`` disables it). Grayscale batches are augmented as RGB and averaged back to one channel.
         random_erasing: probability of erasing one random rectangle (2–33 % of the area, aspect 0.3–3.3) per image,
             filled with the processor's mean colour (0 after normalisation; 0 disables it).
+        extra: further kornia augmentations, applied after the crop and flip: ``kornia.augmentation`` class names
+            mapped to their keyword arguments, in order (lists become tuples), e.g. ``{"RandomAffine": {"degrees":
+            10, "translate": [0.1, 0.1], "padding_mode": "border", "p": 1.0}}``.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class TrainAugmentation(torch.nn.Module):
         randaugment_n: int = 0,
         randaugment_m: int = 9,
         random_erasing: float = 0.0,
+        extra: dict | None = None,
     ):
         super().__init__()
         import kornia.augmentation as K
@@ -79,6 +83,7 @@ class TrainAugmentation(torch.nn.Module):
         self.flip = K.RandomHorizontalFlip(p=0.5) if hflip else None
         self.randaugment = RandAugment(n=randaugment_n, m=randaugment_m) if randaugment_n > 0 else None
         self.erasing = K.RandomErasing(p=random_erasing, value=0.0) if random_erasing > 0 else None
+        self.extra = _kornia_sequence(extra) if extra else None
         self._crops: dict[tuple[int, int], torch.nn.Module] = {}
 
     @classmethod
@@ -108,6 +113,8 @@ class TrainAugmentation(torch.nn.Module):
             x = self._crop(tuple(x.shape[-2:]))(x)
         if self.flip is not None:
             x = self.flip(x)
+        if self.extra is not None:
+            x = self.extra(x)
         if self.randaugment is not None:
             if channels == 1:
                 x = self.randaugment(x.expand(-1, 3, -1, -1).contiguous()).mean(1, keepdim=True)
@@ -117,6 +124,18 @@ class TrainAugmentation(torch.nn.Module):
         if self.erasing is not None:  # after normalisation, as in timm: the erased box is the mean colour
             x = self.erasing(x)
         return x.to(dtype)
+
+
+def _kornia_sequence(spec: dict) -> torch.nn.Module:
+    import kornia.augmentation as K
+
+    layers = []
+    for name, kwargs in spec.items():
+        if not hasattr(K, name):
+            raise ValueError(f"augmentation: kornia.augmentation has no {name!r}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()}
+        layers.append(getattr(K, name)(**kwargs))
+    return torch.nn.Sequential(*layers)
 
 
 def mixup(batch: dict, alpha: float) -> dict:

@@ -1,27 +1,24 @@
-"""Script arguments of ``hf-w2s train`` / ``recipes/train_student.py``, and the TRL-style YAML + CLI parser.
-
-``parse_train_args(argv)`` reads ``--config FILE.yaml`` (keys are the fields of :class:`TrainScriptArguments` and of
-:class:`~hf_w2s.WeakToStrongConfig`), uses them as defaults, and lets every command-line flag override them.
-"""
+"""``RecipeArguments``: what a recipe trains, on what data, supervised by whom (``hf-w2s train`` and
+``recipes/configs/*.yaml``). Training hyper-parameters and the loss live in :class:`~hf_w2s.WeakToStrongConfig`."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 
-from .config import WeakToStrongConfig
+from ..data.noise import NOISE_KINDS
+from ..metrics import METRICS
+from ..modeling import TINY_PREFIX
+from ..trainer.config import WeakToStrongConfig
 
-NOISE_KINDS = ("symmetric", "asymmetric")
 WEAK_SUPERVISION_MODES = ("online", "cached")
-METRICS = ("accuracy", "top5_accuracy")
-TINY_PREFIX = "tiny:"
-PACKAGED_PREFIX = "hf_w2s:"
 
 
 @dataclass
-class TrainScriptArguments:
+class RecipeArguments:
     """What to train, on what, supervised by whom. Training hyper-parameters and the loss live in
     :class:`~hf_w2s.WeakToStrongConfig`."""
+
+    _argument_group_name = "recipe options (the student, the data, the weak supervision, augmentation, LoRA)"
 
     # -- the strong student ---------------------------------------------------------------------------------------
     model_name_or_path: str | None = field(
@@ -104,7 +101,7 @@ class TrainScriptArguments:
     label_noise_rate: float = field(
         default=0.0,
         metadata={"help": "Noisy labels: supervise with the training split's labels corrupted at this rate "
-                  "(hf_w2s.noise.corrupt_labels); 0 = off."},
+                  "(hf_w2s.corrupt_labels); 0 = off."},
     )
     label_noise_kind: str = field(
         default="symmetric", metadata={"help": "symmetric (uniform to other classes) or asymmetric (c -> c+1)."})
@@ -223,44 +220,3 @@ class TrainScriptArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
-
-
-def train_parser():
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser((TrainScriptArguments, WeakToStrongConfig), prog="hf-w2s train",
-                              description="Train a weak-to-strong student (YAML config + command-line overrides).")
-    parser.add_argument("--config", default=None,
-                        help="YAML file of defaults (keys: any option below); command-line flags override it.")
-    return parser
-
-
-def parse_train_args(argv: list[str] | None) -> tuple[TrainScriptArguments, WeakToStrongConfig]:
-    """Parse ``argv`` TRL-style: ``--config FILE.yaml`` gives defaults, flags override them. Unknown YAML keys are
-    an error that names them."""
-    import yaml
-
-    parser = train_parser()
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, rest = pre.parse_known_args(argv)
-    if known.config:
-        try:
-            with open(known.config) as f:
-                config = yaml.safe_load(f) or {}
-        except OSError as err:
-            raise ValueError(f"cannot read --config {known.config!r}: {err}") from err
-        if not isinstance(config, dict):
-            raise ValueError(f"--config {known.config!r} must hold a mapping of option: value")
-        dests = {a.dest for a in parser._actions}
-        unknown = sorted(k for k in config if k not in dests or k == "config")
-        if unknown:
-            raise ValueError(f"unknown keys in {known.config}: {unknown} (see hf-w2s train --help)")
-        parser.set_defaults(**config)
-        for action in parser._actions:
-            if action.dest in config:
-                action.required = False
-    outputs = parser.parse_args_into_dataclasses(args=rest)
-    script_args, training_args = outputs[0], outputs[1]
-    script_args.validate(training_args)
-    return script_args, training_args

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
-from .conf_select import CONF_SELECT_MODES
-from .losses import LOSSES
+from ..losses import LOSSES, LossKnobs, knobs_of
+from ..security import redact_obj
 from .multi_weak import COMBINATIONS
 
 
+def check_range(name: str, value, low, high, closed: bool) -> None:
+    """``low < value <= high`` (``low <= value`` when ``closed``; ``None`` = unbounded); NaN never passes."""
+    ok_low = low is None or (value >= low if closed else value > low)
+    ok_high = high is None or value <= high
+    if not (ok_low and ok_high):
+        if low is not None and high is not None:
+            raise ValueError(f"{name} must be within {'[' if closed else '('}{low:g}, {high:g}], got {value}.")
+        raise ValueError(f"{name} must be {'>=' if closed else '>'} {low:g}, got {value}.")
+
+
 @dataclass
-class WeakToStrongConfig(TrainingArguments):
+class WeakToStrongConfig(LossKnobs, TrainingArguments):
     r"""Configuration for [`WeakToStrongTrainer`].
 
-    Extends `transformers.TrainingArguments` with the loss of weak-to-strong training and its knobs. With student
-    logits `s`, weak logits `w` and true labels `y`, the trainer minimises
-    `gt_loss_weight * CE(s, y) + weak_loss_weight * mean(LOSSES[w2s_loss](s, w))`.
+    Extends `transformers.TrainingArguments` with the loss of weak-to-strong training and its knobs (the fields of
+    [`~hf_w2s.losses.LossKnobs`], whose defaults are the only ones). With student logits `s`, weak logits `w` and true
+    labels `y`, the trainer minimises `gt_loss_weight * CE(s, y) + weak_loss_weight * mean(LOSSES[w2s_loss](s, w))`.
     """
 
     w2s_loss: str = field(
@@ -29,13 +39,6 @@ class WeakToStrongConfig(TrainingArguments):
             "ground_truth (the strong ceiling)."
         },
     )
-    confidence_temperature: float = field(
-        default=0.5,
-        metadata={"help": "AdaptConf's confidence temperature T (paper: 0.5 on CIFAR, 4.0 on ImageNet). Must be > 0."},
-    )
-    kd_temperature: float = field(
-        default=1.0, metadata={"help": "Distillation temperature tau of the KD term (paper default 1). Must be > 0."}
-    )
     gt_loss_weight: float = field(
         default=0.0,
         metadata={"help": "Weight lambda_gt of CE to the true labels added to a weak loss (1.0 in the paper's "
@@ -44,30 +47,17 @@ class WeakToStrongConfig(TrainingArguments):
     weak_loss_weight: float = field(
         default=1.0, metadata={"help": "Weight lambda_w of the weak-supervision loss."}
     )
-    a_max: float = field(
-        default=0.5,
-        metadata={"help": "aug_conf / aux_conf: the confidence weight a reached after the ramp, in [0, 1]."},
-    )
-    a_ramp: float = field(
-        default=0.3,
-        metadata={"help": "aug_conf / aux_conf: fraction of training over which a rises linearly from 0 to a_max "
-                  "(0 = constant a_max from the start), in [0, 1]."},
-    )
-    a_warmup: float = field(
-        default=0.0,
-        metadata={"help": "adapt_conf: fraction of training over which the adaptive a is multiplied by a linear "
-                  "warm-up from 0 to 1 (the paper uses 0.25 for few-shot and noisy labels), in [0, 1]."},
-    )
     image_column: str = field(
         default="image", metadata={"help": "Name of the image column when batches are built from raw images."}
     )
     weak_logits_column: str = field(
         default="weak_logits", metadata={"help": "Name of the column holding the cached weak logits."}
     )
-    eval_dataset_split: str = field(
-        default="test",
+    eval_dataset_split: str | None = field(
+        default=None,
         metadata={"help": "Split loaded when WeakToStrongTrainer's eval_dataset is given as a Hub dataset id or a "
-                  "local path (train_dataset given that way loads its 'train' split)."},
+                  "local path (default: its 'test' split, or all of a dataset without splits; train_dataset given "
+                  "that way loads its 'train' split)."},
     )
     layer_decay: float = field(
         default=1.0,
@@ -76,27 +66,7 @@ class WeakToStrongConfig(TrainingArguments):
                   "1), the head at lr. For encoders with one sequence of numbered blocks, layers.N / encoder.layer.N "
                   "(ViT, DeiT, BEiT, DINOv2, ViT-MAE; also under LoRA). 1.0 = off. In (0, 1]."},
     )
-    # -- conf_select (hf_w2s.conf_select) --
-    conf_select_mode: str = field(
-        default="hard",
-        metadata={"help": "conf_select: 'hard' trains toward the label (weak or the student's own) with the higher "
-                  "calibrated confidence; 'soft' weights the two by their calibrated confidences."},
-    )
-    conf_select_warmup: float = field(
-        default=0.0,
-        metadata={"help": "conf_select: fraction of training over which the student's confidence is scaled up "
-                  "linearly from 0 (the weak label always wins) to 1, in [0, 1]."},
-    )
-    weak_calibration_temperature: float = field(
-        default=1.0,
-        metadata={"help": "conf_select: temperature T_w calibrating the weak supervisor's softmax, fitted on its "
-                  "held-out ground truth (hf_w2s.conf_select.fit_temperature / column_temperature). Must be > 0."},
-    )
-    student_calibration_temperature: float = field(
-        default=1.0,
-        metadata={"help": "conf_select: temperature T_s calibrating the student's softmax when the trainer has no "
-                  "calibration_dataset; with one, T_s is refitted on it during training. Must be > 0."},
-    )
+    # -- conf_select (the loss's knobs are LossKnobs fields) --
     student_calibration_steps: int = field(
         default=50,
         metadata={"help": "conf_select with a calibration_dataset: refit the student's temperature every this many "
@@ -156,10 +126,9 @@ class WeakToStrongConfig(TrainingArguments):
         return self.__str__()
 
     def __getstate__(self):
-        # the Trainer pickles its arguments into training_args.bin (pushed with the model): never with the token
-        state = self.__dict__.copy()
-        if state.get("hub_token") is not None:
-            state["hub_token"] = None
+        # the Trainer pickles its arguments into training_args.bin (pushed with the model): never with a token
+        state = redact_obj(self.__dict__.copy())
+        state["hub_token"] = None
         return state
 
     def __deepcopy__(self, memo):
@@ -177,30 +146,22 @@ class WeakToStrongConfig(TrainingArguments):
         """Check the weak-to-strong knobs; raises ``ValueError`` naming the bad knob before anything runs."""
         if self.w2s_loss not in LOSSES:
             raise ValueError(f"w2s_loss={self.w2s_loss!r} is not a known loss; choose one of {sorted(LOSSES)}.")
-        for name in ("confidence_temperature", "kd_temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
-        for name in ("a_max", "a_ramp", "a_warmup"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {v}.")
+        for f in fields(LossKnobs):
+            value = getattr(self, f.name)
+            if f.name in LossKnobs.RANGES:
+                check_range(f.name, value, *LossKnobs.RANGES[f.name])
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                raise ValueError(f"{f.name} must be one of {f.metadata['choices']}, got {value!r}.")
         for name in ("gt_loss_weight", "weak_loss_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}.")
+            check_range(name, getattr(self, name), 0.0, None, True)
+        check_range("layer_decay", self.layer_decay, 0.0, 1.0, False)
         self._validate_beyond_the_paper()
 
     def _validate_beyond_the_paper(self) -> None:
         """conf_select and several weak supervisors (hf_w2s.conf_select, hf_w2s.multi_weak)."""
-        if self.conf_select_mode not in CONF_SELECT_MODES:
-            raise ValueError(f"conf_select_mode must be one of {CONF_SELECT_MODES}, got {self.conf_select_mode!r}.")
-        for name in ("weak_calibration_temperature", "student_calibration_temperature", "weak_weights_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}.")
-        for name in ("conf_select_warmup", "weak_agreement_warmup", "weak_weights_warmup"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}.")
+        check_range("weak_weights_learning_rate", self.weak_weights_learning_rate, 0.0, None, False)
+        for name in ("weak_agreement_warmup", "weak_weights_warmup"):
+            check_range(name, getattr(self, name), 0.0, 1.0, True)
         if self.student_calibration_steps < 0:
             raise ValueError(f"student_calibration_steps must be >= 0, got {self.student_calibration_steps}.")
         if self.weak_combination not in COMBINATIONS:
@@ -228,15 +189,5 @@ class WeakToStrongConfig(TrainingArguments):
             raise ValueError("weak_combination='accuracy' needs weak_accuracies (one per weak_logits_columns entry).")
 
     def loss_knobs(self) -> dict:
-        """The keyword arguments handed to the loss function."""
-        return {
-            "confidence_temperature": self.confidence_temperature,
-            "kd_temperature": self.kd_temperature,
-            "a_max": self.a_max,
-            "a_ramp": self.a_ramp,
-            "a_warmup": self.a_warmup,
-            "conf_select_mode": self.conf_select_mode,
-            "conf_select_warmup": self.conf_select_warmup,
-            "weak_calibration_temperature": self.weak_calibration_temperature,
-            "student_calibration_temperature": self.student_calibration_temperature,
-        }
+        """The knobs the chosen loss reads (``LOSSES[w2s_loss].knobs``) and their values."""
+        return knobs_of(self.w2s_loss, self)

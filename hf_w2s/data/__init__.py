@@ -1,0 +1,31 @@
+"""The data side: one dataset loader, packaged offline data, seeded splits, weak labels as ``datasets`` columns,
+label noise, and several supervisors' labels of the same rows."""
+
+from .loading import PACKAGED_PREFIX, column_array, load_image_dataset, open_dataset
+from .multi_weak import label_dataset_multi, merge_weak_label_datasets
+from .noise import add_noisy_labels, corrupt_labels, noisy_weak_logits
+from .packaged import PACKAGED_DATASETS, load_packaged
+from .splits import random_subset, shots_per_class, w2s_splits
+from .weak_labels import WeakModel, label_dataset, load_weak_model, weak_label_accuracy, weak_logits_array
+
+__all__ = [
+    "PACKAGED_DATASETS",
+    "PACKAGED_PREFIX",
+    "WeakModel",
+    "add_noisy_labels",
+    "column_array",
+    "corrupt_labels",
+    "label_dataset",
+    "label_dataset_multi",
+    "load_image_dataset",
+    "load_packaged",
+    "load_weak_model",
+    "merge_weak_label_datasets",
+    "noisy_weak_logits",
+    "open_dataset",
+    "random_subset",
+    "shots_per_class",
+    "w2s_splits",
+    "weak_label_accuracy",
+    "weak_logits_array",
+]

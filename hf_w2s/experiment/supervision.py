@@ -1,0 +1,259 @@
+"""The weak supervisors of an experiment: each one's labels of the strong split, built once.
+
+A supervisor is trained on ground truth (``source: train``), loaded (``model``), given as a weak-label dataset
+(``weak_labels``), made of label noise (``noisy_labels``), or a combination of others (``combine``). Its labels of
+the strong and test splits come from :func:`hf_w2s.label_dataset` (cached by ``datasets`` and reused by every loss
+and seed); its calibration on held-out ground truth feeds ``conf_select`` and combined supervisors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset
+
+from ..calibration import fit_temperature
+from ..data.loading import column_array, load_image_dataset
+from ..data.multi_weak import default_columns, merge_weak_label_datasets
+from ..data.noise import add_noisy_labels, corrupt_labels
+from ..data.splits import canonical_columns, random_subset, shots_per_class
+from ..data.weak_labels import label_dataset, weak_logits_array
+from ..labels import label_permutation, names_of
+from ..metrics import accuracy
+from ..modeling import build_model, load_image_classifier, load_image_processor, tiny_image_processor
+from .config import LossSpec, WeakSupervisorConfig
+
+__all__ = ["Supervision", "Supervisors"]
+
+
+@dataclasses.dataclass
+class Supervision:
+    """A weak supervisor's labels of the strong split, and what is known of its test behaviour."""
+
+    name: str
+    key: str
+    train_dataset: Dataset  # the strong split with weak_logits / weak_label / weak_confidence
+    record: dict  # the result line of the supervisor (accuracy, test predictions)
+    run_knobs: dict = dataclasses.field(default_factory=dict)  # WeakToStrongConfig knobs of its students
+
+
+class Supervisors:
+    """Builds each weak supervisor of ``experiment`` (an :class:`~hf_w2s.experiment.runner.Experiment`) once."""
+
+    def __init__(self, experiment):
+        self.exp = experiment
+        self._built: dict[str, Supervision] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return self.exp.label_names
+
+    def config_of(self, name: str) -> WeakSupervisorConfig:
+        return next(w for w in self.exp.config.weak_supervisors if w.name == name)
+
+    def of(self, w: WeakSupervisorConfig) -> Supervision:
+        """The supervision of ``w``, computed once per supervisor."""
+        if w.name not in self._built:
+            self._built[w.name] = self.build(w)
+        return self._built[w.name]
+
+    def build(self, w: WeakSupervisorConfig) -> Supervision:
+        """The supervision of ``w`` (computed now; :meth:`of` keeps it)."""
+        return self._combined(w) if w.source == "combine" else self._single(w)
+
+    # -- one supervisor ---------------------------------------------------------------------------------------
+
+    def _single(self, w: WeakSupervisorConfig) -> Supervision:
+        splits = self.exp.splits()
+        key = self.exp.weak_key(w)
+        model, processor, n_train = self._weak_model(w)
+        test_pred = None
+        if model is not None:
+            test_pred = self._logits(splits["test"], model, processor, f"{w.name}, test").argmax(-1)
+        if w.source in ("train", "model"):
+            train = self._label(splits["strong_train"], model, processor, f"{w.name}, strong split")
+        elif w.source == "noisy_labels":
+            train = self._noisy(w, splits["strong_train"])
+        else:
+            train = self._given_weak_labels(w)
+        sup_acc = float("nan")
+        if "label" in train.column_names:
+            sup_acc = accuracy(column_array(train, "weak_label"), column_array(train, "label"))
+        record = {
+            "key": key, "kind": "weak", "weak": w.name, "source": w.source,
+            "test_accuracy": None if test_pred is None else accuracy(test_pred, column_array(splits["test"], "label")),
+            "supervision_accuracy": sup_acc,
+            "test_predictions": None if test_pred is None else test_pred.tolist(),
+            "num_train_examples": n_train,
+            **self._calibration(w, model, processor, train),
+        }
+        return Supervision(w.name, key, train, record)
+
+    def calibration_split(self, w: WeakSupervisorConfig) -> tuple[Dataset, Dataset]:
+        """``(held out, rest)`` of the supervisor's ground-truth split: ``calibration_size`` seeded examples."""
+        ds = self.exp.splits()[w.train_split]
+        if w.calibration_size >= len(ds):
+            raise ValueError(f"weak supervisor {w.name!r}: calibration_size {w.calibration_size} leaves nothing of "
+                             f"its {len(ds)}-example {w.train_split} split to train on.")
+        order = np.random.default_rng(w.seed).permutation(len(ds))
+        return ds.select(np.sort(order[:w.calibration_size])), ds.select(np.sort(order[w.calibration_size:]))
+
+    def _weak_train_data(self, w: WeakSupervisorConfig) -> Dataset:
+        train = self.exp.splits()[w.train_split]
+        if w.calibration_size:
+            train = self.calibration_split(w)[1]
+        if w.shots_per_class:
+            train = shots_per_class(train, w.shots_per_class, w.seed)
+        if w.train_size:
+            train = random_subset(train, w.train_size, w.seed, strict=True)
+        if w.label_noise_rate > 0:
+            labels = corrupt_labels(column_array(train, "label"), len(self.names), w.label_noise_rate,
+                                    w.label_noise_kind, w.seed)
+            feature = train.features["label"]
+            train = train.remove_columns("label").add_column("label", labels.tolist(), feature=feature)
+        return train
+
+    def _train_weak(self, w: WeakSupervisorConfig, path: Path):
+        c = self.exp.config
+        train = self._weak_train_data(w)
+        if w.pretrained:
+            model = load_image_classifier(w.pretrained, self.names, fresh_head=True, seed=w.seed)
+            processor = load_image_processor(w.pretrained)
+        else:
+            model = build_model(w.arch, self.names, image_size=c.image_size, num_channels=c.num_channels,
+                                width=w.width, depth=w.depth, seed=w.seed)
+            processor = tiny_image_processor(c.image_size, c.num_channels)
+        args = {"num_train_epochs": w.epochs, "learning_rate": w.learning_rate,
+                "per_device_train_batch_size": w.batch_size, "weight_decay": w.weight_decay,
+                "logging_steps": 10, **w.training}
+        self.exp.log(f"training weak supervisor {w.name!r} on {len(train)} ground-truth examples")
+        self.exp.fit(model, processor, train, loss="ground_truth", seed=w.seed, run_dir=path / "run", args=args,
+                     report_to="none", run_name=f"weak-{w.name}")
+        tmp = path / "model.tmp"
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / "w2s_info.json").write_text(json.dumps({"num_train": len(train)}))
+        tmp.rename(path / "model")
+        # label with the saved model, as every later run will: the same identity, so the label cache hits
+        return load_image_classifier(str(path / "model")), load_image_processor(str(path / "model")), len(train)
+
+    def _weak_model(self, w: WeakSupervisorConfig):
+        """The weak model (trained once and saved under ``weak/``, or loaded), its processor and #train examples."""
+        if w.source == "train":
+            path = self.exp.out / "weak" / self.exp.weak_key(w)  # by content, not name: a renamed one is reused
+            if (path / "model" / "config.json").exists():
+                info = json.loads((path / "model" / "w2s_info.json").read_text())
+                return (load_image_classifier(str(path / "model")), load_image_processor(str(path / "model")),
+                        info["num_train"])
+            path.mkdir(parents=True, exist_ok=True)
+            return self._train_weak(w, path)
+        if w.model:
+            model = load_image_classifier(w.model, self.names, fresh_head=False)  # names must match
+            return model, load_image_processor(w.model), None
+        return None, None, None
+
+    def _label(self, ds: Dataset, model, processor, what: str) -> Dataset:
+        """``ds`` with the weak model's logits, in the experiment's label order (matched by name)."""
+        return label_dataset(ds, model, processor, batch_size=self.exp.config.label_batch_size,
+                             label_names=self.names, desc=f"weak labels ({what})")
+
+    def _logits(self, ds: Dataset, model, processor, what: str) -> np.ndarray:
+        return weak_logits_array(self._label(ds, model, processor, what))
+
+    def _noisy(self, w: WeakSupervisorConfig, ds: Dataset) -> Dataset:
+        """The strong split's ground truth corrupted by label noise, as weak logits whose softmax puts
+        ``1 / (1 + (C − 1)·exp(−supervision_logit))`` on the noisy label (the softmax of ``supervision_logit`` at the
+        label and 0 elsewhere)."""
+        n = len(self.names)
+        confidence = 1.0 / (1.0 + (n - 1) * float(np.exp(-w.supervision_logit)))
+        return add_noisy_labels(ds, w.label_noise_rate, w.label_noise_kind, w.seed, num_classes=n,
+                                confidence=confidence)
+
+    def _given_weak_labels(self, w: WeakSupervisorConfig) -> Dataset:
+        c = self.exp.config
+        ds = load_image_dataset(w.weak_labels, w.weak_labels_split)
+        missing = [col for col in (c.image_column, "weak_logits") if col not in ds.column_names]
+        if missing:
+            raise ValueError(f"weak-label dataset {w.weak_labels} lacks {missing}; columns: {ds.column_names}")
+        width = len(ds[0]["weak_logits"]) if len(ds) else len(self.names)
+        if width != len(self.names):
+            raise ValueError(f"weak-label dataset {w.weak_labels}: weak_logits has {width} values per example but "
+                             f"the dataset has {len(self.names)} classes")
+        label_col = c.label_column if c.label_column in ds.column_names else None
+        if label_col and isinstance(ds.features[label_col], ClassLabel):
+            label_permutation(names_of(ds.features[label_col]), self.names, source="weak-label dataset",
+                              target="experiment dataset")
+        keep = [col for col in (c.image_column, label_col, "weak_logits") if col]
+        ds = canonical_columns(ds.select_columns(keep), image_column=c.image_column, label_column=label_col)
+        if "weak_label" not in ds.column_names:
+            ds = ds.add_column("weak_label", weak_logits_array(ds).argmax(-1).tolist())
+        return ds
+
+    def _calibration(self, w: WeakSupervisorConfig, model, processor, train: Dataset) -> dict:
+        """The supervisor's temperature (``fit_temperature``) and accuracy on ground truth it did not train on
+        where possible: its ``calibration_size`` held-out examples, else the weak_train split (its own training data
+        when it trained there: biased), else, for label noise, the strong split's true labels (the noise rate taken
+        as known). Used by conf_select (weak_calibration_temperature) and combined supervisors."""
+        splits = self.exp.splits()
+        if model is not None:
+            if w.source == "train" and w.calibration_size:
+                ds, basis = self.calibration_split(w)[0], f"{w.calibration_size} held-out {w.train_split} examples"
+            elif "weak_train" in splits:
+                ds, basis = splits["weak_train"], "the weak_train split"
+            else:
+                return {}
+            logits = self._logits(ds, model, processor, f"{w.name}, calibration")
+            labels = column_array(ds, "label")
+        elif w.source == "noisy_labels" and "label" in train.column_names:
+            logits, labels = weak_logits_array(train), column_array(train, "label")
+            basis = "the strong split's true labels (the noise rate taken as known)"
+        else:
+            return {}
+        return {
+            "calibration_temperature": fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels)),
+            "calibration_accuracy": accuracy(logits, labels),
+            "calibration_basis": basis,
+        }
+
+    # -- several supervisors combined -------------------------------------------------------------------------
+
+    def _combined(self, w: WeakSupervisorConfig) -> Supervision:
+        """Several supervisors' labels of the strong split as ``weak_logits_0..K-1`` (hf_w2s.data.multi_weak)."""
+        members = [self.of(self.config_of(n)) for n in w.combine]
+        columns = default_columns(len(members))
+        train = merge_weak_label_datasets([m.train_dataset for m in members], columns=columns)
+        knobs = {"weak_logits_columns": columns, "weak_combination": w.combination, **w.combine_knobs}
+        for knob, field_name, needed in (("weak_accuracies", "calibration_accuracy", w.combination == "accuracy"),
+                                         ("weak_temperatures", "calibration_temperature", w.calibrate)):
+            if needed:
+                values = [m.record.get(field_name) for m in members]
+                if any(v is None for v in values):
+                    raise ValueError(f"weak supervisor {w.name!r}: {knob} needs every combined supervisor's "
+                                     f"{field_name} (ground truth they did not train on), missing for "
+                                     f"{[m.name for m, v in zip(members, values) if v is None]}")
+                knobs[knob] = values
+        accs = [m.record["test_accuracy"] for m in members if m.record.get("test_accuracy") is not None]
+        record = {
+            "key": self.exp.weak_key(w), "kind": "weak", "weak": w.name, "source": "combine",
+            "members": list(w.combine),
+            # the report's weak accuracy (and PGR) for a combination is that of its best member
+            "test_accuracy": max(accs) if accs else None, "supervision_accuracy": float("nan"),
+            "test_predictions": None, "num_train_examples": None,
+            "knobs": {k: v for k, v in knobs.items() if k != "weak_logits_columns"},
+        }
+        return Supervision(w.name, record["key"], train, record, run_knobs=knobs)
+
+    def student_args(self, sup: Supervision, spec: LossSpec) -> tuple[dict, Dataset | None]:
+        """Knobs a student run takes from its supervisor, and conf_select's calibration set (the weak ground truth,
+        which the student never trains on)."""
+        knobs = dict(sup.run_knobs)
+        calibration = None
+        if spec.name == "conf_select":
+            if "weak_calibration_temperature" not in spec.knobs and sup.record.get("calibration_temperature"):
+                knobs["weak_calibration_temperature"] = sup.record["calibration_temperature"]
+            calibration = self.exp.splits().get("weak_train")
+        return knobs, calibration

@@ -1,0 +1,322 @@
+"""The one way hf_w2s loads (or builds) an image classifier and its image processor.
+
+:func:`load_image_classifier` is the only caller of ``from_pretrained`` for models in the package (weak supervisors,
+students, ceilings, the experiment harness, ``hf-w2s label``):
+
+* ``tiny:ARCH[,width=W][,depth=D]`` builds a small classifier from a config, offline (:func:`build_model`);
+* a Hub id or local directory is loaded with safe defaults: weights only from safetensors unless
+  ``allow_pickle=True`` (pickled ``pytorch_model.bin`` files can run code when loaded), and Python code shipped with
+  the checkpoint (``auto_map``) only with ``trust_remote_code=True`` — ``False`` is passed explicitly, so
+  transformers refuses such a checkpoint instead of asking ``[y/N]`` in a terminal;
+* an MAE pre-training checkpoint (``vit_mae``) loads its encoder as a ``ViTForImageClassification``;
+* with ``label_names``, the head is matched to that label set: kept when the checkpoint already predicts exactly
+  those labels in that order, otherwise replaced by a freshly initialised head of the right size (``fresh_head``
+  forces either way).
+
+It also restores Trainer checkpoints whose weight names differ from the model's own
+(:func:`load_converted_checkpoint`: transformers 5 writes checkpoints in the Hub format, e.g. ViT's
+``encoder.layer.N.attention.attention.query``, while ``Trainer._load_from_checkpoint`` loads them with a plain
+``load_state_dict`` that silently skips every renamed weight; huggingface/transformers#48805).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import torch
+
+from .labels import label_maps, label_names, label_permutation
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TINY_PREFIX",
+    "ARCHITECTURES",
+    "build_model",
+    "tiny_image_processor",
+    "load_image_classifier",
+    "load_image_processor",
+    "loader_class_name",
+    "head_module_name",
+    "reinit_head",
+    "checkpoint_needs_key_conversion",
+    "load_converted_checkpoint",
+]
+
+TINY_PREFIX = "tiny:"
+ARCHITECTURES = ("vit", "resnet", "convnext", "linear")
+#: checkpoints whose model type has no image-classification class but whose encoder loads into one
+ENCODER_FALLBACKS = {"vit_mae": "vit"}
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+# -- small models built from configs, offline -------------------------------------------------------------------
+
+
+def tiny_image_processor(image_size: int = 28, num_channels: int = 3):
+    """A resize + rescale + normalise processor (mean/std 0.5 per channel) for small images.
+
+    Three channels by default: grayscale digits are converted to RGB by the collator, and ``pipeline(
+    "image-classification")``, which always converts inputs to RGB, then works on the saved students as it is.
+    """
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    return ViTImageProcessorPil(
+        do_resize=True,
+        size={"height": image_size, "width": image_size},
+        image_mean=[0.5] * num_channels,
+        image_std=[0.5] * num_channels,
+    )
+
+
+def build_model(arch: str, label_names, image_size: int = 28, num_channels: int = 3, width: int = 16, depth: int = 2,
+                seed: int | None = None):
+    """A freshly initialised small classifier from a config.
+
+    ``arch``: ``resnet`` (a small CNN), ``vit``, ``convnext``, or ``linear`` — a ConvNeXt whose single patch covers
+    the whole image and which has no blocks: a linear map of the pixels, a layer norm and the classifier (a
+    logistic-regression-style weak supervisor that still is a plain ``transformers`` model).
+    """
+    from transformers import AutoModelForImageClassification, ConvNextConfig, ResNetConfig, ViTConfig
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    id2label, label2id = label_maps(label_names)
+    common = dict(id2label=id2label, label2id=label2id, num_channels=num_channels)
+    if arch == "resnet":
+        config = ResNetConfig(embedding_size=width, hidden_sizes=[width * 2**i for i in range(depth)],
+                              depths=[1] * depth, layer_type="basic", **common)
+    elif arch == "convnext":
+        config = ConvNextConfig(num_stages=depth, hidden_sizes=[width * 2**i for i in range(depth)],
+                                depths=[1] * depth, patch_size=2, **common)
+    elif arch == "vit":
+        patch = 7 if image_size % 7 == 0 else 4
+        config = ViTConfig(image_size=image_size, patch_size=patch, hidden_size=width * 2, num_hidden_layers=depth,
+                           num_attention_heads=2, intermediate_size=width * 4, **common)
+    elif arch == "linear":
+        config = ConvNextConfig(num_stages=1, hidden_sizes=[width], depths=[0], patch_size=image_size, **common)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
+    return AutoModelForImageClassification.from_config(config)
+
+
+def parse_tiny(spec: str) -> tuple[str, dict]:
+    """``tiny:resnet,width=16,depth=2`` → ``("resnet", {"width": 16, "depth": 2})``."""
+    parts = spec[len(TINY_PREFIX):].split(",")
+    kwargs = {}
+    for item in parts[1:]:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() not in ("width", "depth") or not value.strip().isdigit():
+            raise ValueError(f"bad tiny model spec {spec!r}: options are width=INT and depth=INT")
+        kwargs[key.strip()] = int(value)
+    if parts[0].strip() not in ARCHITECTURES:
+        raise ValueError(f"bad tiny model spec {spec!r}: the architecture must be one of {ARCHITECTURES}")
+    return parts[0].strip(), kwargs
+
+
+# -- heads ------------------------------------------------------------------------------------------------------
+
+
+def head_module_name(model) -> str:
+    """Name of the top-level child that holds the classification head (``classifier`` for most models)."""
+    num_labels = model.config.num_labels
+    children = dict(model.named_children())
+    if "classifier" in children:
+        return "classifier"
+    matches = [name for name, child in children.items()
+               if any(isinstance(m, torch.nn.Linear) and m.out_features == num_labels for m in child.modules())]
+    if not matches:
+        raise ValueError(f"cannot find the classification head of {type(model).__name__} (no Linear layer with "
+                         f"{num_labels} outputs among its children {list(children)})")
+    return matches[-1]
+
+
+def reinit_head(model) -> None:
+    """Re-initialise the classification head's linear layers (normal, std ``initializer_range``; zero bias)."""
+    std = getattr(model.config, "initializer_range", None) or 0.02
+    for module in getattr(model, head_module_name(model)).modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+
+
+# -- loading ----------------------------------------------------------------------------------------------------
+
+
+def _refuse_pickle_only(source: str) -> None:
+    if not os.path.isdir(source):
+        return
+    names = set(os.listdir(source))
+    if names & set(PICKLE_WEIGHTS) and not names & {SAFE_WEIGHTS, SAFE_WEIGHTS_INDEX}:
+        raise ValueError(
+            f"{source} holds only pickled weights (pytorch_model.bin), which can execute code when loaded; "
+            "hf_w2s loads safetensors only. Convert the checkpoint to safetensors or pass allow_pickle=True if you "
+            "trust its source."
+        )
+
+
+def _hub_kwargs(revision, token, trust_remote_code) -> dict:
+    return {"revision": revision, "token": token, "trust_remote_code": bool(trust_remote_code)}
+
+
+def _checkpoint_label_names(config) -> list[str] | None:
+    """The label names the checkpoint's head predicts, ``None`` for a checkpoint without a classification head."""
+    architectures = config.architectures or []
+    if config.model_type in ENCODER_FALLBACKS or (architectures and not any("Classif" in a for a in architectures)):
+        return None
+    return label_names(config.id2label)
+
+
+def load_image_classifier(
+    source: str,
+    label_names=None,
+    *,
+    fresh_head: bool | None = None,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    image_size: int = 28,
+    num_channels: int = 3,
+    seed: int | None = None,
+    **kwargs,
+):
+    """An ``AutoModelForImageClassification`` from ``tiny:ARCH``, a Hub id or a local directory (see the module doc).
+
+    Args:
+        label_names: the label set the model must predict (names in id order); ``None`` loads the checkpoint as it
+            is (its own head and labels).
+        fresh_head: ``None`` (default): keep the head if the checkpoint predicts exactly ``label_names`` in that
+            order, else a new, freshly initialised head of ``len(label_names)`` outputs. ``True``: always a fresh
+            head. ``False``: keep the head; the names must match by name in any order (a ``ValueError`` lists the
+            differences), and the caller reorders logits (:func:`hf_w2s.labels.label_permutation`).
+        revision, token: passed to ``from_pretrained`` (the token is never logged).
+        allow_pickle, trust_remote_code: off unless the caller passes them (see the module doc).
+        image_size, num_channels: of a ``tiny:`` model.
+        seed: seeds the fresh head (and a ``tiny:`` model's initialisation).
+        kwargs: any other ``from_pretrained`` argument (e.g. ``dtype``).
+    """
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    source = str(source)
+    names = None if label_names is None else [str(n) for n in label_names]
+    if source.startswith(TINY_PREFIX):
+        arch, shape = parse_tiny(source)
+        if names is None:
+            raise ValueError(f"{source!r} builds a new model: give its label_names")
+        return build_model(arch, names, image_size=image_size, num_channels=num_channels, seed=seed, **shape)
+    if not allow_pickle:
+        _refuse_pickle_only(source)
+    hub = _hub_kwargs(revision, token, trust_remote_code)
+    if seed is not None:
+        torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(source, **hub)
+    own = _checkpoint_label_names(config)
+    if names is not None and fresh_head is False:
+        if own is None:
+            raise ValueError(f"model {source!r} has no classification head ({config.architectures}); it cannot "
+                             "supervise as it is: fine-tune it on ground truth first")
+        label_permutation(own, names, source=f"model {source!r}", target="dataset")
+    fresh = names is not None and (fresh_head or (fresh_head is None and own != names) or own is None)
+    if fresh:
+        id2label, label2id = label_maps(names)
+        config.id2label, config.label2id = id2label, label2id  # num_labels follows id2label
+    source_model_type = config.model_type
+    if source_model_type in ENCODER_FALLBACKS:
+        keep = {k: v for k, v in config.to_dict().items()
+                if k not in ("model_type", "architectures", "mask_ratio", "norm_pix_loss")
+                and not k.startswith("decoder_")}
+        config = AutoConfig.for_model(ENCODER_FALLBACKS[config.model_type], **keep)
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            source, config=config, ignore_mismatched_sizes=fresh, use_safetensors=None if allow_pickle else True,
+            **hub, **kwargs,
+        )
+    except OSError as err:
+        if not allow_pickle and "safetensors" in str(err).lower():
+            raise ValueError(
+                f"no safetensors weights for {source!r}; hf_w2s does not load pickled weights by default "
+                "(pass allow_pickle=True if you trust the source)."
+            ) from err
+        raise
+    if fresh and own is not None and len(own) == len(names):
+        reinit_head(model)  # same size, other labels: ignore_mismatched_sizes kept the old head
+    model._w2s_source_model_type = source_model_type
+    return model
+
+
+def loader_class_name(model) -> str:
+    """The class that loads ``model``'s base checkpoint: ``AutoModelForImageClassification``, or the concrete class
+    when the base is an MAE pre-training checkpoint (which the Auto class cannot load as a classifier)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    original = getattr(base, "_w2s_source_model_type", None)
+    return type(base).__name__ if original in ENCODER_FALLBACKS else "AutoModelForImageClassification"
+
+
+def load_image_processor(
+    source: str,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    trust_remote_code: bool = False,
+    image_size: int = 28,
+    num_channels: int = 3,
+):
+    """``AutoImageProcessor.from_pretrained`` that never runs remote code unless ``trust_remote_code=True``; for
+    ``tiny:`` models, :func:`tiny_image_processor`. A missing processor is a ``ValueError`` that says so."""
+    from transformers import AutoImageProcessor
+
+    source = str(source)
+    if source.startswith(TINY_PREFIX):
+        return tiny_image_processor(image_size=image_size, num_channels=num_channels)
+    try:
+        return AutoImageProcessor.from_pretrained(source, **_hub_kwargs(revision, token, trust_remote_code))
+    except (OSError, ValueError) as err:
+        if "trust_remote_code" in str(err):
+            raise
+        raise ValueError(f"the model {source!r} has no image processor (preprocessor_config.json) that loads: "
+                         f"{' '.join(str(err).split())[:300]}; save one next to the model or name it explicitly") from err
+
+
+# -- Trainer checkpoints -----------------------------------------------------------------------------------------
+
+
+def checkpoint_weight_names(checkpoint_dir: str) -> set[str] | None:
+    """The weight names stored in a checkpoint's safetensors file(s), read from the headers only."""
+    index = os.path.join(checkpoint_dir, SAFE_WEIGHTS_INDEX)
+    single = os.path.join(checkpoint_dir, SAFE_WEIGHTS)
+    if os.path.isfile(index):
+        with open(index) as f:
+            return set(json.load(f)["weight_map"])
+    if os.path.isfile(single):
+        from safetensors import safe_open
+
+        with safe_open(single, framework="pt") as f:
+            return set(f.keys())
+    return None
+
+
+def checkpoint_needs_key_conversion(model, checkpoint_dir: str) -> bool:
+    """True if ``model`` is a plain ``PreTrainedModel`` whose own weight names differ from the checkpoint's."""
+    from transformers import PreTrainedModel
+
+    if not isinstance(model, PreTrainedModel) or getattr(model, "_hf_peft_config_loaded", False):
+        return False
+    stored = checkpoint_weight_names(checkpoint_dir)
+    if stored is None:
+        return False
+    own = set(model.state_dict())
+    return not own <= stored
+
+
+def load_converted_checkpoint(model, checkpoint_dir: str) -> None:
+    """Load a checkpoint's weights into ``model`` through ``from_pretrained`` (which applies the model's weight
+    renaming), then copy them in with a strict ``load_state_dict``: every weight is restored or it fails loudly."""
+    loaded = type(model).from_pretrained(checkpoint_dir, use_safetensors=True, dtype=model.dtype)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    del loaded

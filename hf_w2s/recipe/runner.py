@@ -1,0 +1,344 @@
+"""One recipe run (``hf-w2s train``): train a weak-to-strong student, evaluate it, save it with its card, push it.
+
+Steps: load the data → (fine-tune the weak supervisor on ground truth) → build the supervision (a weak-label
+dataset, a weak model online or cached, or noisy labels) → train the student with
+:class:`~hf_w2s.WeakToStrongTrainer` → evaluate (student, weak, optional ceiling, PGR) → save the student (plus a
+LoRA adapter and the merged model) with its model card → optionally push it to the Hub with that card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from ..data.loading import PACKAGED_PREFIX, column_array, open_dataset, select_split
+from ..data.splits import canonical_columns, random_subset, shots_per_class, w2s_splits
+from ..losses import LOSSES
+from ..metrics import accuracy, agreement, build_compute_metrics, performance_gap_recovered
+from ..modeling import TINY_PREFIX, load_image_classifier, load_image_processor, loader_class_name
+from ..security import redact_obj
+from .config import RecipeArguments
+
+__all__ = ["StudentRecipe", "run_recipe", "RESULTS_FILE"]
+
+RESULTS_FILE = "w2s_results.json"
+
+
+def _same_processor(a, b) -> bool:
+    return a is b or a.to_json_string() == b.to_json_string()
+
+
+class StudentRecipe:
+    """One ``hf-w2s train`` run, in the order it happens: :meth:`run` calls each step."""
+
+    def __init__(self, script_args: RecipeArguments, training_args, command: str = ""):
+        self.sa, self.args, self.command = script_args, training_args, command
+        self.output_dir = training_args.output_dir
+        self.results: dict = {}
+        self.weak = self.weak_processor = self.online_weak = None
+        self.repo_id = None
+
+    def run(self) -> dict:
+        """Train, evaluate, save, card and (optionally) push one student; returns the results (also written to
+        ``output_dir/w2s_results.json``)."""
+        from transformers import set_seed
+
+        from ..hub import push_student
+
+        self.check_output_dir()
+        self.prepare_push()
+        set_seed(self.args.seed)
+        self.load_data()
+        self.load_models()
+        self.fit_weak_supervisor()
+        self.add_supervision()
+        self.train_student()
+        self.evaluate_weak()
+        self.save_student()
+        self.train_ceiling()
+        self.write_card()
+        if self.repo_id:
+            self.results["repo_id"] = push_student(self.output_dir, self.repo_id, token=self.args.hub_token,
+                                                   private=self.args.hub_private_repo)
+        return self.results
+
+    # -- before any compute ----------------------------------------------------------------------------------------
+
+    def check_output_dir(self) -> None:
+        out = self.output_dir
+        if not self.args.overwrite_output_dir and os.path.isdir(out) and any(
+            os.path.exists(os.path.join(out, f)) for f in ("config.json", "adapter", RESULTS_FILE)
+        ):
+            raise ValueError(f"output_dir {out!r} already holds a trained model; choose another output_dir or "
+                             "pass --overwrite_output_dir to replace it.")
+
+    def prepare_push(self) -> None:
+        """``push_to_hub`` is handled here, not by the Trainer (which would push its own card at every save): the
+        login and the repo name are checked now, before any compute."""
+        from ..hub import resolve_repo_id
+
+        if self.args.push_to_hub:
+            self.repo_id = resolve_repo_id(self.args.hub_model_id, self.output_dir, self.args.hub_token,
+                                           private=self.args.hub_private_repo)
+        self.args.push_to_hub = False
+
+    # -- data and models -------------------------------------------------------------------------------------------
+
+    def _open(self, name: str):
+        sa = self.sa
+        data = open_dataset(name, config_name=sa.dataset_config, data_dir=sa.dataset_dir)
+        if name.startswith(PACKAGED_PREFIX) or not hasattr(data, "keys"):  # a single pool: carve the splits
+            data = w2s_splits(data, tuple(sa.split_sizes), seed=sa.split_seed)
+        return data
+
+    def load_data(self) -> None:
+        sa, args = self.sa, self.args
+        data = self._open(sa.dataset_name) if sa.dataset_name else None
+        if sa.weak_labels_dataset:
+            weak_data = self._open(sa.weak_labels_dataset)
+            train = select_split(weak_data, sa.dataset_train_split, f"weak_labels_dataset {sa.weak_labels_dataset!r}")
+            if args.weak_logits_column not in train.column_names:
+                raise ValueError(f"weak_labels_dataset {sa.weak_labels_dataset!r} has no "
+                                 f"{args.weak_logits_column!r} column (columns: {train.column_names}); label it "
+                                 "with hf-w2s label first.")
+            data = data if data is not None else weak_data
+        else:
+            train = select_split(data, sa.dataset_train_split, f"dataset {sa.dataset_name!r}")
+        self.eval_name = sa.dataset_name or sa.weak_labels_dataset
+        test = select_split(data, sa.dataset_test_split, f"dataset {self.eval_name!r}")
+        for what, ds in (("training", train), ("evaluation", test)):
+            if args.image_column not in ds.column_names:
+                raise ValueError(f"the {what} split has no image column {args.image_column!r} (columns: "
+                                 f"{ds.column_names}); set image_column.")
+        test = canonical_columns(test, label_column=sa.label_column, where="the evaluation split")
+        has_labels = sa.label_column in train.column_names
+        train = canonical_columns(train, label_column=sa.label_column if has_labels else None)
+        if sa.label_noise_rate > 0 and not has_labels:
+            raise ValueError("label_noise_rate corrupts the training split's labels, but it has no label column "
+                             f"{sa.label_column!r}.")
+        self.names = resolve_label_names(sa, train, test)
+        self.results["label_names"] = self.names
+        self.train_ds = random_subset(train, sa.max_train_samples, sa.split_seed)
+        self.eval_ds = random_subset(test, sa.max_eval_samples, sa.split_seed)
+        self.labels = column_array(self.eval_ds, "label")
+        self.weak_train_ds = None
+        if sa.weak_train_split:
+            weak_train = canonical_columns(select_split(data, sa.weak_train_split, "weak_train_split"),
+                                           label_column=sa.label_column, where="the weak_train split")
+            if sa.weak_shots_per_class:
+                weak_train = shots_per_class(weak_train, sa.weak_shots_per_class, seed=sa.split_seed)
+            self.weak_train_ds = weak_train
+
+    def load_models(self) -> None:
+        """The processors, the student and the weak model: loaded (and their label names checked) before any
+        compute."""
+        sa = self.sa
+        self.tiny = dict(image_size=sa.image_size, num_channels=sa.num_channels)
+        self.processor = load_image_processor(sa.image_processor_name_or_path or sa.model_name_or_path,
+                                              revision=sa.model_revision, **self.tiny)
+        self.compute_metrics = build_compute_metrics(sa.metrics)
+        if sa.weak_model_name_or_path:
+            self.weak = load_image_classifier(sa.weak_model_name_or_path, self.names, revision=sa.model_revision,
+                                              seed=self.args.seed, fresh_head=True if sa.weak_train_split else False,
+                                              **self.tiny)
+            self.weak_processor = load_image_processor(
+                sa.weak_image_processor_name_or_path or sa.weak_model_name_or_path, revision=sa.model_revision,
+                **self.tiny)
+        self.student = self.new_student(save_tiny_base=True)
+
+    def collator(self, processor, weak_processor=None, mixup_alpha: float = 0.0, augment: bool | None = None,
+                 cutmix_alpha: float = 0.0):
+        from ..trainer.augment import AugmentingCollator, TrainAugmentation
+
+        sa = self.sa
+        augmentation = TrainAugmentation.from_image_processor(
+            processor, crop_scale=(sa.crop_scale_min, 1.0), hflip=sa.hflip, randaugment_n=sa.randaugment_n,
+            randaugment_m=sa.randaugment_m, random_erasing=sa.random_erasing,
+        ) if (sa.augment if augment is None else augment) else None
+        return AugmentingCollator(image_processor=processor, weak_image_processor=weak_processor,
+                                  image_column=self.args.image_column, weak_logits_column=self.args.weak_logits_column,
+                                  train_transform=augmentation, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha)
+
+    # -- training --------------------------------------------------------------------------------------------------
+
+    def _fit(self, model, args, train, processor, collator, eval_dataset=None, weak_model=None, weak_processor=None):
+        from ..trainer.fit import fit
+
+        return fit(model, args, train, eval_dataset=eval_dataset, processor=processor, collator=collator,
+                   weak_model=weak_model, weak_processor=weak_processor, compute_metrics=self.compute_metrics)
+
+    def fit_weak_supervisor(self) -> None:
+        """Fine-tune the weak model on the ground truth of ``weak_train_split`` (k per class for few-shot)."""
+        from ..trainer.fit import auxiliary_args
+
+        if self.weak is None or self.weak_train_ds is None:
+            return
+        sa = self.sa
+        weak_args = auxiliary_args(self.args, os.path.join(self.output_dir, "weak_model"), w2s_loss="ground_truth",
+                                   num_train_epochs=sa.weak_num_train_epochs, learning_rate=sa.weak_learning_rate,
+                                   max_steps=-1, layer_decay=1.0, run_name="weak-supervisor")
+        trainer = self._fit(self.weak, weak_args, self.weak_train_ds, self.weak_processor,
+                            self.collator(self.weak_processor, augment=sa.augment and sa.weak_augment))
+        self.weak = trainer.model
+        trainer.save_model(weak_args.output_dir)
+        self.results["weak_train_examples"] = len(self.weak_train_ds)
+
+    def weak_logits_on(self, dataset) -> np.ndarray:
+        """The weak model's logits on ``dataset``, columns in the student's label order (matched by name)."""
+        from ..data.weak_labels import label_dataset, weak_logits_array
+
+        labelled = label_dataset(dataset, self.weak, self.weak_processor, logits_column="_weak",
+                                 image_column=self.args.image_column, label_names=self.names)
+        return weak_logits_array(labelled, "_weak")
+
+    def add_supervision(self) -> None:
+        """Noisy labels or cached weak logits become a column of the training split; otherwise online."""
+        from ..data.noise import add_noisy_labels
+
+        sa, args = self.sa, self.args
+        self.noise_desc = None
+        if sa.label_noise_rate > 0:
+            self.train_ds = add_noisy_labels(
+                self.train_ds, sa.label_noise_rate, kind=sa.label_noise_kind, seed=sa.label_noise_seed,
+                num_classes=len(self.names), transition=sa.label_noise_transition,
+                confidence=sa.label_noise_confidence, logits_column=args.weak_logits_column)
+            noisy, clean = column_array(self.train_ds, "noisy_label"), column_array(self.train_ds, "label")
+            self.results["label_noise"] = {"kind": sa.label_noise_kind, "rate": sa.label_noise_rate,
+                                           "realised": float(np.mean(noisy != clean)), "seed": sa.label_noise_seed}
+            self.noise_desc = (f"ground truth with {sa.label_noise_kind} label noise at rate {sa.label_noise_rate} "
+                               f"(seed {sa.label_noise_seed})")
+        elif self.weak is not None and LOSSES[args.w2s_loss].uses_weak:
+            if sa.weak_supervision == "cached":
+                from datasets import List, Value
+
+                logits = self.weak_logits_on(self.train_ds)
+                self.train_ds = self.train_ds.add_column(args.weak_logits_column, logits.tolist(),
+                                                         feature=List(Value("float32"), length=len(self.names)))
+            else:
+                self.online_weak = self.weak
+
+    def new_student(self, save_tiny_base: bool = False):
+        """The student (LoRA-wrapped when ``lora_r > 0``)."""
+        sa = self.sa
+        model = load_image_classifier(sa.model_name_or_path, self.names, revision=sa.model_revision,
+                                      seed=self.args.seed, **self.tiny)  # a fresh head unless it has these labels
+        if sa.lora_r > 0:
+            from ..lora import apply_lora
+
+            if save_tiny_base and sa.model_name_or_path.startswith(TINY_PREFIX):
+                # a tiny base exists nowhere else: keep its weights for the adapter's load path
+                model.save_pretrained(os.path.join(self.output_dir, "base_model"))
+            model = apply_lora(model, sa.lora_r, sa.lora_alpha, sa.lora_target_modules, sa.lora_dropout)
+        return model
+
+    def train_student(self) -> None:
+        from ..trainer.fit import predict
+
+        student = self.student
+        weak_proc = None
+        if self.online_weak is not None and not _same_processor(self.weak_processor, self.processor):
+            weak_proc = self.weak_processor
+        if not self.args.run_name or self.args.run_name == self.output_dir:
+            self.args.run_name = f"student-{self.args.w2s_loss}-seed{self.args.seed}"
+        collator = self.collator(self.processor, weak_proc, self.sa.mixup_alpha, cutmix_alpha=self.sa.cutmix_alpha)
+        self.trainer = self._fit(student, self.args, self.train_ds, self.processor, collator,
+                                 eval_dataset=self.eval_ds, weak_model=self.online_weak, weak_processor=weak_proc)
+        self.student_logits, metrics = predict(self.trainer, self.eval_ds, prefix="eval")
+        self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.results["metrics"] = self.metrics
+        self.results["accuracy"] = metrics.get("eval_accuracy", accuracy(self.student_logits, self.labels))
+
+    def evaluate_weak(self) -> None:
+        """Weak accuracy on the evaluation split (from the weak model, or a weak_logits column there)."""
+        weak_logits = None
+        if self.weak is not None:
+            weak_logits = self.weak_logits_on(self.eval_ds)
+        elif self.args.weak_logits_column in self.eval_ds.column_names:
+            weak_logits = column_array(self.eval_ds, self.args.weak_logits_column, np.float32)
+        weak_acc = self.sa.weak_accuracy
+        if weak_logits is not None:
+            weak_acc = accuracy(weak_logits, self.labels)
+            self.results["agreement"] = agreement(self.student_logits, weak_logits)
+        self.results["weak_accuracy"] = weak_acc
+
+    def save_student(self) -> None:
+        """The plain student at ``output_dir``; for LoRA also the adapter in ``adapter/`` (merged at the root)."""
+        os.makedirs(self.output_dir, exist_ok=True)
+        self.lora_info = None
+        if self.sa.lora_r <= 0:
+            self.trainer.save_model(self.output_dir)
+            return
+        from ..lora import save_lora_student
+
+        peft_cfg = next(iter(self.trainer.model.peft_config.values()))
+        tiny_base = self.sa.model_name_or_path.startswith(TINY_PREFIX)
+        save_lora_student(self.trainer.model, self.output_dir, image_processor=self.processor,
+                          base_model_name_or_path=None if tiny_base else self.sa.model_name_or_path)
+        self.lora_info = {"r": peft_cfg.r, "alpha": peft_cfg.lora_alpha,
+                          "target_modules": sorted(peft_cfg.target_modules),
+                          "modules_to_save": sorted(peft_cfg.modules_to_save)}
+
+    def train_ceiling(self) -> None:
+        """With ``compute_ceiling``: the same student trained on the ground truth (no mixup), and PGR."""
+        from ..trainer.fit import auxiliary_args, predict
+
+        ceiling = self.sa.ceiling_accuracy
+        if self.sa.compute_ceiling:
+            if "label" not in self.train_ds.column_names:
+                raise ValueError("compute_ceiling needs ground-truth labels in the training split.")
+            with tempfile.TemporaryDirectory() as tmp:
+                args = auxiliary_args(self.args, tmp, w2s_loss="ground_truth", gt_loss_weight=0.0,
+                                      run_name=f"ceiling-seed{self.args.seed}")
+                trainer = self._fit(self.new_student(), args, self.train_ds, self.processor,
+                                    self.collator(self.processor))
+                logits, _ = predict(trainer, self.eval_ds)
+            ceiling = accuracy(logits, self.labels)
+        self.results["ceiling_accuracy"] = ceiling
+        weak = self.results["weak_accuracy"]
+        pgr = None
+        if weak is not None and ceiling is not None:
+            pgr = performance_gap_recovered(weak, self.results["accuracy"], ceiling)
+            pgr = None if math.isnan(pgr) else pgr
+        self.results["pgr"] = pgr
+
+    def write_card(self) -> None:
+        """``README.md`` (the model card) and ``w2s_results.json`` next to the saved student."""
+        from ..hub import lora_load_snippet, render_student_card
+        from .describe import card_arguments
+
+        sa = self.sa
+        card_repo = self.repo_id or os.path.abspath(self.output_dir)
+        if self.lora_info is not None:
+            tiny_base = sa.model_name_or_path.startswith(TINY_PREFIX)
+            self.lora_info["load_snippet"] = lora_load_snippet(
+                card_repo, sa.model_name_or_path, base_class=loader_class_name(self.trainer.model),
+                base_subfolder="base_model" if tiny_base else None)
+        card = render_student_card(**card_arguments(self, card_repo))
+        card.save(os.path.join(self.output_dir, "README.md"))
+        with open(os.path.join(self.output_dir, RESULTS_FILE), "w") as f:
+            json.dump(redact_obj(self.results), f, indent=2)
+
+
+def resolve_label_names(script_args: RecipeArguments, *datasets) -> list[str]:
+    if script_args.class_names:
+        return [str(n) for n in script_args.class_names]
+    for ds in datasets:
+        if ds is None:
+            continue
+        for col in ("label", "weak_label"):
+            names = getattr(ds.features.get(col), "names", None)
+            if names:
+                return [str(n) for n in names]
+    raise ValueError(
+        f"cannot tell the class names: the label column {script_args.label_column!r} is not a ClassLabel; "
+        "pass class_names (in id order)."
+    )
+
+
+def run_recipe(script_args: RecipeArguments, training_args, command: str = "") -> dict:
+    """Run one recipe (see :class:`StudentRecipe`); returns its results."""
+    return StudentRecipe(script_args, training_args, command).run()
