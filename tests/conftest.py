@@ -28,4 +28,14 @@ def local_hub(tmp_path_factory):
     hub.stop()
 
 
+@pytest.fixture(scope="session")
+def recipe_hub(local_hub):
+    """`local_hub` with the recipes' own Hub ids (uoft-cs/cifar100, microsoft/resnet-50, ...) created once per session
+    at tiny sizes with the real schemas and config shapes; see tests/hub_fixtures.py."""
+    from hub_fixtures import populate_recipe_repos
+
+    populate_recipe_repos(local_hub)
+    return local_hub
+
+
 # ---- end of local Hugging Face Hub ---------------------------------------------------------------------------------
