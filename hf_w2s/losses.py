@@ -28,8 +28,12 @@ __all__ = [
     "KNOB_NAMES",
     "register_loss",
     "compute_w2s_loss",
+    "ground_truth_per_sample",
     "adaptive_confidence",
     "linear_schedule",
+    "openai_warmup",
+    "harden_binary",
+    "harden_balanced",
     "kd_per_sample",
     "ce_per_sample",
     "soft_ce_per_sample",
@@ -53,6 +57,9 @@ class LossKnobs:
         "a_ramp": (0.0, 1.0, True),
         "a_warmup": (0.0, 1.0, True),
         "conf_select_warmup": (0.0, 1.0, True),
+        "aux_warmup": (0.0, 1.0, True),
+        "product_alpha": (0.0, None, True),
+        "product_beta": (0.0, None, True),
         "weak_calibration_temperature": (0.0, None, False),
         "student_calibration_temperature": (0.0, None, False),
     }
@@ -67,12 +74,29 @@ class LossKnobs:
     )
     a_max: float = field(
         default=0.5,
-        metadata={"help": "aug_conf / aux_conf: the confidence weight a reached after the ramp, in [0, 1]."},
+        metadata={"help": "aug_conf: the confidence weight a reached after the ramp; aux_conf / aux_conf_multiclass: "
+                  "OpenAI's aux_coef (the weight after the warm-up), in [0, 1]."},
     )
     a_ramp: float = field(
         default=0.3,
-        metadata={"help": "aug_conf / aux_conf: fraction of training over which a rises linearly from 0 to a_max "
-                  "(0 = constant a_max from the start), in [0, 1]."},
+        metadata={"help": "aug_conf: fraction of training over which a rises linearly from 0 to a_max (0 = constant "
+                  "a_max from the start), in [0, 1]."},
+    )
+    aux_warmup: float = field(
+        default=0.1,
+        metadata={"help": "aux_conf / aux_conf_multiclass: OpenAI's warmup_frac. While the fraction of training done "
+                  "p <= aux_warmup the weight is a_max * p (at most aux_warmup * a_max), then a_max: a jump, as in "
+                  "openai/weak-to-strong's logconf_loss_fn. In [0, 1]."},
+    )
+    product_alpha: float = field(
+        default=1.0,
+        metadata={"help": "product: exponent of the weak supervisor's probabilities in the target (OpenAI's alpha). "
+                  ">= 0."},
+    )
+    product_beta: float = field(
+        default=1.0,
+        metadata={"help": "product: exponent of the student's own probabilities in the target (OpenAI's beta). "
+                  ">= 0."},
     )
     a_warmup: float = field(
         default=0.0,
@@ -304,37 +328,102 @@ def aug_conf(
     return W2SLossOutput(loss, {"kd": kd_l.detach(), "ce_self": ce_self.detach(), "a": a_t})
 
 
-def _harden(student_logits: torch.Tensor, weak_probs: torch.Tensor) -> torch.Tensor:
-    """OpenAI's hardening of the student's predictions.
+def openai_warmup(progress: float, warmup: float, coef: float) -> float:
+    """OpenAI's ``logconf_loss_fn`` schedule: ``coef * (1 if progress > warmup else progress)``.
 
-    Two classes: threshold the student's class-1 probability at the batch quantile that makes the hardened class
-    balance match the weak labels' (mean weak probability of class 1). More classes: argmax.
-    """
-    if student_logits.shape[-1] != 2:
-        return student_logits.detach().argmax(-1)
-    p1 = F.softmax(student_logits.detach().float(), dim=-1)[:, 1]
-    frac1 = weak_probs[:, 1].mean().clamp(0.0, 1.0)
-    threshold = torch.quantile(p1, (1.0 - frac1).item())
-    return (p1 > threshold).long()
+    Not a ramp to ``coef``: during the warm-up the weight is ``coef * progress`` (at most ``warmup * coef``), and it
+    jumps to ``coef`` once ``progress`` exceeds ``warmup``."""
+    return float(coef) * (1.0 if float(progress) > float(warmup) else float(progress))
 
 
-@register_loss("aux_conf", knobs=("a_max", "a_ramp"),
-               description="OpenAI's auxiliary confidence loss (Burns et al. 2023): cross-entropy to the weak "
-               "supervisor's soft labels mixed with cross-entropy to the student's hardened predictions.")
-def aux_conf(
-    student_logits, weak_logits, labels=None, progress: float = 1.0, a_max: float = _D.a_max,
-    a_ramp: float = _D.a_ramp,
-) -> W2SLossOutput:
-    """OpenAI's auxiliary confidence loss: ``(1−a)·CE(s, softmax w) + a·CE(s, hardened s)``, ``a`` warmed up
-    linearly (continuously) to ``a_max`` over the first ``a_ramp`` of training."""
-    _check(student_logits, weak_logits)
-    a = linear_schedule(progress, a_ramp, a_max)
+def harden_binary(student_logits: torch.Tensor, weak_probs: torch.Tensor) -> torch.Tensor:
+    """OpenAI's hardening of two-class predictions: class 0 where the student's class-0 probability is at least its
+    batch quantile at the weak labels' mean class-1 probability, else class 1 (so the hardened class balance matches
+    the weak labels'). ``torch.quantile`` interpolates linearly, as in their code."""
+    p0 = F.softmax(student_logits.detach().float(), dim=-1)[:, 0]
+    threshold = torch.quantile(p0, weak_probs[:, 1].mean().clamp(0.0, 1.0))
+    return (p0 < threshold).long()
+
+
+def harden_balanced(student_logits: torch.Tensor, weak_probs: torch.Tensor) -> torch.Tensor:
+    """A C-class generalisation of :func:`harden_binary` (not OpenAI's; named ``aux_conf_multiclass``).
+
+    Per class ``c`` a threshold ``t_c`` = the batch quantile of the student's ``p_c`` at ``1 − m_c``, where ``m_c``
+    is the weak labels' mean probability of ``c`` (so about a share ``m_c`` of the batch is above it); each example
+    is hardened to ``argmax_c (p_c − t_c)``, the class whose threshold it clears by the most. With two classes this
+    is :func:`harden_binary` exactly (``t_1 = 1 − t_0``); with more it follows the weak class balance, not the
+    student's argmax (a student that puts every example in one class is spread back over the classes)."""
+    p = F.softmax(student_logits.detach().float(), dim=-1)
+    share = weak_probs.float().mean(0).clamp(0.0, 1.0)
+    thresholds = torch.stack([torch.quantile(p[:, c], 1.0 - share[c]) for c in range(p.shape[-1])])
+    return (p - thresholds).argmax(-1)
+
+
+def _aux_conf(student_logits, weak_logits, progress, a_max, aux_warmup, harden) -> W2SLossOutput:
+    coef = openai_warmup(progress, aux_warmup, a_max)
     weak_probs = F.softmax(weak_logits.float(), dim=-1)
     ce_weak = soft_ce_per_sample(student_logits, weak_probs)
-    ce_hard = ce_per_sample(student_logits, _harden(student_logits, weak_probs))
-    loss = (1 - a) * ce_weak + a * ce_hard
-    a_t = torch.full_like(loss, a).detach()
+    ce_hard = ce_per_sample(student_logits, harden(student_logits, weak_probs))
+    # CE to the target weak·(1−coef) + hardened·coef, written as the mix of the two cross-entropies (CE is linear in
+    # the target)
+    loss = (1 - coef) * ce_weak + coef * ce_hard
+    a_t = torch.full_like(loss, coef).detach()
     return W2SLossOutput(loss, {"ce_weak_soft": ce_weak.detach(), "ce_self": ce_hard.detach(), "a": a_t})
+
+
+@register_loss("aux_conf", knobs=("a_max", "aux_warmup"),
+               description="OpenAI's auxiliary confidence loss (Burns et al. 2023, logconf_loss_fn), two classes only: "
+               "cross-entropy to the weak supervisor's soft labels mixed with cross-entropy to the student's "
+               "predictions hardened at the batch quantile that matches the weak class balance.")
+def aux_conf(
+    student_logits, weak_logits, labels=None, progress: float = 1.0, a_max: float = _D.a_max,
+    aux_warmup: float = _D.aux_warmup,
+) -> W2SLossOutput:
+    """openai/weak-to-strong's ``logconf_loss_fn`` (``aux_coef`` = ``a_max``, ``warmup_frac`` = ``aux_warmup``).
+
+    ``coef = a_max·(1 if progress > aux_warmup else progress)``; target ``softmax(w)·(1−coef) + hardened·coef`` with
+    :func:`harden_binary`; ``CE(s, target)`` per sample. Binary only, as their code (which asserts two classes):
+    more classes are refused, naming ``aux_conf_multiclass``."""
+    _check(student_logits, weak_logits)
+    if student_logits.shape[-1] != 2:
+        raise ValueError(
+            f"loss 'aux_conf' is OpenAI's binary auxiliary confidence loss (their code asserts two classes); the "
+            f"logits have {student_logits.shape[-1]} classes. Use 'aux_conf_multiclass' (the same loss with "
+            "per-class thresholds matching the weak class balance) for more than two."
+        )
+    return _aux_conf(student_logits, weak_logits, progress, a_max, aux_warmup, harden_binary)
+
+
+@register_loss("aux_conf_multiclass", knobs=("a_max", "aux_warmup"),
+               description="A multiclass generalisation of OpenAI's auxiliary confidence loss (not theirs): "
+               "cross-entropy to the weak soft labels mixed with cross-entropy to the student's predictions hardened "
+               "by per-class batch-quantile thresholds matching the weak class balance.")
+def aux_conf_multiclass(
+    student_logits, weak_logits, labels=None, progress: float = 1.0, a_max: float = _D.a_max,
+    aux_warmup: float = _D.aux_warmup,
+) -> W2SLossOutput:
+    """``aux_conf`` for any number of classes: OpenAI's warm-up and mix, hardening by :func:`harden_balanced`
+    (identical to ``aux_conf`` for two classes; for more, it is not the student's argmax)."""
+    _check(student_logits, weak_logits)
+    return _aux_conf(student_logits, weak_logits, progress, a_max, aux_warmup, harden_balanced)
+
+
+@register_loss("product", knobs=("product_alpha", "product_beta"),
+               description="OpenAI's product loss (Burns et al. 2023, product_loss_fn): cross-entropy to the "
+               "normalised product of the student's and the weak supervisor's probabilities (no gradient through "
+               "the target).")
+def product(
+    student_logits, weak_logits, labels=None, progress: float = 1.0, product_alpha: float = _D.product_alpha,
+    product_beta: float = _D.product_beta,
+) -> W2SLossOutput:
+    """``target ∝ softmax(s)^β · softmax(w)^α`` (normalised, detached), ``CE(s, target)`` per sample; computed in log
+    space (``β·log p_s + α·log p_w``, renormalised), which is the same target without underflow."""
+    _check(student_logits, weak_logits)
+    log_p_s = F.log_softmax(student_logits.float(), dim=-1)
+    log_target = product_beta * log_p_s.detach() + product_alpha * F.log_softmax(weak_logits.float(), dim=-1)
+    target = F.softmax(log_target, dim=-1)
+    loss = -(target * log_p_s).sum(-1)
+    return W2SLossOutput(loss, {"ce_product": loss.detach()})
 
 
 @register_loss("adapt_conf", knobs=("kd_temperature", "confidence_temperature", "a_warmup"),
@@ -425,6 +514,35 @@ def knobs_of(name: str, source: LossKnobs | Mapping) -> dict:
     return {k: getattr(source, k) for k in info.knobs}
 
 
+def ground_truth_per_sample(
+    student_logits: torch.Tensor, labels: torch.Tensor, label_mix: tuple | None = None, label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Cross-entropy to the true labels per sample, for the examples whose label is not -100.
+
+    ``label_smoothing`` ε: the target is ``(1 − ε)·onehot(y) + ε/C`` (timm's and ``nn.CrossEntropyLoss``'s).
+    ``label_mix = (λ, perm)`` (mixup/CutMix of the batch with its permutation ``perm``, see
+    :mod:`hf_w2s.trainer.augment`): the target is ``λ·target(y) + (1 − λ)·target(y[perm])``, i.e. the mixed image's
+    label is mixed like its pixels (timm's ``mixup_target``)."""
+    logits = student_logits.float()
+    if label_mix is None:
+        pairs = [(1.0, labels)]
+    else:
+        lam, perm = label_mix
+        perm = perm.to(labels.device).long()
+        pairs = [(float(lam), labels), (1.0 - float(lam), labels[perm])]
+    valid = torch.ones_like(labels, dtype=torch.bool)
+    for _, y in pairs:
+        valid &= y != -100
+    log_p = F.log_softmax(logits[valid], dim=-1)
+    loss = torch.zeros(log_p.shape[0], device=logits.device)
+    for weight, y in pairs:
+        ce = _nll(log_p, y[valid])
+        if label_smoothing > 0:
+            ce = (1.0 - label_smoothing) * ce - label_smoothing * log_p.mean(-1)
+        loss = loss + weight * ce
+    return loss
+
+
 def compute_w2s_loss(
     name: str,
     student_logits: torch.Tensor,
@@ -434,13 +552,16 @@ def compute_w2s_loss(
     gt_loss_weight: float = 0.0,
     weak_loss_weight: float = 1.0,
     progress: float = 1.0,
+    label_mix: tuple | None = None,
+    label_smoothing: float = 0.0,
     **knobs,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``λ_gt·mean CE(s, y) + λ_w·mean(loss_name(s, w))``; returns the scalar loss and mean components.
 
     ``knobs``: :class:`LossKnobs` values; only those the loss declares are passed to it (others are ignored, unknown
     names are an error). For ``ground_truth`` the weak term is CE to the labels and ``gt_loss_weight`` is ignored.
-    Labels equal to -100 are ignored by the ground-truth term.
+    Labels equal to -100 are ignored by the ground-truth term. ``label_mix`` and ``label_smoothing`` shape the
+    ground-truth target (:func:`ground_truth_per_sample`): a mixed batch's true labels are mixed like its images.
     """
     info = loss_info(name)
     unknown = [k for k in knobs if k not in KNOB_NAMES]
@@ -451,15 +572,21 @@ def compute_w2s_loss(
             f"loss {name!r} needs weak supervision: a 'weak_logits' column in the batch or a weak_model."
         )
     weak_logits = None if weak_logits is None else weak_logits.to(student_logits.device)
-    out = info.fn(student_logits, weak_logits, labels, progress, **{k: knobs[k] for k in info.knobs if k in knobs})
+    needs_gt_target = not info.uses_weak and (label_mix is not None or label_smoothing > 0)
+    if needs_gt_target:  # the ceiling on a mixed or smoothed batch
+        if labels is None:
+            raise ValueError(f"loss {name!r} needs true labels in the batch (a 'label' or 'labels' column).")
+        per_sample = ground_truth_per_sample(student_logits, labels, label_mix, label_smoothing)
+        out = W2SLossOutput(per_sample, {"ce_gt": per_sample.detach()})
+    else:
+        out = info.fn(student_logits, weak_logits, labels, progress, **{k: knobs[k] for k in info.knobs if k in knobs})
     loss = weak_loss_weight * out.loss.mean() if info.uses_weak else out.loss.mean()
     comps = {k: v.float().mean() for k, v in out.components.items()}
     comps["loss_w2s"] = out.loss.detach().mean()
     if info.uses_weak and gt_loss_weight > 0:
         if labels is None:
             raise ValueError("gt_loss_weight > 0 needs true labels in the batch (a 'label' or 'labels' column).")
-        valid = labels != -100
-        ce_gt = ce_per_sample(student_logits[valid], labels[valid])
+        ce_gt = ground_truth_per_sample(student_logits, labels, label_mix, label_smoothing)
         ce_gt_mean = ce_gt.mean() if ce_gt.numel() else student_logits.sum() * 0.0
         loss = loss + gt_loss_weight * ce_gt_mean
         comps["ce_gt"] = ce_gt_mean.detach()

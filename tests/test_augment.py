@@ -162,7 +162,8 @@ def test_collator_augments_only_when_training():
     trained = coll(feats)
     torch.manual_seed(0)
     expected = mixup({"pixel_values": -plain}, alpha=0.5)  # transform first, then mixup, same draws
-    assert float(expected["mixup_lambda"]) < 0.99 and set(trained) == {"pixel_values", "labels", "weak_logits"}
+    assert float(expected["mixup_lambda"]) < 0.99 and set(trained) == {"pixel_values", "labels", "weak_logits",
+                                                                    "mixup_lambda", "mixup_index"}
     torch.testing.assert_close(trained["pixel_values"], expected["pixel_values"])
     evaluated = dataclasses.replace(coll, training=False)(feats)
     torch.testing.assert_close(evaluated["pixel_values"], plain)

@@ -8,8 +8,9 @@ normalises again with the processor's mean and std. :class:`WeakToStrongCollator
 
 Mixup and CutMix (:func:`mixup`, :func:`cutmix`, :class:`AugmentingCollator`) mix whole batches with their own
 permutation: mixup blends images with ``λ ~ Beta(α, α)`` folded to ``λ >= 0.5``; CutMix pastes a box covering
-``1 − λ`` of the image. The weak supervision is mixed in probability space, ``log(λ·p_a + (1-λ)·p_b)``. True labels
-are not mixed (they keep the base image's label), so both are meant for the weak-supervision terms only. With both
+``1 − λ`` of the image. The weak supervision is mixed in probability space, ``log(λ·p_a + (1-λ)·p_b)``. True labels keep
+the base image's label in the batch; the batch carries ``mixup_lambda`` and ``mixup_index``, with which the trainer
+mixes the ground-truth target like the images (``λ·y_a + (1-λ)·y_b``). With both
 on, each batch uses one of them, chosen with probability 0.5 (as timm does).
 """
 
@@ -222,6 +223,6 @@ class AugmentingCollator(WeakToStrongCollator):
         if not self.training or (self.mixup_alpha <= 0 and self.cutmix_alpha <= 0):
             return batch
         use_cutmix = self.cutmix_alpha > 0 and (self.mixup_alpha <= 0 or bool(torch.rand(()) < 0.5))
-        batch = cutmix(batch, self.cutmix_alpha) if use_cutmix else mixup(batch, self.mixup_alpha)
-        batch.pop("mixup_lambda"), batch.pop("mixup_index")
-        return batch
+        # mixup_lambda / mixup_index stay in the batch: the trainer mixes the true labels of a ground-truth term
+        # the same way (hf_w2s.losses.ground_truth_per_sample)
+        return cutmix(batch, self.cutmix_alpha) if use_cutmix else mixup(batch, self.mixup_alpha)

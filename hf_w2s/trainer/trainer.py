@@ -263,6 +263,7 @@ class WeakToStrongTrainer(Trainer):
         multi = None
         if weak_logits is not None and weak_logits.dim() == 3:
             logits, weak_logits, labels, multi = self._combine_weak(logits, weak_logits, labels, mode)
+        label_mix = _label_mix(inputs, model.training, multi is not None)
         if weak_logits is None and uses_weak:
             if mode == "eval" and labels is not None:
                 # evaluation on plain (image, label) data: cross-entropy on the true labels
@@ -282,6 +283,8 @@ class WeakToStrongTrainer(Trainer):
                 gt_loss_weight=self.args.gt_loss_weight,
                 weak_loss_weight=self.args.weak_loss_weight,
                 progress=self.training_progress,
+                label_mix=label_mix,
+                label_smoothing=self.args.label_smoothing_factor if model.training else 0.0,
                 **self.loss_knobs,
             )
         # exact means over the global batch (all processes), weighted by each process's batch size
@@ -381,6 +384,17 @@ class WeakToStrongTrainer(Trainer):
             logs = {**logs, **metrics}
             self._metrics["train"].clear()
         super().log(logs, start_time)
+
+
+def _label_mix(inputs, training: bool, several_weak: bool):
+    """``(λ, perm)`` of a batch mixed by the collator (mixup / CutMix), so the ground-truth term mixes the labels as
+    the images were mixed; ``None`` for an unmixed batch."""
+    if not training or "mixup_lambda" not in inputs:
+        return None
+    if several_weak:
+        raise ValueError("mixup / CutMix with several weak supervisors is not supported (the agreement warm-up drops "
+                         "rows of a mixed batch); set mixup_alpha and cutmix_alpha to 0.")
+    return inputs["mixup_lambda"], inputs["mixup_index"]
 
 
 def _resolve_dataset(dataset, default_split, split, model, logits_column):
