@@ -25,12 +25,11 @@ def main(argv):
     return cli_main(["experiment", *argv])
 
 
-@pytest.fixture(scope="module")
-def bands_dataset(tmp_path_factory):
-    """240 8×8 grayscale images of 3 classes (a bright band at rows 2c..2c+1, plus noise), saved to disk."""
+def make_bands(path, seed: int = 0) -> str:
+    """240 8×8 grayscale images of 3 classes (a bright band at rows 2c..2c+1, plus noise), saved to ``path``."""
     from PIL import Image as PILImage
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     images, labels = [], []
     for i in range(240):
         c = i % 3
@@ -40,16 +39,20 @@ def bands_dataset(tmp_path_factory):
         labels.append(c)
     ds = Dataset.from_dict({"image": images, "label": labels},
                            features=Features({"image": Image(), "label": ClassLabel(names=["a", "b", "c"])}))
-    path = tmp_path_factory.mktemp("bands") / "ds"
     ds.save_to_disk(str(path))
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def bands_dataset(tmp_path_factory):
+    return make_bands(tmp_path_factory.mktemp("bands") / "ds")
 
 
 def tiny_config(dataset: str, out, **over) -> dict:
     cfg = {
         "output_dir": str(out),
         "dataset": dataset,
-        "split_sizes": [60, 120, 60],
+        "split_sizes": [50, 110, 40, 40],
         "image_size": 8,
         "weak_supervisors": [{"name": "lin", "arch": "linear", "width": 4, "epochs": 2, "batch_size": 16}],
         "strong_model": {"arch": "resnet", "width": 4, "depth": 1},
@@ -258,7 +261,7 @@ def test_sweep_writes_results_report_and_resumes(tmp_path, bands_dataset):
     fixed = [r for r in w2s if r["loss_name"] == "aug_conf"]
     assert all(r["mean_a"] == pytest.approx(0.5) for r in fixed)  # a = 0.5 from the first step: no ramp
     assert all(r["mean_a"] is None for r in w2s if r["loss_name"] == "weak_hard")
-    assert all(len(r["test_predictions"]) == 60 for r in records)
+    assert all(len(r["test_predictions"]) == 40 for r in records)
     # the two seeds really differ, and each run's accuracy is what its predictions say
     test_labels = np.asarray(load_from_disk(next((out / "data").glob("splits-*")).as_posix())["test"]["label"])
     for r in records:
@@ -328,7 +331,8 @@ def test_w2s_runs_never_see_true_labels_unless_the_loss_asks(tmp_path, bands_dat
     def fake_run(self, key, kind, train, *, seed, loss, spec, run_dir, extra, **_):
         seen[spec.label if spec else kind] = train.column_names
         return {"key": key, "kind": kind, "seed": seed, **extra, "test_accuracy": 0.5, "mean_a": None,
-                "test_predictions": [0] * 60, "train_seconds": 0.0, "log_history": []}
+                "test_predictions": [0] * 40, "train_seconds": 0.0, "log_history": [],
+                "validation_accuracy": 0.5}
 
     monkeypatch.setattr(Experiment, "_strong_run", fake_run)
     cfg = tiny_config(bands_dataset, tmp_path / "out", seeds=[0],
@@ -339,8 +343,9 @@ def test_w2s_runs_never_see_true_labels_unless_the_loss_asks(tmp_path, bands_dat
 
 
 def test_transfer_pretrains_the_strong_model_once(tmp_path, bands_dataset):
+    other = make_bands(tmp_path / "other", seed=1)  # other images: pre-training on the experiment's own is refused
     cfg = tiny_config(bands_dataset, tmp_path / "out", seeds=[0], losses=["weak_hard"],
-                      strong_model={"arch": "resnet", "width": 4, "depth": 1, "pretrain_dataset": bands_dataset,
+                      strong_model={"arch": "resnet", "width": 4, "depth": 1, "pretrain_dataset": other,
                                     "pretrain_epochs": 1})
     log = []
     exp = Experiment(ExperimentConfig(**cfg), log=log.append)
@@ -365,14 +370,19 @@ def test_transfer_pretrains_the_strong_model_once(tmp_path, bands_dataset):
 def test_report_means_std_pgr_and_agreement_by_hand(tmp_path):
     config = ExperimentConfig(output_dir=str(tmp_path), weak_supervisors=[{"name": "w"}], losses=["kd"],
                               seeds=[0, 1])
-    key_of = {"weak": {"w": "kw"}, "ceiling": {0: "c0", 1: "c1"}, "w2s": {("w", "kd", 0): "s0", ("w", "kd", 1): "s1"}}
+    key_of = {"weak": {"w": "kw"}, "ceiling": {"default": {0: "c0", 1: "c1"}},
+              "w2s": {("w", "kd"): {"default": {0: "s0", 1: "s1"}}}}
     results = [
         {"key": "kw", "kind": "weak", "test_accuracy": 0.8, "test_predictions": [0, 1, 2, 3],
          "num_train_examples": 500},
-        {"key": "c0", "kind": "ceiling", "test_accuracy": 0.9, "test_predictions": [0, 1, 2, 0]},
-        {"key": "c1", "kind": "ceiling", "test_accuracy": 1.0, "test_predictions": [0, 1, 0, 0]},
-        {"key": "s0", "kind": "w2s", "test_accuracy": 0.85, "test_predictions": [0, 1, 2, 3], "mean_a": 0.2},
-        {"key": "s1", "kind": "w2s", "test_accuracy": 0.9, "test_predictions": [0, 0, 0, 3], "mean_a": 0.4},
+        {"key": "c0", "kind": "ceiling", "seed": 0, "test_accuracy": 0.9, "validation_accuracy": 0.92,
+         "test_predictions": [0, 1, 2, 0]},
+        {"key": "c1", "kind": "ceiling", "seed": 1, "test_accuracy": 1.0, "validation_accuracy": 0.96,
+         "test_predictions": [0, 1, 0, 0]},
+        {"key": "s0", "kind": "w2s", "seed": 0, "test_accuracy": 0.85, "validation_accuracy": 0.8,
+         "test_predictions": [0, 1, 2, 3], "mean_a": 0.2},
+        {"key": "s1", "kind": "w2s", "seed": 1, "test_accuracy": 0.9, "validation_accuracy": 0.9,
+         "test_predictions": [0, 0, 0, 3], "mean_a": 0.4},
     ]
     (summary,) = summarize(config, results, key_of)
     row = summary.rows[0]
@@ -382,14 +392,45 @@ def test_report_means_std_pgr_and_agreement_by_hand(tmp_path):
     # paired with the ceiling of the same seed: 0.85 - 0.9 and 0.9 - 1.0
     assert row.to_ceiling == pytest.approx([-0.05, -0.10])
     text = markdown(config, [summary])
-    # accuracy 87.5 ± 3.5 (sample std of 85, 90), Δ ceiling -7.5 ± 3.5 points, PGR 0.50 ± 0.24, agreement
-    # 75.0 ± 35.4, mean a 0.300 ± 0.141
-    assert "| kd | 87.5 ± 3.5 | -7.5 ± 3.5 | 0.50 ± 0.24 | 75.0 ± 35.4 | 0.300 ± 0.141 | 2 |" in text
-    assert "| strong ceiling (ground truth) | 95.0 ± 7.1 | 0 | 1 | 62.5 ± 17.7 | – | 2 |" in text
-    assert "| weak supervisor | 80.0 | – | 0 | 100.0 | – | 1 |" in text
+    # validation 85.0 ± 7.1, test 87.5 ± 3.5 (sample std of 85, 90), Δ ceiling -7.5 ± 3.5 points, PGR 0.50 ± 0.24,
+    # agreement 75.0 ± 35.4, mean a 0.300 ± 0.141
+    assert "| kd | – | 85.0 ± 7.1 | 87.5 ± 3.5 | -7.5 ± 3.5 | 0.50 ± 0.24 | 75.0 ± 35.4 | 0.300 ± 0.141 | 2 |" in text
+    assert "| strong ceiling (ground truth) | – | 94.0 ± 2.8 | 95.0 ± 7.1 | 0 | 1 | 62.5 ± 17.7 | – | 2 |" in text
+    assert "| weak supervisor | – | – | 80.0 | – | 0 | 100.0 | – | 1 |" in text
+    assert "Everything chosen in this report is chosen on the validation split" in text
+    assert "nothing is chosen on it" in text
     # a seed whose ceiling is missing is left out of the paired column only
     (partial,) = summarize(config, [r for r in results if r["key"] != "c1"], key_of)
     assert partial.rows[0].to_ceiling == pytest.approx([-0.05]) and len(partial.rows[0].accuracies) == 2
+
+
+def test_report_keeps_the_candidate_chosen_on_validation_not_on_test(tmp_path):
+    config = ExperimentConfig(output_dir=str(tmp_path), weak_supervisors=[{"name": "w"}], seeds=[0, 1],
+                              selection_seeds=[0], ceiling=False,
+                              losses=[{"name": "adapt_conf", "label": "ac", "candidates": [
+                                  {"label": "T0.5", "confidence_temperature": 0.5},
+                                  {"label": "T4", "confidence_temperature": 4.0}]}])
+    key_of = {"weak": {"w": "kw"}, "ceiling": {},
+              "w2s": {("w", "ac"): {"T0.5": {0: "a0", 1: "a1"}, "T4": {0: "b0", 1: "b1"}}}}
+    results = [
+        {"key": "kw", "kind": "weak", "test_accuracy": 0.5, "test_predictions": None},
+        # T0.5 is better on validation (seed 0), T4 on test: the report must keep T0.5
+        {"key": "a0", "seed": 0, "validation_accuracy": 0.9, "test_accuracy": 0.7, "test_predictions": None},
+        {"key": "b0", "seed": 0, "validation_accuracy": 0.8, "test_accuracy": 0.95, "test_predictions": None},
+        {"key": "a1", "seed": 1, "validation_accuracy": 0.85, "test_accuracy": 0.75, "test_predictions": None},
+    ]
+    (summary,) = summarize(config, results, key_of)
+    row = summary.rows[0]
+    assert row.candidate == "T0.5" and row.accuracies == [0.7, 0.75] and row.validation == [0.9, 0.85]
+    text = markdown(config, [summary])
+    assert "| ac | T0.5 | 87.5 ± 3.5 | 72.5 ± 3.5 |" in text
+    assert "T0.5: 90.0 % (chosen), T4: 80.0 %" in text
+    # choosing by validation loss instead: the lower loss wins
+    config.selection_metric = "loss"
+    for r, loss in zip(results[1:], (0.4, 0.3, 0.5)):
+        r["validation_loss"] = loss
+    (summary,) = summarize(config, results, key_of)
+    assert summary.rows[0].candidate == "T4"
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from .loading import PACKAGED_PREFIX, column_array, load_image_dataset, open_dat
 from .multi_weak import label_dataset_multi, merge_weak_label_datasets
 from .noise import add_noisy_labels, corrupt_labels, noisy_weak_logits
 from .packaged import PACKAGED_DATASETS, load_packaged
-from .splits import random_subset, shots_per_class, w2s_splits
+from .splits import check_disjoint, random_subset, shots_per_class, w2s_splits
 from .weak_labels import WeakModel, label_dataset, load_weak_model, weak_label_accuracy, weak_logits_array
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "PACKAGED_PREFIX",
     "WeakModel",
     "add_noisy_labels",
+    "check_disjoint",
     "column_array",
     "corrupt_labels",
     "label_dataset",

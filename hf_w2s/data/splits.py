@@ -1,12 +1,18 @@
-"""Seeded, disjoint splits for weak-to-strong runs, subsets, few-shot draws and canonical column names."""
+"""Seeded, disjoint splits for weak-to-strong runs, subsets, few-shot draws, canonical column names, and the check
+that splits share no example (:func:`check_disjoint`)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
 from .loading import column_array
 
-__all__ = ["w2s_splits", "shots_per_class", "random_subset", "canonical_columns"]
+__all__ = ["w2s_splits", "shots_per_class", "random_subset", "canonical_columns", "example_hashes", "check_disjoint"]
 
 
 def w2s_splits(
@@ -71,3 +77,44 @@ def canonical_columns(ds, *, image_column: str | None = None, label_column: str 
         ds = ds.remove_columns(drop)
     mapping = {c: new for c, new in wanted.items() if c != new}
     return ds.rename_columns(mapping) if mapping else ds
+
+
+def _content(value) -> bytes:
+    """The bytes that identify one example's value: an encoded image's file bytes (read from its path when the
+    dataset stores only paths), else the value itself serialised."""
+    if isinstance(value, dict) and ("bytes" in value or "path" in value):
+        if value.get("bytes") is not None:
+            return value["bytes"]
+        if value.get("path"):
+            return Path(value["path"]).read_bytes()
+    return json.dumps(value, sort_keys=True, default=str).encode()
+
+
+def example_hashes(dataset, column: str = "image") -> list[str]:
+    """One content hash (SHA-1) per example of ``column``: the image bytes for an ``Image`` column (read from the
+    Arrow storage, no decoding), the serialised value otherwise. Two rows with the same image get the same hash,
+    whatever their position or source."""
+    if column not in dataset.column_names:
+        raise ValueError(f"cannot check the splits' disjointness: no column {column!r}; columns: "
+                         f"{dataset.column_names}")
+    values = dataset.with_format("arrow")[column].to_pylist()
+    return [hashlib.sha1(_content(v)).hexdigest() for v in values]
+
+
+def check_disjoint(splits: Mapping, column: str = "image", where: str = "the splits") -> None:
+    """Refuse splits that share an example: every pair of the named datasets in ``splits`` is compared by content
+    hash (:func:`example_hashes`), so an image that is in two splits is found whatever the source (carved from one
+    pool, separate splits of a Hub dataset, a weak-label dataset built elsewhere). Raises ``ValueError`` naming the
+    splits and how many examples they share."""
+    hashes = {name: set(example_hashes(ds, column)) for name, ds in splits.items() if ds is not None and len(ds)}
+    names = list(hashes)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            shared = hashes[a] & hashes[b]
+            if shared:
+                raise ValueError(
+                    f"{where}: {len(shared)} example(s) of {a!r} ({len(splits[a])} examples) are also in {b!r} "
+                    f"({len(splits[b])} examples) — the same {column!r} content. Training, validation and test "
+                    "examples must be disjoint, or the figures measure memorisation: use splits of different "
+                    "examples (remove the duplicates from the training side)."
+                )

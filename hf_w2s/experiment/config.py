@@ -20,13 +20,16 @@ from ..trainer.multi_weak import COMBINATIONS
 from ..yaml_config import apply_overrides, read_yaml
 
 SOURCES = ("train", "model", "weak_labels", "noisy_labels", "combine")
-SPLIT_NAMES = ("weak_train", "strong_train", "test")
+SPLIT_NAMES = ("weak_train", "strong_train", "validation", "test")
+SELECTION_METRICS = ("accuracy", "loss")
 #: a fixed-mix AugConf: a = 0.5 from the first step (no ramp), to test whether AdaptConf's *adaptive* a helps
 FIXED_MIX = {"name": "aug_conf", "label": "aug_conf_fixed_a0.5", "a_max": 0.5, "a_ramp": 0.0}
 #: WeakToStrongConfig fields a loss entry may set per run (loss knobs, loss weights, or any training argument)
 RUN_ARGUMENTS = frozenset(f.name for f in dataclasses.fields(WeakToStrongConfig) if f.init)
 #: training arguments the harness sets itself for every run
-HARNESS_ARGUMENTS = frozenset({"output_dir", "w2s_loss", "seed", "report_to", "image_column"})
+HARNESS_ARGUMENTS = frozenset({"output_dir", "w2s_loss", "seed", "report_to", "image_column", "eval_dataset_split"})
+#: keys a candidate may set besides WeakToStrongConfig fields
+CANDIDATE_KEYS = frozenset({"label", "augmentation"})
 
 
 def weak_losses() -> list[str]:
@@ -70,13 +73,22 @@ class LossSpec:
     knobs: dict = field(
         default_factory=dict,
         metadata={"help": "WeakToStrongConfig fields for this run: loss knobs (kd_temperature, "
-                  "confidence_temperature, a_max, a_ramp, a_warmup), gt_loss_weight, or training arguments."},
+                  "confidence_temperature, a_max, a_ramp, a_warmup, aux_warmup, ...), gt_loss_weight, or training "
+                  "arguments."},
+    )
+    candidates: list = field(
+        default_factory=list,
+        metadata={"help": "Values to choose among ON THE VALIDATION SPLIT: a list of mappings of knobs / training "
+                  "arguments (each with an optional `label`), e.g. [{confidence_temperature: 0.5}, "
+                  "{confidence_temperature: 4.0}]. Each is run on the selection seeds; the one with the best mean "
+                  "validation figure is run on the other seeds and reported (with its test figures)."},
     )
 
     def __post_init__(self):
         if self.name not in LOSSES:
             raise ValueError(f"unknown loss {self.name!r} in losses; choose one of {sorted(LOSSES)}")
         _check_run_arguments(self.knobs, f"loss {self.name!r}")
+        self.candidates = parse_candidates(self.candidates, f"loss {self.name!r} candidates")
         if self.label is None:
             inner = ",".join(f"{k}={v}" for k, v in sorted(self.knobs.items()))
             self.label = f"{self.name}[{inner}]" if inner else self.name
@@ -90,11 +102,35 @@ class LossSpec:
         if not isinstance(entry, dict) or "name" not in entry:
             raise ValueError(f"each entry of losses must be a loss name or a mapping with 'name', got {entry!r}")
         entry = dict(entry)
-        return cls(name=entry.pop("name"), label=entry.pop("label", None), knobs=entry)
+        return cls(name=entry.pop("name"), label=entry.pop("label", None), candidates=entry.pop("candidates", []),
+                   knobs=entry)
 
     @property
     def needs_labels(self) -> bool:
-        return LOSSES[self.name].needs_labels or float(self.knobs.get("gt_loss_weight", 0.0)) > 0
+        weights = [self.knobs.get("gt_loss_weight", 0.0), *(c.get("gt_loss_weight", 0.0) for c in self.candidates)]
+        return LOSSES[self.name].needs_labels or any(float(w) > 0 for w in weights)
+
+
+def parse_candidates(candidates, where: str) -> list[dict]:
+    """Candidates to select among on the validation split: mappings of WeakToStrongConfig fields, plus an optional
+    ``label`` (default: the values) and ``augmentation`` (for ``training_candidates``); distinct labels."""
+    if candidates is None:
+        return []
+    if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
+        raise ValueError(f"{where} must be a list of mappings (knobs / training arguments), got {candidates!r}")
+    out = []
+    for c in candidates:
+        c = dict(c)
+        args = {k: v for k, v in c.items() if k not in CANDIDATE_KEYS}
+        _check_run_arguments(args, where)
+        if c.get("label") is None:
+            shown = {k: v for k, v in c.items() if k != "label"}
+            c["label"] = ",".join(f"{k}={v}" for k, v in sorted(shown.items(), key=lambda kv: kv[0])) or "default"
+        out.append(c)
+    labels = [c["label"] for c in out]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{where}: candidate labels must be distinct, got {labels}")
+    return out
 
 
 @dataclass
@@ -135,10 +171,13 @@ class WeakSupervisorConfig:
     train_split: str = field(
         default="weak_train",
         metadata={"help": "source=train: the ground-truth split it learns from: weak_train (disjoint from the "
-                  "strong split; the W2S setting) or strong_train (the distillation setting)."},
+                  "strong split; the W2S setting) or strong_train (the distillation setting). Never validation or "
+                  "test."},
     )
     train_size: int | None = field(
-        default=None, metadata={"help": "source=train: use only the first N examples of its split (weaker)."}
+        default=None,
+        metadata={"help": "source=train: train on a seeded random subset of N examples of its split (seed: `seed`), "
+                  "for a weaker supervisor."},
     )
     shots_per_class: int | None = field(
         default=None, metadata={"help": "source=train: few-shot, k seeded examples per class of its split."}
@@ -150,6 +189,18 @@ class WeakSupervisorConfig:
     )
     label_noise_kind: str = field(
         default="symmetric", metadata={"help": f"Label-noise kind, one of {NOISE_KINDS} (hf_w2s.noise)."}
+    )
+    label_noise_transition: list[int] | None = field(
+        default=None,
+        metadata={"help": "Asymmetric noise: partner[c] for every class c, e.g. CIFAR-10's semantic flips "
+                  "(truck->automobile, bird->airplane, deer->horse, cat<->dog): [0, 1, 0, 5, 7, 3, 6, 7, 8, 1]; "
+                  "default c -> c+1 (pair flips)."},
+    )
+    online: bool = field(
+        default=False,
+        metadata={"help": "source=train or model: run the weak model ONLINE on every training batch of its students, "
+                  "on the same augmented (and mixed) view as the student, as the paper's code does; default: its "
+                  "labels of the clean strong split, computed once and cached."},
     )
     supervision_logit: float = field(
         default=10.0,
@@ -208,6 +259,12 @@ class WeakSupervisorConfig:
             raise ValueError(f"weak supervisor {self.name!r}: label_noise_rate must be in [0, 1].")
         if self.label_noise_kind not in NOISE_KINDS:
             raise ValueError(f"weak supervisor {self.name!r}: label_noise_kind must be one of {NOISE_KINDS}.")
+        if self.label_noise_transition is not None and self.label_noise_kind != "asymmetric":
+            raise ValueError(f"weak supervisor {self.name!r}: label_noise_transition applies to "
+                             "label_noise_kind: asymmetric only.")
+        if self.online and self.source not in ("train", "model"):
+            raise ValueError(f"weak supervisor {self.name!r}: online needs a weak model (source train or model), "
+                             f"not source {self.source!r}.")
         if self.train_split not in SPLIT_NAMES[:2]:
             raise ValueError(f"weak supervisor {self.name!r}: train_split must be weak_train or strong_train.")
         for key in ("train_size", "shots_per_class"):
@@ -276,15 +333,18 @@ class ExperimentConfig:
     )
     test_split: str | None = field(
         default=None,
-        metadata={"help": "Draw the test split from this split of the dataset instead (the third split size then "
-                  "counts from it; 0 = all of it)."},
+        metadata={"help": "Draw the test split from this split of the dataset instead (the fourth split size then "
+                  "counts from it; 0 = all of it); the other three splits still come from dataset_split. A single "
+                  "pool (packaged data, a single-Dataset directory) has no named splits: refused."},
     )
     image_column: str = field(default="image", metadata={"help": "Image column."})
     label_column: str = field(default="label", metadata={"help": "Ground-truth label column (a ClassLabel)."})
     split_sizes: list[int] = field(
-        default_factory=lambda: [500, 3000, 1500],
-        metadata={"help": "Sizes of the weak supervisor's ground-truth split, the strong split (seen only through "
-                  "weak labels) and the test split; disjoint and seeded."},
+        default_factory=lambda: [500, 2500, 500, 1500],
+        metadata={"help": "Sizes of four disjoint, seeded splits: the weak supervisor's ground truth (weak_train), "
+                  "the strong split (seen only through weak labels; strong_train), the validation split (ground "
+                  "truth; every choice is made on it: checkpoints, early stopping, candidates) and the test split "
+                  "(read once per run, for the reported figures). Disjointness is checked by content hash."},
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of the split."})
     image_size: int = field(default=28, metadata={"help": "Input size of the built models and their processor."})
@@ -307,6 +367,37 @@ class ExperimentConfig:
                   "otherwise), or mappings "
                   "{name:, label:, <knob>: value}. Default: every weak loss plus aug_conf with a fixed a = 0.5."},
     )
+    training_candidates: list = field(
+        default_factory=list,
+        metadata={"help": "Training settings to choose among ON THE VALIDATION SPLIT, for the ceiling and every loss "
+                  "alike: a list of mappings of training arguments over `training`, each with an optional `label` "
+                  "and `augmentation` (replacing the top-level one). Combined with each loss's own candidates."},
+    )
+    selection_metric: str = field(
+        default="accuracy",
+        metadata={"help": f"What chooses on the validation split, one of {SELECTION_METRICS}: the candidates (mean "
+                  "over the selection seeds) and, with training.load_best_model_at_end, the checkpoint."},
+    )
+    selection_seeds: list[int] | None = field(
+        default=None,
+        metadata={"help": "Seeds on which candidates are compared (default: every seed); the chosen candidate is "
+                  "then run on the other seeds."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop a strong run after this many evaluations without a better validation figure "
+                  "(transformers' EarlyStoppingCallback; implies load_best_model_at_end on the validation split)."},
+    )
+    mixup_alpha: float = field(
+        default=0.0,
+        metadata={"help": "Mixup Beta(alpha, alpha) on the strong runs' batches (0 = off): images, weak supervision "
+                  "(an online weak model sees the mixed images) and true labels are mixed alike."},
+    )
+    cutmix_alpha: float = field(
+        default=0.0,
+        metadata={"help": "CutMix Beta(alpha, alpha) on the strong runs' batches (0 = off); with mixup too, each "
+                  "batch gets one of the two with probability 0.5."},
+    )
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the strong runs."})
     ceiling: bool = field(
         default=True, metadata={"help": "Train the strong ceiling (ground truth) per seed; needed for PGR."}
@@ -321,7 +412,9 @@ class ExperimentConfig:
         default="none", metadata={"help": "Passed to every run's TrainingArguments.report_to (tensorboard, trackio)."}
     )
     eval_during_training: bool = field(
-        default=True, metadata={"help": "Evaluate on the test split every epoch (the accuracy training curves)."}
+        default=True,
+        metadata={"help": "Evaluate on the validation split every epoch (the training curves; needed by "
+                  "load_best_model_at_end and early stopping). The test split is never evaluated during training."},
     )
     label_batch_size: int = field(default=256, metadata={"help": "Batch size of weak labelling."})
     save_students: bool = field(default=False, metadata={"help": "Save every trained student under runs/."})
@@ -345,11 +438,23 @@ class ExperimentConfig:
         self.losses = losses
         self._validate()
 
-    def _validate(self) -> None:
-        if len(self.split_sizes) != 3 or any(int(s) < 0 for s in self.split_sizes):
-            raise ValueError(f"split_sizes must be three sizes >= 0 (weak_train, strong_train, test), got "
+    def _validate(self) -> None:  # long: one check after the other, each with its message
+        if len(self.split_sizes) == 3:
+            raise ValueError(
+                f"split_sizes {self.split_sizes} has three sizes; it needs four: weak_train, strong_train, "
+                "validation, test. Every choice (checkpoint, early stopping, candidates) is made on the validation "
+                "split, carved from the same pool as the training splits, and the test split is read once for the "
+                "figures, e.g. [500, 2500, 500, 1500]."
+            )
+        if len(self.split_sizes) != 4 or any(int(s) < 0 for s in self.split_sizes):
+            raise ValueError(f"split_sizes must be four sizes >= 0 (weak_train, strong_train, validation, test), got "
                              f"{self.split_sizes}")
         self.split_sizes = [int(s) for s in self.split_sizes]
+        if self.split_sizes[2] == 0:
+            raise ValueError("split_sizes[2] (the validation split) is 0: every harness config needs a validation "
+                             "split, or evaluation during training, checkpoint selection and candidates would read "
+                             "the test split.")
+        self._validate_selection()
         if not self.weak_supervisors and self.losses:
             raise ValueError("weak_supervisors is empty but losses are listed: the students need a supervisor.")
         names = [w.name for w in self.weak_supervisors]
@@ -377,10 +482,43 @@ class ExperimentConfig:
                 raise ValueError(f"weak supervisor {w.name!r} trains on weak_train, but split_sizes[0] is 0.")
         if self.split_sizes[1] == 0 and any(w.source != "weak_labels" for w in self.weak_supervisors):
             raise ValueError("split_sizes[1] (the strong split) is 0.")
+        if not self.weak_supervisors and any(spec.candidates for spec in self.losses):
+            raise ValueError("losses have candidates but there is no weak supervisor.")
+
+    def _validate_selection(self) -> None:
+        """The choices the config makes, all on the validation split; a config that would choose on test is
+        refused with the reason."""
+        self.training_candidates = parse_candidates(self.training_candidates, "training_candidates")
+        if self.selection_metric not in SELECTION_METRICS:
+            raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}, got {self.selection_metric!r}")
+        for where, args in [("training", self.training), *(
+                (f"loss {spec.label!r}", {**spec.knobs, **c}) for spec in self.losses or []
+                for c in spec.candidates or [{}]), *(("training_candidates", c) for c in self.training_candidates)]:
+            metric = str(args.get("metric_for_best_model") or "")
+            if metric.startswith("test") or metric.startswith("eval_test"):
+                raise ValueError(f"{where}: metric_for_best_model={metric!r} would choose the checkpoint on the test "
+                                 "split; checkpoints are chosen on the validation split (eval_accuracy / eval_loss).")
+            if args.get("load_best_model_at_end") and not self.eval_during_training:
+                raise ValueError(f"{where}: load_best_model_at_end needs eval_during_training: true (the checkpoint "
+                                 "is chosen on the validation split, evaluated every epoch).")
+        if self.early_stopping_patience is not None and (self.early_stopping_patience < 1 or
+                                                         not self.eval_during_training):
+            raise ValueError("early_stopping_patience must be >= 1 and needs eval_during_training: true (it stops on "
+                             "the validation split).")
+        if self.selection_seeds is not None:
+            bad = [s for s in self.selection_seeds if s not in (self.seeds or [])]
+            if not self.selection_seeds or bad:
+                raise ValueError(f"selection_seeds must be a non-empty subset of seeds {self.seeds}, got "
+                                 f"{self.selection_seeds}")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        out["losses"] = [{"name": s.name, "label": s.label, **s.knobs} for s in self.losses]
+        out["losses"] = [{"name": s.name, "label": s.label, **s.knobs, **({"candidates": s.candidates}
+                                                                           if s.candidates else {})}
+                         for s in self.losses]
         return out
 
 

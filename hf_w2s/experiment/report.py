@@ -1,5 +1,6 @@
-"""The report of an experiment: a markdown table (mean ± std over seeds, the paired difference to the ceiling of the
-same seed, PGR, agreement, mean ``a``) and PNG plots.
+"""The report of an experiment: a markdown table (the candidate chosen on the validation split and its validation
+figure, then its test figures: mean ± std over seeds, the paired difference to the ceiling of the same seed, PGR,
+agreement, mean ``a``) and PNG plots.
 
 Everything here is computed from the JSON-lines records that :mod:`hf_w2s.experiment` writes, so a report can be
 rebuilt at any time (``hf-w2s experiment --config ... --report_only``).
@@ -24,6 +25,10 @@ from ..metrics import performance_gap_recovered
 @dataclass
 class Row:
     name: str
+    candidate: str = "default"  # the candidate chosen on the validation split
+    #: candidate label -> (mean validation figure over the selection seeds, number of runs), for rows with several
+    candidates: dict = field(default_factory=dict)
+    validation: list[float] = field(default_factory=list)
     accuracies: list[float] = field(default_factory=list)
     pgrs: list[float] = field(default_factory=list)
     agreements: list[float] = field(default_factory=list)
@@ -67,10 +72,45 @@ def _agreement(record: dict, weak_pred) -> float | None:
     return float(np.mean(np.asarray(record["test_predictions"]) == np.asarray(weak_pred)))
 
 
+def choose_candidate(records_by_label: dict, metric: str = "accuracy") -> str:
+    """The candidate with the best mean validation figure over its records (``validation_accuracy``: highest;
+    ``validation_loss``: lowest); ties go to the first listed. Only validation figures are read."""
+    best, best_value = None, None
+    for label, records in records_by_label.items():
+        values = [r[f"validation_{metric}"] for r in records if r.get(f"validation_{metric}") is not None]
+        if not values:
+            continue
+        value = statistics.fmean(values) * (-1 if metric == "loss" else 1)
+        if best is None or value > best_value:
+            best, best_value = label, value
+    return best if best is not None else next(iter(records_by_label))
+
+
+def chosen_records(config, by_key: dict, row_keys: dict) -> tuple[str, dict, list[dict]]:
+    """``(chosen label, {label: (mean validation figure, n)}, the chosen candidate's records over all seeds)`` of one
+    row, ``row_keys`` = ``{candidate label: {seed: key}}``: the choice is made on the selection seeds' validation
+    figures, as the harness made it."""
+    metric = config.selection_metric
+    if len(row_keys) == 1:
+        label = next(iter(row_keys))
+        return label, {}, [by_key[k] for k in row_keys[label].values() if k in by_key]
+    selection = list(config.selection_seeds or config.seeds)
+    on_selection = {label: [by_key[keys[s]] for s in selection if keys.get(s) in by_key]
+                    for label, keys in row_keys.items()}
+    chosen = choose_candidate(on_selection, metric)
+    table = {label: (mean_std([r.get(f"validation_{metric}") for r in recs])[0], len(recs))
+             for label, recs in on_selection.items()}
+    return chosen, table, [by_key[k] for k in row_keys[chosen].values() if k in by_key]
+
+
 def summarize(config, results: list[dict], key_of: dict) -> list[WeakSummary]:
-    """Per weak supervisor: its accuracy, the ceiling row and one row per loss (in config order)."""
+    """Per weak supervisor: its accuracy, the ceiling row and one row per loss (in config order), each row the
+    candidate chosen on the validation split."""
     by_key = {r["key"]: r for r in results}
-    ceiling_records = [by_key[k] for k in key_of["ceiling"].values() if k in by_key]
+    ceiling_label, ceiling_table, ceiling_records = ("default", {}, [])
+    if key_of["ceiling"]:
+        ceiling_label, ceiling_table, ceiling_records = chosen_records(config, by_key, key_of["ceiling"])
+    ceiling_by_seed = {r["seed"]: r for r in ceiling_records}
     ceiling_accs = [r["test_accuracy"] for r in ceiling_records]
     ceiling_mean = mean_std(ceiling_accs)[0]
     out = []
@@ -84,9 +124,10 @@ def summarize(config, results: list[dict], key_of: dict) -> list[WeakSummary]:
             weak_acc, basis = weak.get("supervision_accuracy", float("nan")), "strong-split labels"
         weak_pred = weak.get("test_predictions")
 
-        def make_row(name: str, records: list[dict]) -> Row:
-            row = Row(name, records=records)
+        def make_row(name: str, records: list[dict], chosen: str = "default", table: dict | None = None) -> Row:
+            row = Row(name, candidate=chosen, candidates=table or {}, records=records)
             for r in records:
+                row.validation.append(r.get("validation_accuracy"))
                 row.accuracies.append(r["test_accuracy"])
                 row.pgrs.append(performance_gap_recovered(weak_acc, r["test_accuracy"], ceiling_mean))
                 row.agreements.append(_agreement(r, weak_pred))
@@ -96,16 +137,55 @@ def summarize(config, results: list[dict], key_of: dict) -> list[WeakSummary]:
 
         rows = []
         for spec in config.losses:
-            keys = [key_of["w2s"][(w.name, spec.label, s)] for s in config.seeds]
-            row = make_row(spec.label, [by_key[k] for k in keys if k in by_key])
-            for seed, k in zip(config.seeds, keys):
-                ceiling = by_key.get(key_of["ceiling"].get(seed))
-                if k in by_key and ceiling is not None:
-                    row.to_ceiling.append(by_key[k]["test_accuracy"] - ceiling["test_accuracy"])
+            chosen, table, records = chosen_records(config, by_key, key_of["w2s"][(w.name, spec.label)])
+            row = make_row(spec.label, records, chosen, table)
+            for r in records:
+                ceiling = ceiling_by_seed.get(r["seed"])
+                if ceiling is not None:
+                    row.to_ceiling.append(r["test_accuracy"] - ceiling["test_accuracy"])
             rows.append(row)
         out.append(WeakSummary(w.name, w.source, weak_acc, basis, weak.get("num_train_examples"),
-                               make_row("strong ceiling (ground truth)", ceiling_records), rows))
+                               make_row("strong ceiling (ground truth)", ceiling_records, ceiling_label,
+                                        ceiling_table), rows))
     return out
+
+
+def selection_text(config) -> str:
+    """What chose what, for the report."""
+    sizes = config.split_sizes
+    training = {**config.training, **{k: v for c in config.training_candidates for k, v in c.items()}}
+    parts = [f"Everything chosen in this report is chosen on the validation split ({sizes[2]} examples with their "
+             "ground truth, disjoint from the training splits and from test, checked by content hash)"]
+    chosen = []
+    if config.eval_during_training:
+        chosen.append("the curves are validation curves")
+    if training.get("load_best_model_at_end") or config.early_stopping_patience or any(
+            c.get("load_best_model_at_end") for spec in config.losses for c in [spec.knobs, *spec.candidates]):
+        chosen.append(f"each run's checkpoint is the one with the best validation {config.selection_metric}"
+                      + (f" (early stopping, patience {config.early_stopping_patience})"
+                         if config.early_stopping_patience else ""))
+    if config.training_candidates or any(spec.candidates for spec in config.losses):
+        seeds = list(config.selection_seeds or config.seeds)
+        chosen.append(f"rows with candidates run each on seed(s) {seeds} and keep the one with the best mean "
+                      f"validation {config.selection_metric} (the 'chosen on validation' column), which then runs "
+                      "on the other seeds")
+    text = parts[0] + (": " + "; ".join(chosen) if chosen else "") + ". "
+    return text + (f"The test split ({sizes[3] or 'all of ' + str(config.test_split)} examples) is read once per "
+                   "run, after training, for the test figures; nothing is chosen on it.")
+
+
+def _candidate_lines(summary: WeakSummary, metric: str) -> list[str]:
+    """For rows with several candidates: each candidate's mean validation figure on the selection seeds."""
+    lines = []
+    for row in [summary.ceiling, *summary.rows]:
+        if not row.candidates:
+            continue
+        shown = ", ".join(
+            (f"{label}: –" if math.isnan(value) else f"{label}: {100 * value:.1f} %" if metric == "accuracy"
+             else f"{label}: {value:.4f}") + (" (chosen)" if label == row.candidate else "")
+            for label, (value, _) in row.candidates.items())
+        lines.append(f"- {row.name}, mean validation {metric} of each candidate on the selection seeds: {shown}")
+    return lines + ([""] if lines else [])
 
 
 def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> str:
@@ -118,12 +198,14 @@ def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> st
                     if any(spec.needs_labels for spec in config.losses)
                     else "seen by the students only through weak labels")
     lines += [
-        f"Dataset `{config.dataset}`, split {sizes[0]} / {sizes[1]} / {sizes[2]}: the weak supervisor's ground truth "
-        f"/ the strong split ({strong_split}) / test. Strong model: {strong}. "
-        f"Seeds: {list(config.seeds)}. Accuracies on the test split in %, mean ± std over seeds; PGR = (student − "
-        "weak) / (ceiling − weak) with the mean ceiling; Δ ceiling = accuracy minus the ceiling's of the same seed "
-        "(same initialisation and data order), in points; agreement = student–weak agreement on the test split; "
-        "mean a = the confidence weight averaged over training.",
+        f"Dataset `{config.dataset}`, split {sizes[0]} / {sizes[1]} / {sizes[2]} / {sizes[3]}: the weak supervisor's "
+        f"ground truth / the strong split ({strong_split}) / validation / test. Strong model: {strong}. "
+        f"Seeds: {list(config.seeds)}. Accuracies in %, mean ± std over seeds; PGR = (student − "
+        "weak) / (ceiling − weak) on the test split, with the mean ceiling; Δ ceiling = test accuracy minus the "
+        "ceiling's of the same seed (same initialisation and data order), in points; agreement = student–weak "
+        "agreement on the test split; mean a = the confidence weight averaged over training.",
+        "",
+        f"**Selection.** {selection_text(config)}",
         "",
     ]
     for summary in summaries:
@@ -134,19 +216,23 @@ def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> st
             if summary.num_train_examples else ""
         lines += [f"## Weak supervisor `{summary.name}` ({summary.source}{n}): {100 * summary.weak_accuracy:.1f} %"
                   f"{basis}", ""]
-        lines += ["| run | test accuracy (%) | Δ ceiling, same seed | PGR | agreement with weak (%) | mean a | seeds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| run | chosen on validation | validation accuracy (%) | test accuracy (%) | Δ ceiling, same seed | "
+                  "PGR | agreement with weak (%) | mean a | seeds |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         weak_agree = "100.0" if summary.weak_basis == "test" else "–"
-        lines.append(f"| weak supervisor | {100 * summary.weak_accuracy:.1f} | – | 0 | {weak_agree} | – | 1 |")
+        lines.append(f"| weak supervisor | – | – | {100 * summary.weak_accuracy:.1f} | – | 0 | {weak_agree} | – | 1 |")
         for row in [summary.ceiling, *summary.rows]:
             if row is summary.ceiling:
                 pgr = "1" if row.accuracies else "–"
                 to_ceiling = "0" if row.accuracies else "–"
             else:
                 pgr, to_ceiling = _fmt(row.pgrs, 1.0, 2), _fmt(row.to_ceiling, 100, 1, signed=True)
-            lines.append(f"| {row.name} | {_fmt(row.accuracies, 100)} | {to_ceiling} | {pgr} | "
-                         f"{_fmt(row.agreements, 100)} | {_fmt(row.mean_a, 1.0, 3)} | {len(row.records)} |")
+            chosen = row.candidate if row.candidates else "–"
+            lines.append(f"| {row.name} | {chosen} | {_fmt(row.validation, 100)} | {_fmt(row.accuracies, 100)} | "
+                         f"{to_ceiling} | {pgr} | {_fmt(row.agreements, 100)} | {_fmt(row.mean_a, 1.0, 3)} | "
+                         f"{len(row.records)} |")
         lines.append("")
+        lines += _candidate_lines(summary, config.selection_metric)
     if len(summaries) > 1:
         lines += ["## PGR by loss and weak supervisor", "",
                   "| loss | " + " | ".join(f"{s.name} ({100 * s.weak_accuracy:.1f} %)" for s in summaries) + " |",
@@ -224,7 +310,8 @@ def _curve(records: list[dict], metric: str, eval_only: bool) -> tuple[list[floa
 
 
 def plot_curves(summaries: list[WeakSummary], path: Path) -> None:
-    panels = [("loss", False, "training loss"), ("eval_accuracy", True, "test accuracy"), ("a", False, "mean a")]
+    panels = [("loss", False, "training loss"), ("eval_accuracy", True, "validation accuracy"),
+              ("a", False, "mean a")]
     fig = _figure(13.0, 3.4 * len(summaries))
     axes = fig.subplots(len(summaries), len(panels), squeeze=False)
     for row_axes, s in zip(axes, summaries):

@@ -20,7 +20,7 @@ from ..calibration import fit_temperature
 from ..data.loading import column_array, load_image_dataset
 from ..data.multi_weak import default_columns, merge_weak_label_datasets
 from ..data.noise import add_noisy_labels, corrupt_labels
-from ..data.splits import canonical_columns, random_subset, shots_per_class
+from ..data.splits import canonical_columns, check_disjoint, random_subset, shots_per_class
 from ..data.weak_labels import label_dataset, weak_logits_array
 from ..labels import label_permutation, names_of
 from ..metrics import accuracy
@@ -39,6 +39,8 @@ class Supervision:
     train_dataset: Dataset  # the strong split with weak_logits / weak_label / weak_confidence
     record: dict  # the result line of the supervisor (accuracy, test predictions)
     run_knobs: dict = dataclasses.field(default_factory=dict)  # WeakToStrongConfig knobs of its students
+    weak_model: object = None  # online supervision: the weak model run on every training batch
+    weak_processor: object = None
 
 
 class Supervisors:
@@ -83,6 +85,10 @@ class Supervisors:
         sup_acc = float("nan")
         if "label" in train.column_names:
             sup_acc = accuracy(column_array(train, "weak_label"), column_array(train, "label"))
+        online = {}
+        if w.online:  # its labels of the clean strong split are measured above, but never trained on
+            train = splits["strong_train"]
+            online = {"weak_model": model, "weak_processor": processor}
         record = {
             "key": key, "kind": "weak", "weak": w.name, "source": w.source,
             "test_accuracy": None if test_pred is None else accuracy(test_pred, column_array(splits["test"], "label")),
@@ -91,7 +97,17 @@ class Supervisors:
             "num_train_examples": n_train,
             **self._calibration(w, model, processor, train),
         }
-        return Supervision(w.name, key, train, record)
+        return Supervision(w.name, key, train, record, **online)
+
+    @staticmethod
+    def online_weak(sup: Supervision | None, student_processor):
+        """``(weak model, its processor or None)`` for an online supervisor, else ``None``. The processor is passed
+        only when it differs from the student's: then the weak model sees its own view of the clean image (mixed
+        like the student's, not augmented); otherwise it sees exactly the student's augmented, mixed batch."""
+        if sup is None or sup.weak_model is None:
+            return None
+        same = sup.weak_processor.to_json_string() == student_processor.to_json_string()
+        return sup.weak_model, None if same else sup.weak_processor
 
     def calibration_split(self, w: WeakSupervisorConfig) -> tuple[Dataset, Dataset]:
         """``(held out, rest)`` of the supervisor's ground-truth split: ``calibration_size`` seeded examples."""
@@ -112,7 +128,7 @@ class Supervisors:
             train = random_subset(train, w.train_size, w.seed, strict=True)
         if w.label_noise_rate > 0:
             labels = corrupt_labels(column_array(train, "label"), len(self.names), w.label_noise_rate,
-                                    w.label_noise_kind, w.seed)
+                                    w.label_noise_kind, w.seed, transition=w.label_noise_transition)
             feature = train.features["label"]
             train = train.remove_columns("label").add_column("label", labels.tolist(), feature=feature)
         return train
@@ -171,7 +187,7 @@ class Supervisors:
         n = len(self.names)
         confidence = 1.0 / (1.0 + (n - 1) * float(np.exp(-w.supervision_logit)))
         return add_noisy_labels(ds, w.label_noise_rate, w.label_noise_kind, w.seed, num_classes=n,
-                                confidence=confidence)
+                                confidence=confidence, transition=w.label_noise_transition)
 
     def _given_weak_labels(self, w: WeakSupervisorConfig) -> Dataset:
         c = self.exp.config
@@ -189,6 +205,9 @@ class Supervisors:
                               target="experiment dataset")
         keep = [col for col in (c.image_column, label_col, "weak_logits") if col]
         ds = canonical_columns(ds.select_columns(keep), image_column=c.image_column, label_column=label_col)
+        splits = self.exp.splits()  # a dataset made elsewhere: it must not hold a validation or test image
+        check_disjoint({"weak_labels": ds, "validation": splits["validation"], "test": splits["test"]}, "image",
+                       where=f"weak supervisor {w.name!r} (weak_labels {w.weak_labels})")
         if "weak_label" not in ds.column_names:
             ds = ds.add_column("weak_label", weak_logits_array(ds).argmax(-1).tolist())
         return ds

@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
               f" + {len(c.seeds) if c.ceiling else 0} ceiling run(s): "
               f"{len(experiment.planned_keys())} results in {c.output_dir}")
         for spec in c.losses:
-            print(f"  {spec.label}: {spec.name} {spec.knobs}")
+            chosen = experiment.candidates(spec)
+            among = f", chosen on validation among {[x['label'] for x in chosen]}" if len(chosen) > 1 else ""
+            print(f"  {spec.label}: {spec.name} {spec.knobs}{among}")
         return 0
     if not script_args.report_only:
         experiment.run()

@@ -21,14 +21,15 @@ def auxiliary_args(args, output_dir: str, **overrides):
 
 
 def fit(model, args, train_dataset, *, eval_dataset=None, processor=None, collator=None, weak_model=None,
-        weak_processor=None, compute_metrics=None, calibration_dataset=None, quiet: bool = False):
+        weak_processor=None, compute_metrics=None, calibration_dataset=None, quiet: bool = False, callbacks=None):
     """Train ``model`` with a :class:`~hf_w2s.WeakToStrongTrainer` built from these parts; returns the trainer.
 
-    ``quiet`` drops the printed log dicts (they stay in ``trainer.state.log_history`` and go to ``report_to``)."""
+    ``quiet`` drops the printed log dicts (they stay in ``trainer.state.log_history`` and go to ``report_to``);
+    ``callbacks``: further ``TrainerCallback``s (e.g. early stopping)."""
     trainer = WeakToStrongTrainer(
         model=model, args=args, data_collator=collator, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=processor, weak_model=weak_model, weak_processing_class=weak_processor,
-        compute_metrics=compute_metrics, calibration_dataset=calibration_dataset,
+        compute_metrics=compute_metrics, calibration_dataset=calibration_dataset, callbacks=callbacks,
     )
     if quiet:
         from transformers.trainer_callback import PrinterCallback
