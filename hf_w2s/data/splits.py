@@ -97,8 +97,10 @@ def example_hashes(dataset, column: str = "image") -> list[str]:
     if column not in dataset.column_names:
         raise ValueError(f"cannot check the splits' disjointness: no column {column!r}; columns: "
                          f"{dataset.column_names}")
-    values = dataset.with_format("arrow")[column].to_pylist()
-    return [hashlib.sha1(_content(v)).hexdigest() for v in values]
+    hashes = []
+    for batch in dataset.select_columns([column]).with_format("arrow").iter(batch_size=1000):  # bounded memory
+        hashes += [hashlib.sha1(_content(v)).hexdigest() for v in batch.column(column).to_pylist()]
+    return hashes
 
 
 def check_disjoint(splits: Mapping, column: str = "image", where: str = "the splits") -> None:

@@ -156,7 +156,11 @@ class WeakSupervisorConfig:
                   "(see hf-w2s label); it replaces the strong split. With `model` also set, that model gives the "
                   "weak test accuracy."},
     )
-    weak_labels_split: str = field(default="train", metadata={"help": "Split of a Hub weak-label dataset."})
+    weak_labels_split: str | None = field(
+        default=None,
+        metadata={"help": "Split of a weak-label dataset that has splits (default: its 'train' split, or the only "
+                  "one; a single-Dataset directory is taken whole)."},
+    )
     arch: str = field(
         default="linear",
         metadata={"help": "source=train: architecture from hf_w2s.models.build_model (linear, resnet, vit, "

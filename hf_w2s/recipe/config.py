@@ -58,9 +58,28 @@ class RecipeArguments:
     )
     split_sizes: list[int] = field(
         default_factory=lambda: [500, 3000, 1500],
-        metadata={"help": "Packaged data only: sizes of the weak_train, strong_train and test splits."},
+        metadata={"help": "A single pool (packaged data, a single-Dataset directory) only: sizes of the weak_train, "
+                  "strong_train and test splits, or four sizes with a validation split before test (weak_train, "
+                  "strong_train, validation, test)."},
     )
     split_seed: int = field(default=0, metadata={"help": "Seed of the packaged splits and of sub-sampling."})
+    dataset_validation_split: str | None = field(
+        default=None,
+        metadata={"help": "Split evaluated during training (eval_strategy) and on which load_best_model_at_end / "
+                  "metric_for_best_model choose the checkpoint, e.g. 'validation'. Never the test split: the test "
+                  "split is read once, after training, for the reported figures."},
+    )
+    validation_size: float = field(
+        default=0.0,
+        metadata={"help": "Carve a validation split out of the training split instead: this many seeded examples "
+                  "(or this fraction, when < 1), removed from training. 0 = none."},
+    )
+    check_disjoint: bool = field(
+        default=True,
+        metadata={"help": "Check by content hash (the image bytes) that the training, weak-training, validation "
+                  "and test splits share no example, and refuse otherwise. Reading every image takes a while on "
+                  "ImageNet-sized data; turn it off only for splits known to be disjoint."},
+    )
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Train on a seeded random subset of this many examples."})
     max_eval_samples: int | None = field(
@@ -197,10 +216,6 @@ class RecipeArguments:
             value = getattr(self, name)
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}.")
-            if value > 0 and (training_args.w2s_loss == "ground_truth" or training_args.gt_loss_weight > 0):
-                raise ValueError(f"{name.split('_')[0]} mixes images and weak supervision but not true labels: it "
-                                 "cannot be used with w2s_loss=ground_truth or gt_loss_weight > 0. "
-                                 f"Set {name} 0.")
         if not 0.0 <= self.random_erasing <= 1.0:
             raise ValueError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing}.")
         if self.random_erasing > 0 and not self.augment:
@@ -214,9 +229,38 @@ class RecipeArguments:
             raise ValueError(f"lora_r must be >= 0, got {self.lora_r}.")
         if self.lora_r == 0 and (self.lora_alpha is not None or self.lora_target_modules):
             raise ValueError("lora_alpha / lora_target_modules are set but lora_r is 0: set lora_r > 0.")
-        if len(self.split_sizes) != 3:
-            raise ValueError(f"split_sizes needs 3 sizes (weak_train, strong_train, test), got {self.split_sizes}.")
+        if len(self.split_sizes) not in (3, 4):
+            raise ValueError(f"split_sizes needs 3 sizes (weak_train, strong_train, test) or 4 (weak_train, "
+                             f"strong_train, validation, test), got {self.split_sizes}.")
+        self.validate_selection(training_args)
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}.")
+
+    def validate_selection(self, training_args: WeakToStrongConfig) -> None:
+        """Evaluation during training and checkpoint selection read a validation split, never the test split."""
+        if self.validation_size < 0:
+            raise ValueError(f"validation_size must be >= 0, got {self.validation_size}.")
+        if self.validation_size and self.dataset_validation_split:
+            raise ValueError("give one validation split: dataset_validation_split or validation_size, not both.")
+        if self.dataset_validation_split and self.dataset_validation_split == self.dataset_test_split:
+            raise ValueError(f"dataset_validation_split and dataset_test_split are both "
+                             f"{self.dataset_test_split!r}: choosing on the split that is reported measures the "
+                             "choice, not the model. Use a validation split (or validation_size).")
+        metric = str(training_args.metric_for_best_model or "")
+        if metric.startswith("test") or metric.startswith("eval_test"):
+            raise ValueError(f"metric_for_best_model={metric!r} would choose the checkpoint on the test split; it is "
+                             "chosen on the validation split (eval_accuracy / eval_loss).")
+        evaluates = str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
+        if (evaluates or training_args.load_best_model_at_end) and not self.has_validation:
+            raise ValueError(
+                "eval_strategy / load_best_model_at_end evaluate during training and choose on what they evaluate, "
+                "so they need a validation split: set dataset_validation_split (e.g. validation, or four "
+                "split_sizes for packaged data) or validation_size (carved from the training split). The test split "
+                "is never evaluated during training. Or set eval_strategy no."
+            )
+
+    @property
+    def has_validation(self) -> bool:
+        return bool(self.dataset_validation_split or self.validation_size)

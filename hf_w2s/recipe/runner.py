@@ -53,6 +53,7 @@ class StudentRecipe:
         self.prepare_push()
         set_seed(self.args.seed)
         self.load_data()
+        self.prepare_validation()
         self.load_models()
         self.fit_weak_supervisor()
         self.add_supervision()
@@ -92,8 +93,49 @@ class StudentRecipe:
         sa = self.sa
         data = open_dataset(name, config_name=sa.dataset_config, data_dir=sa.dataset_dir)
         if name.startswith(PACKAGED_PREFIX) or not hasattr(data, "keys"):  # a single pool: carve the splits
-            data = w2s_splits(data, tuple(sa.split_sizes), seed=sa.split_seed)
+            names = ("weak_train", "strong_train", "test") if len(sa.split_sizes) == 3 else (
+                "weak_train", "strong_train", "validation", "test")
+            data = w2s_splits(data, tuple(sa.split_sizes), seed=sa.split_seed, names=names)
         return data
+
+    def prepare_validation(self) -> None:
+        """The validation split (evaluated during training, where checkpoints are chosen): a named split, or
+        ``validation_size`` seeded examples carved out of the training split; then the check that training,
+        weak-training, validation and test splits share no example."""
+        sa = self.sa
+        self.validation_ds = None
+        if sa.validation_size:
+            n = int(round(sa.validation_size * len(self.train_ds))) if sa.validation_size < 1 else int(
+                sa.validation_size)
+            if not 0 < n < len(self.train_ds):
+                raise ValueError(f"validation_size {sa.validation_size} leaves no training or no validation example "
+                                 f"of the {len(self.train_ds)}-example training split.")
+            order = np.random.default_rng(sa.split_seed).permutation(len(self.train_ds))
+            self.validation_ds = self.train_ds.select(np.sort(order[:n]))
+            self.train_ds = self.train_ds.select(np.sort(order[n:]))
+            where = f"{n} examples carved from {sa.dataset_train_split}"
+        elif sa.dataset_validation_split:
+            data = self._open(sa.dataset_name or sa.weak_labels_dataset)
+            self.validation_ds = canonical_columns(
+                select_split(data, sa.dataset_validation_split, "dataset_validation_split"),
+                label_column=sa.label_column, where="the validation split")
+            where = f"split {sa.dataset_validation_split}"
+        if self.validation_ds is not None:
+            if "label" not in self.validation_ds.column_names:
+                raise ValueError(f"the validation split ({where}) has no label column {sa.label_column!r}: choosing "
+                                 "on it needs ground truth.")
+            self.results["validation"] = {"split": where, "examples": len(self.validation_ds)}
+        if sa.check_disjoint:
+            from ..data.splits import check_disjoint
+
+            held_out = {"validation": self.validation_ds, "test": self.eval_ds}
+            check_disjoint({"training": self.train_ds, **held_out}, self.args.image_column, where="hf-w2s train")
+            if self.weak_train_ds is not None:
+                # the weak model may share the student's training images (distillation: the same split) but never
+                # a held-out one; a weak split of another name is meant to be disjoint from the student's
+                shared = sa.weak_train_split == sa.dataset_train_split and not sa.weak_labels_dataset
+                check_disjoint({"weak_train": self.weak_train_ds, **({} if shared else {"training": self.train_ds}),
+                                **held_out}, self.args.image_column, where="hf-w2s train")
 
     def load_data(self) -> None:
         sa, args = self.sa, self.args
@@ -245,8 +287,11 @@ class StudentRecipe:
         if not self.args.run_name or self.args.run_name == self.output_dir:
             self.args.run_name = f"student-{self.args.w2s_loss}-seed{self.args.seed}"
         collator = self.collator(self.processor, weak_proc, self.sa.mixup_alpha, cutmix_alpha=self.sa.cutmix_alpha)
+        # evaluation during training (and the best checkpoint) on the validation split; the test split is read
+        # once, below, after training
         self.trainer = self._fit(student, self.args, self.train_ds, self.processor, collator,
-                                 eval_dataset=self.eval_ds, weak_model=self.online_weak, weak_processor=weak_proc)
+                                 eval_dataset=self.validation_ds, weak_model=self.online_weak,
+                                 weak_processor=weak_proc)
         self.student_logits, metrics = predict(self.trainer, self.eval_ds, prefix="eval")
         self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self.results["metrics"] = self.metrics
