@@ -141,7 +141,8 @@ class W2SLossOutput:
 @dataclass(frozen=True)
 class LossInfo:
     """A registered loss: the function, the :class:`LossKnobs` fields it reads, whether it needs true labels and
-    whether it uses weak supervision, and a one-line description (model cards). Calling it calls the function."""
+    whether it uses weak supervision, a one-line description (model cards), and ``num_classes`` when it is defined
+    for one number of classes only (OpenAI's binary ``aux_conf``: 2). Calling it calls the function."""
 
     name: str
     fn: Callable[..., W2SLossOutput]
@@ -149,16 +150,24 @@ class LossInfo:
     needs_labels: bool = False
     uses_weak: bool = True
     description: str = ""
+    num_classes: int | None = None
 
     def __call__(self, *args, **kwargs) -> W2SLossOutput:
         return self.fn(*args, **kwargs)
+
+    def check_classes(self, num_classes: int) -> None:
+        """A ``ValueError`` before any compute when the loss is not defined for ``num_classes`` classes."""
+        if self.num_classes is not None and num_classes != self.num_classes:
+            alternative = {"aux_conf": " Use 'aux_conf_multiclass' for more than two."}.get(self.name, "")
+            raise ValueError(f"loss {self.name!r} is defined for {self.num_classes} classes only; this label set has "
+                             f"{num_classes}.{alternative}")
 
 
 LOSSES: dict[str, LossInfo] = {}
 
 
 def register_loss(name: str, *, knobs: tuple[str, ...] = (), needs_labels: bool = False, uses_weak: bool = True,
-                  description: str = ""):
+                  description: str = "", num_classes: int | None = None):
     """Register ``fn(student_logits, weak_logits, labels=None, progress=1.0, **knobs)`` under ``name`` (the public
     name used by configs and the CLI). ``knobs`` are the :class:`LossKnobs` fields it reads."""
     unknown = sorted(set(knobs) - KNOB_NAMES)
@@ -169,7 +178,7 @@ def register_loss(name: str, *, knobs: tuple[str, ...] = (), needs_labels: bool 
         if name in LOSSES:
             raise ValueError(f"A loss named {name!r} is already registered.")
         doc = description or (fn.__doc__ or "").strip().split("\n")[0]
-        LOSSES[name] = LossInfo(name, fn, tuple(knobs), needs_labels, uses_weak, doc)
+        LOSSES[name] = LossInfo(name, fn, tuple(knobs), needs_labels, uses_weak, doc, num_classes)
         return fn
 
     return deco
@@ -371,7 +380,7 @@ def _aux_conf(student_logits, weak_logits, progress, a_max, aux_warmup, harden) 
     return W2SLossOutput(loss, {"ce_weak_soft": ce_weak.detach(), "ce_self": ce_hard.detach(), "a": a_t})
 
 
-@register_loss("aux_conf", knobs=("a_max", "aux_warmup"),
+@register_loss("aux_conf", knobs=("a_max", "aux_warmup"), num_classes=2,
                description="OpenAI's auxiliary confidence loss (Burns et al. 2023, logconf_loss_fn), two classes only: "
                "cross-entropy to the weak supervisor's soft labels mixed with cross-entropy to the student's "
                "predictions hardened at the batch quantile that matches the weak class balance.")

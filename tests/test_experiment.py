@@ -110,8 +110,9 @@ def test_config_from_yaml_with_overrides(tmp_path, bands_dataset):
 def test_default_losses_cover_the_registry_and_the_fixed_mix(tmp_path):
     config = ExperimentConfig(output_dir=str(tmp_path))
     names = [(s.name, s.knobs) for s in config.losses]
-    for name in ("weak_hard", "weak_soft", "kd", "aug_conf", "aux_conf", "adapt_conf"):
+    for name in ("weak_hard", "weak_soft", "kd", "aug_conf", "aux_conf_multiclass", "product", "adapt_conf"):
         assert (name, {}) in names
+    assert ("aux_conf", {}) not in names  # OpenAI's binary loss: not in a default that must suit any label set
     assert ("aug_conf", {"a_max": 0.5, "a_ramp": 0.0}) in names
 
 

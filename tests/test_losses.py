@@ -293,3 +293,14 @@ def test_errors_name_the_problem():
         compute_w2s_loss("kd", t(S), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="needs weak supervision"):
         compute_w2s_loss("adapt_conf", t(S), None)
+
+
+def test_a_binary_only_loss_is_refused_before_training_for_more_classes(tmp_path):
+    from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
+    from hf_w2s.modeling import build_model
+
+    args = WeakToStrongConfig(output_dir=str(tmp_path), w2s_loss="aux_conf", report_to="none", use_cpu=True)
+    with pytest.raises(ValueError, match="defined for 2 classes only; this label set has 3.*aux_conf_multiclass"):
+        WeakToStrongTrainer(model=build_model("linear", ["a", "b", "c"], width=4), args=args)
+    two = build_model("linear", ["a", "b"], width=4)
+    assert WeakToStrongTrainer(model=two, args=args, weak_model=two).args.w2s_loss == "aux_conf"

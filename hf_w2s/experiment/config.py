@@ -33,8 +33,9 @@ CANDIDATE_KEYS = frozenset({"label", "augmentation"})
 
 
 def weak_losses() -> list[str]:
-    """Every registered loss that learns from weak supervision (``ground_truth`` is the ceiling, run anyway)."""
-    return [name for name, info in LOSSES.items() if not info.needs_labels]
+    """Every registered loss that learns from weak supervision and applies to any number of classes (``ground_truth``
+    is the ceiling, run anyway; OpenAI's binary ``aux_conf`` is left out, ``aux_conf_multiclass`` is in)."""
+    return [name for name, info in LOSSES.items() if not info.needs_labels and info.num_classes is None]
 
 
 def default_losses() -> list:

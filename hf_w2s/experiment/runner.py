@@ -26,6 +26,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from ..data.loading import column_array, load_image_dataset
 from ..data.splits import canonical_columns, check_disjoint, random_subset, w2s_splits
+from ..losses import LOSSES
 from ..metrics import accuracy
 from ..modeling import build_model, load_image_classifier, load_image_processor, tiny_image_processor
 from ..security import redact_obj
@@ -392,6 +393,8 @@ class Experiment:
         candidates on the selection seeds, then the chosen one on the other seeds)."""
         self._claim_output_dir()
         self.splits()  # the disjointness check, before any training
+        for spec in self.config.losses:  # e.g. OpenAI's binary aux_conf on ten classes: refused before training
+            LOSSES[spec.name].check_classes(len(self.label_names))
         done = self.store.load()
         progress = _Progress(self.log, len(self.planned_keys()))
         for w in self.config.weak_supervisors:

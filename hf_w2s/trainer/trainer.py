@@ -156,10 +156,11 @@ class WeakToStrongTrainer(Trainer):
     def _check_supervision(model, args, train_dataset, weak_model) -> None:
         if args.weak_logits_columns and weak_model is not None:
             raise ValueError("several weak supervisors come from cached weak_logits_columns, not an online weak_model")
+        info = LOSSES[args.w2s_loss]
+        info.check_classes(model.config.num_labels)  # e.g. OpenAI's binary aux_conf on ten classes
         columns = getattr(train_dataset, "column_names", None)
         if columns is None:
             return
-        info = LOSSES[args.w2s_loss]
         if info.needs_labels or args.gt_loss_weight > 0:
             if not any(c in columns for c in ("label", "labels", "label_ids")):
                 raise ValueError(
