@@ -7,6 +7,8 @@
   DDP/FSDP wrapper, no gradients), replicated on every device, and sharded under DeepSpeed ZeRO-3 the way TRL
   prepares its teacher models (:func:`weak_model_deepspeed_config` builds that config; a pure function).
 * :func:`gather_weighted_means` — exact cross-process means of per-batch metrics (weighted by batch size).
+* :func:`enable_fsdp_on_cpu` and :func:`fsdp2_vision_input_embeddings` — sharded training (FSDP2) of a vision
+  student, also with CPU processes (gloo): the two places where accelerate 1.15 does not get there on its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ __all__ = [
     "gather_weighted_means",
     "weak_model_deepspeed_config",
     "prepare_weak_model",
+    "enable_fsdp_on_cpu",
+    "fsdp2_vision_input_embeddings",
 ]
 
 
@@ -246,3 +250,79 @@ def prepare_weak_model(weak_model: torch.nn.Module, accelerator) -> torch.nn.Mod
         engine.eval()
         return engine
     return accelerator.prepare_model(weak_model, device_placement=True, evaluation_mode=True)
+
+
+# -- sharded training (FSDP2) ---------------------------------------------------------------------------------------
+
+
+def enable_fsdp_on_cpu(accelerator, fsdp_plugin_args: dict | None) -> bool:
+    """Turn on the FSDP that was asked for with several CPU processes, where Accelerate dropped it.
+
+    FSDP is asked for by ``TrainingArguments(fsdp=True, fsdp_config=...)`` (``fsdp_plugin_args``: the Trainer's
+    ``args.fsdp_plugin_args``) or by ``accelerate launch`` with an FSDP config file (``ACCELERATE_USE_FSDP=true`` and
+    ``FSDP_*`` in the environment). accelerate 1.15's ``AcceleratorState`` honours either only for the accelerator
+    types (MULTI_GPU, MULTI_XPU, ...): with several CPU processes it keeps MULTI_CPU without a word and the model is
+    wrapped in DDP. FSDP2 (``torch.distributed.fsdp.fully_shard``) itself works on CPU with gloo, so this sets the
+    state as Accelerate does for GPUs: ``distributed_type = FSDP``, the plugin (with the run's mixed precision) and
+    the same ``distributed_type`` in ``PartialState``'s shared state (which every new ``AcceleratorState`` re-reads).
+    Returns whether it changed anything; one process, a plugin already in place or no FSDP asked: nothing.
+    """
+    import os
+
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = accelerator.state
+    from_launcher = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if not (fsdp_plugin_args or from_launcher) or getattr(state, "fsdp_plugin", None) is not None:
+        return False
+    if state.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    plugin = FullyShardedDataParallelPlugin(**(fsdp_plugin_args or {}))  # no arguments: the FSDP_* variables
+    if state.mixed_precision != "no":
+        plugin.set_mixed_precision(state.mixed_precision)
+    state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = plugin
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    return True
+
+
+def _no_input_embeddings():
+    return None
+
+
+def fsdp2_vision_input_embeddings(model: torch.nn.Module, fsdp_plugin) -> str | None:
+    """Let Accelerate's FSDP2 preparation shard a vision model: skip its input-embedding unit where it cannot work.
+
+    accelerate 1.15's ``fsdp2_prepare_model`` wraps the auto-wrap units (by default the model's
+    ``_no_split_modules``), then calls ``fully_shard(model.get_input_embeddings())`` on its own. Two vision cases
+    break there:
+
+    * ResNet, ConvNeXt, ...: ``get_input_embeddings()`` raises ``NotImplementedError`` (no embedding layer);
+    * ViT: the patch embedding lies inside ``ViTEmbeddings``, itself a wrap unit, so its parameters are DTensors
+      already and the second ``fully_shard`` fails (``TypeError: Invariant encountered: value was None``).
+
+    In those cases this model *instance* gets a ``get_input_embeddings`` that returns ``None`` (Accelerate's own "no
+    input embeddings"): the parameters are sharded with their wrap unit or the root. The class and what
+    ``save_pretrained`` writes are unchanged. Returns the reason, or ``None`` when the model is left alone.
+    """
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    try:
+        embed = model.get_input_embeddings()
+    except NotImplementedError:
+        reason = f"{type(model).__name__} has no input embeddings (get_input_embeddings raises NotImplementedError)"
+    else:
+        if embed is None:
+            return None
+        fsdp_plugin.set_auto_wrap_policy(model)  # idempotent; Accelerate calls it again when it prepares the model
+        policy = fsdp2_prepare_auto_wrap_policy(fsdp_plugin, model)
+        path = {id(m): n for n, m in model.named_modules()}.get(id(embed), "")
+        parents = [model.get_submodule(path.rsplit(".", i)[0]) for i in range(1, path.count(".") + 1)]
+        wrapped = [p for p in parents if policy is not None and policy(p)]
+        if not wrapped:
+            return None
+        reason = (f"its input embeddings {path!r} lie inside the FSDP unit {type(wrapped[0]).__name__}, which "
+                  "shards them already")
+    model.get_input_embeddings = _no_input_embeddings
+    return reason

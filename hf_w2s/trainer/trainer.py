@@ -16,7 +16,12 @@ from transformers.utils import logging
 from ..calibration import StudentCalibrationCallback
 from ..data.loading import open_dataset, select_split
 from ..data.weak_labels import align_to_model
-from ..distributed import gather_weighted_means, prepare_weak_model
+from ..distributed import (
+    enable_fsdp_on_cpu,
+    fsdp2_vision_input_embeddings,
+    gather_weighted_means,
+    prepare_weak_model,
+)
 from ..labels import label_names, label_permutation, reorder_logits
 from ..losses import LOSSES, compute_w2s_loss, knobs_of
 from ..metrics import compute_accuracy
@@ -114,6 +119,7 @@ class WeakToStrongTrainer(Trainer):
         # the chosen loss's knobs, read once (conf_select's calibration callback updates its student temperature)
         self.loss_knobs = knobs_of(args.w2s_loss, args)
         self._setup_beyond_the_paper(model, args, calibration_dataset)
+        self._setup_fsdp2()
 
     def _setup_weak_model(self, weak_model, model) -> None:
         """The online weak model: matched to the student by label names, placed for inference only (never wrapped
@@ -149,6 +155,54 @@ class WeakToStrongTrainer(Trainer):
                     batch_size=args.per_device_eval_batch_size,
                 )
                 self.add_callback(self.calibration_callback)
+
+    # -- sharded training (FSDP), see hf_w2s.distributed and docs/many_gpus.md -----------------------------------
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        # several CPU processes: accelerate 1.15 drops the FSDP plugin and wraps the student in DDP without a word
+        if enable_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
+            self.is_fsdp_enabled = True
+
+    def _fsdp_plugin(self, version: int | None = None):
+        """Accelerate's FSDP plugin when the student is sharded (of that FSDP ``version`` if given), else None."""
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+        if plugin is None or (version is not None and getattr(plugin, "fsdp_version", 1) != version):
+            return None
+        return plugin
+
+    def _setup_fsdp2(self) -> None:
+        """FSDP2: refuse what it cannot train; let Accelerate shard a vision student (its input-embedding carve-out
+        fails on them). The online weak model stays replicated (prepare_weak_model)."""
+        plugin = self._fsdp_plugin(version=2)
+        if plugin is None:
+            return
+        if self.weak_combiner is not None and self.weak_combiner.learnable:
+            # Accelerate's FSDP2 prepare swaps every optimizer parameter for its sharded twin and fails with a bare
+            # KeyError on the supervisor weights' group, which is not part of the model
+            raise ValueError(
+                "weak_combination='learned' is not supported with FSDP2 (fsdp=True): its supervisor weights are "
+                "trained outside the sharded model. Use weak_combination='mean' or 'accuracy', or train without "
+                "fsdp (data parallel)."
+            )
+        reason = fsdp2_vision_input_embeddings(self.model, plugin)
+        if reason:
+            logger.info(f"FSDP2: no separate unit for the student's input embeddings: {reason}")
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Transformers' ``save_model``; under FSDP with sharded checkpoints a user's call writes the full weights
+        (a plain ``from_pretrained`` checkpoint), where transformers would write no weights at all.
+        Checkpoints (``_internal_call``) stay sharded."""
+        plugin = self._fsdp_plugin()
+        if _internal_call or plugin is None or "FULL_STATE_DICT" in str(plugin.state_dict_type):
+            return super().save_model(output_dir, _internal_call)
+        saved = (plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config)
+        plugin.state_dict_config = plugin.optim_state_dict_config = None
+        plugin.set_state_dict_type("FULL_STATE_DICT")
+        try:
+            return super().save_model(output_dir, _internal_call)
+        finally:
+            plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config = saved
 
     # -- validation, before any compute -------------------------------------------------------------------------
 

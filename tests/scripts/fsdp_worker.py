@@ -1,0 +1,324 @@
+"""Sharded (FSDP2) training of the student on CPU, for tests/test_fsdp.py.
+
+Run as ``accelerate launch --config_file examples/accelerate/fsdp_cpu.yaml tests/scripts/fsdp_worker.py OUT PHASE``
+or ``torchrun --standalone --nproc_per_node 2 tests/scripts/fsdp_worker.py OUT PHASE`` (2 processes, gloo; set
+``OMP_NUM_THREADS=1``). PHASE:
+
+* ``train``: with ``TrainingArguments(fsdp=True, fsdp_config=FSDP_CONFIG, use_cpu=True)`` and 2 processes × batch 4,
+  (a) ``STEPS`` optimizer steps with a cached ``weak_logits`` column, saving a sharded checkpoint every
+  ``SAVE_STEPS`` steps, then ``trainer.save_model()`` to ``OUT/saved`` and the trained model's logits on
+  :func:`probe_pixels`; (b) the same steps with an online weak model (``weak_model=``, replicated on every process);
+  (c) learned supervisor weights (refused); (d) run (a) with a ConvNeXt student.
+* ``resume``: a fresh trainer and student resume run (a) from its ``checkpoint-SAVE_STEPS`` to the end; under
+  ``accelerate launch`` with an FSDP config FSDP comes from the launcher (no ``fsdp`` in the TrainingArguments).
+* ``all`` (what the tests launch, once): ``train`` with the launcher's FSDP variables hidden (FSDP from the
+  TrainingArguments alone), then ``resume`` with them (FSDP from the launcher).
+* ``deepspeed``: (b) under DeepSpeed ZeRO-3 instead of FSDP (needs ``pip install deepspeed``; use torchrun).
+* ``online-sharded``: (b) with the weak model sharded TRL-style (``fully_shard`` on its root, evaluation mode)
+  instead of replicated — an experiment, not used by the tests.
+
+The main process writes full (gathered) state dicts as safetensors and ``results-PHASE.json`` to OUT. The test
+imports the same builders and trains the single-process reference (1 process × batch 8, no FSDP) itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, Features, Image, List, Value
+from transformers import TrainerCallback
+
+NAMES = ["a", "b", "c", "d"]
+IMAGE_SIZE = 28
+N_TRAIN = 24
+PER_DEVICE_BATCH = 4  # × 2 processes = the reference's batch 8
+STEPS = 4  # 3 steps per epoch: the run crosses an epoch boundary (the sampler reshuffles)
+SAVE_STEPS = 2  # the checkpoint to resume from lies mid-epoch (the resumed run skips 2 batches)
+
+#: the sharded-training switches, as they would be given to TrainingArguments (or in a JSON file: --fsdp_config)
+FSDP_CONFIG = {
+    "version": 2,  # FSDP2 (torch.distributed.fsdp.fully_shard); the default of transformers 5
+    "reshard_after_forward": True,  # = full_shard
+    "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # units: the model's _no_split_modules (ViTEmbeddings, ViTLayer)
+    "state_dict_type": "SHARDED_STATE_DICT",  # checkpoints as torch.distributed.checkpoint shards, one per process
+}
+
+
+#: DeepSpeed ZeRO-3 as the Trainer takes it (TrainingArguments(deepspeed=...)); "auto" is filled from the arguments
+DEEPSPEED_ZERO3 = {
+    "train_micro_batch_size_per_gpu": "auto",
+    "train_batch_size": "auto",
+    "gradient_accumulation_steps": "auto",
+    "gradient_clipping": "auto",
+    "zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True},
+}
+
+
+def images(n: int, seed: int):
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(seed)
+    arrays = rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    return [PILImage.fromarray(a, mode="RGB") for a in arrays]
+
+
+def train_data(with_weak_logits: bool) -> Dataset:
+    rng = np.random.default_rng(1)
+    data = {"image": images(N_TRAIN, 0), "label": rng.integers(0, len(NAMES), N_TRAIN).tolist()}
+    features = {"image": Image(), "label": ClassLabel(names=NAMES)}
+    if with_weak_logits:
+        data["weak_logits"] = (3 * rng.standard_normal((N_TRAIN, len(NAMES)))).astype(np.float32).tolist()
+        features["weak_logits"] = List(Value("float32"), length=len(NAMES))
+    return Dataset.from_dict(data, features=Features(features))
+
+
+def student(arch: str = "vit"):
+    from hf_w2s.modeling import build_model
+
+    # ViT and ConvNeXt: layer norm, no batch norm, so 2 × 4 and 1 × 8 compute the same function of the weights
+    # (a ResNet's batch norm would normalise over 4 examples per process instead of 8)
+    return build_model(arch, NAMES, image_size=IMAGE_SIZE, num_channels=3, width=16, depth=2, seed=0)
+
+
+def weak_model():
+    from hf_w2s.modeling import build_model
+
+    # label names in another order: the trainer must reorder the online weak logits by name
+    return build_model("linear", NAMES[::-1], image_size=IMAGE_SIZE, num_channels=3, width=8, seed=1)
+
+
+def processor():
+    from hf_w2s.modeling import tiny_image_processor
+
+    return tiny_image_processor(IMAGE_SIZE, 3)
+
+
+def probe_pixels() -> torch.Tensor:
+    from hf_w2s.data.images import pixel_values_from_images
+
+    return pixel_values_from_images(images(5, 7), processor()).float()
+
+
+def config(output_dir: str, per_device_batch: int, fsdp: bool, **overrides):
+    from hf_w2s import WeakToStrongConfig
+
+    kwargs = dict(
+        output_dir=output_dir,
+        w2s_loss="adapt_conf",
+        gt_loss_weight=0.5,
+        per_device_train_batch_size=per_device_batch,
+        max_steps=STEPS,
+        # SGD with momentum: a resumed run needs the optimizer state; the update stays linear in the gradients, so
+        # float noise in gradients that are zero in exact arithmetic (the attention key bias) is not amplified the
+        # way Adam's normalised step would
+        optim="sgd",
+        optim_args="momentum=0.9",
+        learning_rate=0.2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    if fsdp:
+        kwargs.update(fsdp=True, fsdp_config=dict(FSDP_CONFIG))
+    kwargs.update(overrides)
+    return WeakToStrongConfig(**kwargs)
+
+
+def trainer(mode: str, per_device_batch: int, output_dir: str, fsdp: bool, arch: str = "vit", **overrides):
+    """``mode``: ``cached`` (a weak_logits column) or ``online`` (weak_model=)."""
+    from hf_w2s import WeakToStrongTrainer
+
+    # the models first: under DeepSpeed ZeRO-3, a model built after the TrainingArguments is partitioned at
+    # construction (deepspeed.zero.Init), which fails before the process group exists
+    model, weak = student(arch), (weak_model() if mode != "cached" else None)
+    return WeakToStrongTrainer(
+        model=model,
+        args=config(output_dir, per_device_batch, fsdp, **overrides),
+        train_dataset=train_data(with_weak_logits=mode == "cached"),
+        processing_class=processor(),
+        weak_model=weak,
+    )
+
+
+class StepCounter(TrainerCallback):
+    """The optimizer steps this process really ran (a resumed run's log history also holds the earlier ones)."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def full_state_dict(tr) -> dict:
+    """The trained weights, gathered to full tensors (a collective: every process calls it; the main one gets them)."""
+    state = tr.accelerator.get_state_dict(tr.model)
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def shard_weak_model_like_trl(tr) -> None:
+    """TRL's ``prepare_fsdp`` for FSDP2 teachers: ``fully_shard`` on the root with the plugin's settings, eval mode."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    plugin = tr.accelerator.state.fsdp_plugin
+    weak = tr.weak_model
+    fully_shard(weak, reshard_after_forward=plugin.reshard_after_forward, offload_policy=plugin.cpu_offload,
+                mp_policy=plugin.mixed_precision_policy or MixedPrecisionPolicy())
+    weak.eval()
+
+
+_LAUNCHER_FSDP_PREFIXES = ("ACCELERATE_USE_FSDP", "FSDP_")
+
+
+@contextmanager
+def launcher_fsdp_hidden():
+    """Hide ``accelerate launch``'s FSDP variables: FSDP must then come from the TrainingArguments alone."""
+    hidden = {k: v for k, v in os.environ.items() if k.startswith(_LAUNCHER_FSDP_PREFIXES)}
+    for k in hidden:
+        del os.environ[k]
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
+class Clock:
+    """Wall seconds per section of the launch (reported in the results, printed by the tests)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 2)
+        self._last = now
+
+
+def phase_train(out_dir: str, results: dict, weights: dict, clock: Clock):
+    """FSDP from ``TrainingArguments(fsdp=True, fsdp_config=...)``: cached and online runs, a ConvNeXt student,
+    ``save_model``, the refusal of learned supervisor weights."""
+    results["launcher_fsdp_vars_in_train"] = sorted(k for k in os.environ if k.startswith(_LAUNCHER_FSDP_PREFIXES))
+    tr = trainer("cached", PER_DEVICE_BATCH, os.path.join(out_dir, "run-cached"), fsdp=True,
+                 save_strategy="steps", save_steps=SAVE_STEPS)
+    tr.train()
+    results["fsdp_enabled"] = tr.is_fsdp_enabled
+    results["distributed_type"] = str(tr.accelerator.distributed_type)
+    results["world_size"] = tr.accelerator.num_processes
+    results["model_class"] = type(tr.model).__name__
+    # each process holds a shard: the local parameter pieces add up to the full model
+    local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in tr.model.parameters())
+    results["local_numel"] = tr.accelerator.gather(torch.tensor([local])).tolist()
+    results["cached"] = tr.state.log_history
+    weights["cached"] = full_state_dict(tr)
+    tr.save_model(os.path.join(out_dir, "saved"))
+    tr.model.eval()
+    with torch.no_grad():
+        weights["probe"] = {"logits": tr.model(pixel_values=probe_pixels()).logits.detach().contiguous()}
+    clock("cached")
+
+    tr = trainer("online", PER_DEVICE_BATCH, os.path.join(out_dir, "run-online"), fsdp=True)
+    results["weak_model_class"] = type(tr.weak_model).__name__
+    tr.train()
+    results["online"] = tr.state.log_history
+    weights["online"] = full_state_dict(tr)
+    clock("online")
+
+    # learned weights of several weak supervisors are refused under FSDP2 (a clear error, not a bare KeyError)
+    try:
+        trainer("cached", PER_DEVICE_BATCH, os.path.join(out_dir, "run-learned"), fsdp=True,
+                weak_logits_columns=["weak_logits"], weak_combination="learned")
+        results["learned_under_fsdp"] = "no error"
+    except ValueError as err:
+        results["learned_under_fsdp"] = str(err)
+
+    # a CNN student (ConvNeXt: no input embeddings, get_input_embeddings raises NotImplementedError)
+    tr = trainer("cached", PER_DEVICE_BATCH, os.path.join(out_dir, "run-convnext"), fsdp=True, arch="convnext")
+    tr.train()
+    results["convnext_class"] = type(tr.model).__name__
+    results["convnext"] = tr.state.log_history
+    weights["convnext"] = full_state_dict(tr)
+    clock("convnext")
+    return tr
+
+
+def phase_resume(out_dir: str, results: dict, weights: dict, clock: Clock):
+    """A fresh trainer and a freshly built student resume the cached run from its sharded mid-run checkpoint; FSDP
+    from ``accelerate launch``'s config when launched so, else from the TrainingArguments."""
+    launcher = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    results["fsdp_state_dict_type_from_launcher"] = os.environ.get("FSDP_STATE_DICT_TYPE")
+    results["fsdp_from"] = "accelerate launch" if launcher else "TrainingArguments"
+    tr = trainer("cached", PER_DEVICE_BATCH, os.path.join(out_dir, "run-cached"), fsdp=not launcher,
+                 save_strategy="steps", save_steps=SAVE_STEPS)
+    counter = StepCounter()
+    tr.add_callback(counter)
+    tr.train(resume_from_checkpoint=os.path.join(out_dir, "run-cached", f"checkpoint-{SAVE_STEPS}"))
+    results["resumed"] = tr.state.log_history
+    results["resume_model_class"] = type(tr.model).__name__
+    results["resumed_steps_run"] = counter.steps
+    weights["resumed"] = full_state_dict(tr)
+    clock("resume")
+    return tr
+
+
+def phase_deepspeed(out_dir: str, results: dict, weights: dict, clock: Clock):
+    """ZeRO-3 on CPU (deepspeed's CPU accelerator, gloo): the student and the online weak model both sharded."""
+    tr = trainer("online", PER_DEVICE_BATCH, os.path.join(out_dir, "run-deepspeed"), fsdp=False,
+                 deepspeed=DEEPSPEED_ZERO3)
+    results["deepspeed_enabled"] = tr.is_deepspeed_enabled
+    results["weak_model_class"] = type(tr.weak_model).__name__
+    tr.train()
+    results["deepspeed"] = tr.state.log_history
+    state = tr.accelerator.get_state_dict(tr.model_wrapped) or {}  # gathered on the main process only
+    weights["deepspeed"] = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    clock("deepspeed")
+    return tr
+
+
+def phase_online_sharded(out_dir: str, results: dict, weights: dict, clock: Clock):
+    """The online weak model sharded TRL-style instead of replicated (an experiment; no test uses it)."""
+    tr = trainer("online", PER_DEVICE_BATCH, os.path.join(out_dir, "run-online-sharded"), fsdp=True)
+    shard_weak_model_like_trl(tr)
+    results["weak_model_class"] = type(tr.weak_model).__name__
+    tr.train()
+    results["online-sharded"] = tr.state.log_history
+    weights["online-sharded"] = full_state_dict(tr)
+    clock("online-sharded")
+    return tr
+
+
+def main(out_dir: str, phase: str) -> None:
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(1)
+    clock = Clock()
+    results: dict = {}
+    weights: dict = {}
+    if phase == "all":  # one launch: train with FSDP from the TrainingArguments, then resume from the launcher's
+        with launcher_fsdp_hidden():
+            phase_train(out_dir, results, weights, clock)
+        tr = phase_resume(out_dir, results, weights, clock)
+    elif phase in ("train", "resume", "deepspeed", "online-sharded"):
+        tr = globals()[f"phase_{phase.replace('-', '_')}"](out_dir, results, weights, clock)
+    else:
+        raise SystemExit(f"unknown phase {phase!r}")
+    results["seconds"] = clock.seconds
+    if tr.accelerator.is_main_process:
+        for name, state in weights.items():
+            save_file(state, os.path.join(out_dir, f"{name}.safetensors"))
+        with open(os.path.join(out_dir, f"results-{phase}.json"), "w") as f:
+            json.dump(results, f)
+    tr.accelerator.wait_for_everyone()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
