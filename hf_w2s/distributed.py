@@ -7,8 +7,9 @@
   DDP/FSDP wrapper, no gradients), replicated on every device, and sharded under DeepSpeed ZeRO-3 the way TRL
   prepares its teacher models (:func:`weak_model_deepspeed_config` builds that config; a pure function).
 * :func:`gather_weighted_means` — exact cross-process means of per-batch metrics (weighted by batch size).
-* :func:`enable_fsdp_on_cpu` and :func:`fsdp2_vision_input_embeddings` — sharded training (FSDP2) of a vision
-  student, also with CPU processes (gloo): the two places where accelerate 1.15 does not get there on its own.
+* :func:`enable_fsdp_on_cpu`, :func:`own_fsdp_plugin`, :func:`adapt_model_to_fsdp2` — sharded training (FSDP2)
+  of vision models, also with CPU processes (gloo), where accelerate 1.15 does not get there on its own;
+  :func:`unshard_model` — a plain replica of an FSDP2-trained model for inference.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ __all__ = [
     "weak_model_deepspeed_config",
     "prepare_weak_model",
     "enable_fsdp_on_cpu",
-    "fsdp2_vision_input_embeddings",
+    "adapt_model_to_fsdp2",
+    "own_fsdp_plugin",
+    "unshard_model",
 ]
 
 
@@ -239,6 +242,7 @@ def prepare_weak_model(weak_model: torch.nn.Module, accelerator) -> torch.nn.Mod
       and device placement only. Under FSDP Accelerate would leave the model where it is, so placement is forced:
       the weak model is replicated on each device (it is the small one).
     """
+    weak_model = unshard_model(weak_model)  # e.g. a weak supervisor just fine-tuned with FSDP2: replicated here
     weak_model.eval()
     weak_model.requires_grad_(False)
     plugin = getattr(accelerator.state, "deepspeed_plugin", None)
@@ -287,42 +291,99 @@ def enable_fsdp_on_cpu(accelerator, fsdp_plugin_args: dict | None) -> bool:
     return True
 
 
+def own_fsdp_plugin(accelerator) -> bool:
+    """Give the trainer that owns ``accelerator`` its own copy of the process's FSDP plugin, as it was configured.
+
+    Accelerate keeps one state per process and fits its plugin to the first model it prepares (the wrap classes, the
+    wrap policy). A second trainer built without new ``TrainingArguments`` (a recipe's weak supervisor, then the
+    student on the same arguments) inherits that state and fails ("Could not find the transformer layer class
+    ConvNextStage in the model"). Each call swaps in a fresh shallow copy of the plugin as first configured (its
+    fitted attributes are reassigned, never mutated in place). Returns whether there was a plugin.
+    """
+    state = accelerator.state
+    plugin = getattr(state, "fsdp_plugin", None)
+    if plugin is None:
+        return False
+    pristine = getattr(plugin, "_hf_w2s_pristine", plugin)
+    own = copy.copy(pristine)
+    own._hf_w2s_pristine = pristine
+    state.fsdp_plugin = own
+    return True
+
+
+def unshard_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A plain copy, with the full weights on every process, of a model that FSDP2 sharded; others are returned as
+    they are.
+
+    A model trained with FSDP2 stays sharded (``fully_shard`` changes it in place): used for inference afterwards
+    (labelling, an online weak supervisor), every forward would be a collective, so processes that run different
+    numbers of batches would wait for each other forever. A collective itself: every process calls it.
+    """
+    if not torch.distributed.is_available():
+        return model
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+
+    if not any(isinstance(p, DTensor) for p in model.parameters()):
+        return model
+
+    plain_cls = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
+    config = getattr(model, "config", None)
+    if config is None:
+        raise TypeError(f"cannot rebuild the sharded {plain_cls.__name__}: only transformers models (with a config) "
+                        "are rebuilt from their FSDP2 shards")
+    state = {k: (v.full_tensor() if isinstance(v, DTensor) else v).detach().clone()
+             for k, v in model.state_dict().items()}
+    plain = plain_cls(config)
+    plain.load_state_dict(state, strict=True)
+    return plain.to(next(iter(state.values())).device).train(model.training)
+
+
 def _no_input_embeddings():
     return None
 
 
-def fsdp2_vision_input_embeddings(model: torch.nn.Module, fsdp_plugin) -> str | None:
-    """Let Accelerate's FSDP2 preparation shard a vision model: skip its input-embedding unit where it cannot work.
+def adapt_model_to_fsdp2(model: torch.nn.Module, fsdp_plugin) -> list[str]:
+    """Let Accelerate's FSDP2 preparation shard a vision model; returns what was changed and why (empty: nothing).
 
-    accelerate 1.15's ``fsdp2_prepare_model`` wraps the auto-wrap units (by default the model's
-    ``_no_split_modules``), then calls ``fully_shard(model.get_input_embeddings())`` on its own. Two vision cases
-    break there:
+    accelerate 1.15's ``fsdp2_prepare_model`` makes the model's ``_no_split_modules`` the wrap units (unless
+    ``transformer_layer_cls_to_wrap`` names others), then calls ``fully_shard(model.get_input_embeddings())`` on its
+    own. Three vision cases break there, each fixed on this model *instance* only (the class and what
+    ``save_pretrained`` writes stay unchanged):
 
+    * a model without one of its class's ``_no_split_modules`` (the linear weak supervisor, a ConvNeXt without
+      blocks: "Could not find the transformer layer class ConvNextLayer"): the list keeps the classes present;
     * ResNet, ConvNeXt, ...: ``get_input_embeddings()`` raises ``NotImplementedError`` (no embedding layer);
     * ViT: the patch embedding lies inside ``ViTEmbeddings``, itself a wrap unit, so its parameters are DTensors
       already and the second ``fully_shard`` fails (``TypeError: Invariant encountered: value was None``).
 
-    In those cases this model *instance* gets a ``get_input_embeddings`` that returns ``None`` (Accelerate's own "no
-    input embeddings"): the parameters are sharded with their wrap unit or the root. The class and what
-    ``save_pretrained`` writes are unchanged. Returns the reason, or ``None`` when the model is left alone.
+    In the last two cases ``get_input_embeddings`` returns ``None`` (Accelerate's own "no input embeddings"): the
+    parameters are sharded with their wrap unit or the root.
     """
     from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
 
+    changes = []
+    declared = getattr(model, "_no_split_modules", None) or []
+    present = {type(m).__name__ for m in model.modules()}
+    if fsdp_plugin.transformer_cls_names_to_wrap is None and any(c not in present for c in declared):
+        model._no_split_modules = [c for c in declared if c in present]
+        changes.append(f"wrap units {model._no_split_modules} (the model has no {sorted(set(declared) - present)})")
     try:
         embed = model.get_input_embeddings()
     except NotImplementedError:
-        reason = f"{type(model).__name__} has no input embeddings (get_input_embeddings raises NotImplementedError)"
-    else:
-        if embed is None:
-            return None
-        fsdp_plugin.set_auto_wrap_policy(model)  # idempotent; Accelerate calls it again when it prepares the model
-        policy = fsdp2_prepare_auto_wrap_policy(fsdp_plugin, model)
-        path = {id(m): n for n, m in model.named_modules()}.get(id(embed), "")
-        parents = [model.get_submodule(path.rsplit(".", i)[0]) for i in range(1, path.count(".") + 1)]
-        wrapped = [p for p in parents if policy is not None and policy(p)]
-        if not wrapped:
-            return None
-        reason = (f"its input embeddings {path!r} lie inside the FSDP unit {type(wrapped[0]).__name__}, which "
-                  "shards them already")
-    model.get_input_embeddings = _no_input_embeddings
-    return reason
+        changes.append(f"no input-embedding unit: {type(model).__name__} has none (get_input_embeddings raises "
+                       "NotImplementedError)")
+        model.get_input_embeddings = _no_input_embeddings
+        return changes
+    if embed is None:
+        return changes
+    fsdp_plugin.set_auto_wrap_policy(model)  # idempotent; Accelerate calls it again when it prepares the model
+    policy = fsdp2_prepare_auto_wrap_policy(fsdp_plugin, model)
+    path = {id(m): n for n, m in model.named_modules()}.get(id(embed), "")
+    parents = [model.get_submodule(path.rsplit(".", i)[0]) for i in range(1, path.count(".") + 1)]
+    wrapped = [p for p in parents if policy is not None and policy(p)]
+    if wrapped:
+        changes.append(f"no input-embedding unit: {path!r} lies inside the FSDP unit {type(wrapped[0]).__name__}, "
+                       "which shards it already")
+        model.get_input_embeddings = _no_input_embeddings
+    return changes

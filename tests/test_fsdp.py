@@ -25,7 +25,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import fsdp_worker  # noqa: E402
 
-from hf_w2s.distributed import enable_fsdp_on_cpu, fsdp2_vision_input_embeddings  # noqa: E402
+from hf_w2s.distributed import adapt_model_to_fsdp2, enable_fsdp_on_cpu, own_fsdp_plugin  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE_FSDP_CPU = REPO / "examples" / "accelerate" / "fsdp_cpu.yaml"
@@ -93,6 +93,9 @@ def test_fsdp_is_really_on_and_shards_the_student(fsdp_runs):
     assert results["learned_under_fsdp"].startswith("weak_combination='learned' is not supported with FSDP2")
     # the online weak model stays a plain replicated model (inference only, never wrapped)
     assert results["weak_model_class"] == "ConvNextForImageClassification"
+    # unshard_model: a plain replica of the trained student, with the sharded model's outputs
+    assert results["unsharded_class"] == "ViTForImageClassification"
+    assert results["unsharded_probe_max_diff"] < 1e-6
 
 
 @pytest.mark.parametrize("run, mode, arch", [("cached", "cached", "vit"), ("online", "online", "vit"),
@@ -127,6 +130,7 @@ def test_resuming_a_sharded_checkpoint_ends_at_the_uninterrupted_weights(fsdp_ru
     # steps, and they match the uninterrupted run's
     assert results["fsdp_from"] == "accelerate launch"
     assert results["resume_model_class"] == "FSDPViTForImageClassification"
+    assert results["resume_state_dict_type"] == "StateDictType.SHARDED_STATE_DICT"  # the launcher's setting
     assert results["resumed_steps_run"] == list(range(fsdp_worker.SAVE_STEPS + 1, fsdp_worker.STEPS + 1))
     assert _losses(results["resumed"]) == pytest.approx(_losses(results["cached"]), rel=1e-6)
     diff = _max_abs_diff(_load(out / "resumed.safetensors"), _load(out / "cached.safetensors"))
@@ -160,6 +164,24 @@ def test_save_model_under_fsdp_writes_a_plain_transformers_checkpoint(fsdp_runs,
     assert _max_abs_diff(model.state_dict(), _load(out / "cached.safetensors")) < 1e-7
 
 
+def test_the_recipe_command_trains_a_weak_supervisor_then_the_student_under_fsdp(fsdp_runs):
+    """``hf-w2s train --fsdp --fsdp_config examples/accelerate/fsdp_config.json`` on the ViT transfer recipe: the weak
+    supervisor is fine-tuned sharded, then the student on the same TrainingArguments (a second trainer in the same
+    processes) with the weak model online; both saved as plain checkpoints."""
+    from transformers import AutoModelForImageClassification
+
+    out, results = fsdp_runs
+    assert results["recipe_exit_code"] == 0
+    recipe = out / "recipe"
+    student = AutoModelForImageClassification.from_pretrained(str(recipe))
+    weak = AutoModelForImageClassification.from_pretrained(str(recipe / "weak_model"))
+    assert type(student).__name__ == "ViTForImageClassification"
+    assert type(weak).__name__ == "ConvNextForImageClassification"
+    assert student.config.id2label == weak.config.id2label and len(student.config.id2label) == 10
+    summary = json.loads((recipe / "w2s_results.json").read_text())
+    assert 0.0 <= summary["accuracy"] <= 1.0 and summary["weak_train_examples"] == 64
+
+
 def test_deepspeed_zero3_on_cpu_trains_like_one_process(tmp_path):
     """Optional: DeepSpeed is not a dependency (``pip install deepspeed`` brings its CPU accelerator, gloo)."""
     pytest.importorskip("deepspeed")
@@ -184,12 +206,12 @@ def _plugin(**kwargs):
 
 def test_vit_input_embeddings_inside_a_wrap_unit_are_not_carved_out_again():
     model = fsdp_worker.student()
-    reason = fsdp2_vision_input_embeddings(model, _plugin())
-    assert "vit.embeddings.patch_embeddings" in reason and "ViTEmbeddings" in reason
+    (change,) = adapt_model_to_fsdp2(model, _plugin())
+    assert "vit.embeddings.patch_embeddings" in change and "ViTEmbeddings" in change
     assert model.get_input_embeddings() is None
     # wrapping only the encoder layers leaves the patch embedding free to be its own unit: left alone
     model = fsdp_worker.student()
-    assert fsdp2_vision_input_embeddings(model, _plugin(transformer_cls_names_to_wrap=["ViTLayer"])) is None
+    assert adapt_model_to_fsdp2(model, _plugin(transformer_cls_names_to_wrap=["ViTLayer"])) == []
     assert model.get_input_embeddings() is model.vit.embeddings.patch_embeddings
 
 
@@ -201,12 +223,55 @@ def test_cnn_without_input_embeddings_gets_none_instead_of_an_error(tmp_path):
     model = build_model("resnet", fsdp_worker.NAMES, image_size=28, seed=0)
     with pytest.raises(NotImplementedError):
         model.get_input_embeddings()
-    assert "NotImplementedError" in fsdp2_vision_input_embeddings(model, _plugin())
+    (change,) = adapt_model_to_fsdp2(model, _plugin())
+    assert "NotImplementedError" in change
     assert model.get_input_embeddings() is None
     # the instance attribute does not leak into the saved model
     model.save_pretrained(tmp_path)
     with pytest.raises(NotImplementedError):
         AutoModelForImageClassification.from_pretrained(tmp_path).get_input_embeddings()
+
+
+def test_wrap_units_the_model_lacks_are_dropped():
+    """The linear weak supervisor is a ConvNeXt without blocks: Accelerate's wrap policy refuses it as it is."""
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    model = fsdp_worker.weak_model()
+    assert set(model._no_split_modules) == {"ConvNextLayer", "ConvNextStage"}
+    with pytest.raises(ValueError, match="Could not find the transformer layer class ConvNextLayer"):
+        plugin = _plugin()
+        plugin.set_auto_wrap_policy(model)
+        fsdp2_prepare_auto_wrap_policy(plugin, model)
+    changes = adapt_model_to_fsdp2(model, _plugin())
+    assert model._no_split_modules == ["ConvNextStage"] and "ConvNextLayer" in changes[0]
+    plugin = _plugin()
+    plugin.set_auto_wrap_policy(model)
+    policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+    assert [n for n, m in model.named_modules() if policy(m)] == ["convnext.encoder.stages.0"]
+    assert set(type(model)._no_split_modules) == {"ConvNextLayer", "ConvNextStage"}  # the class is untouched
+
+
+def test_each_trainer_gets_the_fsdp_plugin_as_configured_not_as_fitted_to_an_earlier_model():
+    from types import SimpleNamespace
+
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    configured = _plugin()
+    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=configured))
+    assert own_fsdp_plugin(accelerator)
+    first = accelerator.state.fsdp_plugin
+    assert first is not configured and first.transformer_cls_names_to_wrap is None
+    first.set_auto_wrap_policy(fsdp_worker.student("convnext"))  # Accelerate fits the plugin to the first model
+    assert set(first.transformer_cls_names_to_wrap) == {"ConvNextLayer", "ConvNextStage"}
+    with pytest.raises(ValueError, match="Could not find the transformer layer class ConvNext"):
+        fsdp2_prepare_auto_wrap_policy(first, fsdp_worker.student())  # what a second trainer met
+    own_fsdp_plugin(accelerator)  # the next trainer, same process and state
+    second = accelerator.state.fsdp_plugin
+    assert second is not first and second.transformer_cls_names_to_wrap is None
+    assert configured.transformer_cls_names_to_wrap is None
+    second.set_auto_wrap_policy(fsdp_worker.student())  # fits the ViT now (it has no ConvNeXt classes)
+    assert set(second.transformer_cls_names_to_wrap) == {"ViTEmbeddings", "ViTLayer"}
+    assert not own_fsdp_plugin(SimpleNamespace(state=SimpleNamespace()))
 
 
 def test_enable_fsdp_on_cpu_leaves_a_single_process_alone():

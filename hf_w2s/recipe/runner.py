@@ -215,6 +215,7 @@ class StudentRecipe:
 
     def fit_weak_supervisor(self) -> None:
         """Fine-tune the weak model on the ground truth of ``weak_train_split`` (k per class for few-shot)."""
+        from ..distributed import unshard_model
         from ..trainer.fit import auxiliary_args
 
         if self.weak is None or self.weak_train_ds is None:
@@ -225,7 +226,7 @@ class StudentRecipe:
                                    max_steps=-1, layer_decay=1.0, run_name="weak-supervisor")
         trainer = self._fit(self.weak, weak_args, self.weak_train_ds, self.weak_processor,
                             self.collator(self.weak_processor, augment=sa.augment and sa.weak_augment))
-        self.weak = trainer.model
+        self.weak = unshard_model(trainer.model)  # trained with FSDP: a plain replica for labelling / online use
         trainer.save_model(weak_args.output_dir)
         self.results["weak_train_examples"] = len(self.weak_train_ds)
 

@@ -17,9 +17,10 @@ from ..calibration import StudentCalibrationCallback
 from ..data.loading import open_dataset, select_split
 from ..data.weak_labels import align_to_model
 from ..distributed import (
+    adapt_model_to_fsdp2,
     enable_fsdp_on_cpu,
-    fsdp2_vision_input_embeddings,
     gather_weighted_means,
+    own_fsdp_plugin,
     prepare_weak_model,
 )
 from ..labels import label_names, label_permutation, reorder_logits
@@ -163,6 +164,7 @@ class WeakToStrongTrainer(Trainer):
         # several CPU processes: accelerate 1.15 drops the FSDP plugin and wraps the student in DDP without a word
         if enable_fsdp_on_cpu(self.accelerator, self.args.fsdp_plugin_args):
             self.is_fsdp_enabled = True
+        own_fsdp_plugin(self.accelerator)  # not one fitted to an earlier trainer's model
 
     def _fsdp_plugin(self, version: int | None = None):
         """Accelerate's FSDP plugin when the student is sharded (of that FSDP ``version`` if given), else None."""
@@ -172,8 +174,8 @@ class WeakToStrongTrainer(Trainer):
         return plugin
 
     def _setup_fsdp2(self) -> None:
-        """FSDP2: refuse what it cannot train; let Accelerate shard a vision student (its input-embedding carve-out
-        fails on them). The online weak model stays replicated (prepare_weak_model)."""
+        """FSDP2: refuse what it cannot train; let Accelerate shard a vision model (hf_w2s.distributed.
+        adapt_model_to_fsdp2). The online weak model stays replicated (prepare_weak_model)."""
         plugin = self._fsdp_plugin(version=2)
         if plugin is None:
             return
@@ -185,9 +187,8 @@ class WeakToStrongTrainer(Trainer):
                 "trained outside the sharded model. Use weak_combination='mean' or 'accuracy', or train without "
                 "fsdp (data parallel)."
             )
-        reason = fsdp2_vision_input_embeddings(self.model, plugin)
-        if reason:
-            logger.info(f"FSDP2: no separate unit for the student's input embeddings: {reason}")
+        for change in adapt_model_to_fsdp2(self.model, plugin):
+            logger.info(f"FSDP2: {change}")
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """Transformers' ``save_model``; under FSDP with sharded checkpoints a user's call writes the full weights

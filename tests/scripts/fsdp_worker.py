@@ -9,10 +9,12 @@ or ``torchrun --standalone --nproc_per_node 2 tests/scripts/fsdp_worker.py OUT P
   ``SAVE_STEPS`` steps, then ``trainer.save_model()`` to ``OUT/saved`` and the trained model's logits on
   :func:`probe_pixels`; (b) the same steps with an online weak model (``weak_model=``, replicated on every process);
   (c) learned supervisor weights (refused); (d) run (a) with a ConvNeXt student.
+* ``recipe``: ``hf-w2s train`` with ``--fsdp`` on the ViT transfer recipe at tiny sizes (:data:`RECIPE_ARGS`): a
+  weak supervisor fine-tuned, then the student on the same arguments with the weak model online.
 * ``resume``: a fresh trainer and student resume run (a) from its ``checkpoint-SAVE_STEPS`` to the end; under
   ``accelerate launch`` with an FSDP config FSDP comes from the launcher (no ``fsdp`` in the TrainingArguments).
-* ``all`` (what the tests launch, once): ``train`` with the launcher's FSDP variables hidden (FSDP from the
-  TrainingArguments alone), then ``resume`` with them (FSDP from the launcher).
+* ``all`` (what the tests launch, once): ``train`` and ``recipe`` with the launcher's FSDP variables hidden (FSDP
+  from the TrainingArguments alone), then ``resume`` with them (FSDP from the launcher).
 * ``deepspeed``: (b) under DeepSpeed ZeRO-3 instead of FSDP (needs ``pip install deepspeed``; use torchrun).
 * ``online-sharded``: (b) with the weak model sharded TRL-style (``fully_shard`` on its root, evaluation mode)
   instead of replicated — an experiment, not used by the tests.
@@ -206,7 +208,9 @@ class Clock:
 
 def phase_train(out_dir: str, results: dict, weights: dict, clock: Clock):
     """FSDP from ``TrainingArguments(fsdp=True, fsdp_config=...)``: cached and online runs, a ConvNeXt student,
-    ``save_model``, the refusal of learned supervisor weights."""
+    ``save_model``, ``unshard_model``, the refusal of learned supervisor weights."""
+    from hf_w2s.distributed import unshard_model
+
     results["launcher_fsdp_vars_in_train"] = sorted(k for k in os.environ if k.startswith(_LAUNCHER_FSDP_PREFIXES))
     tr = trainer("cached", PER_DEVICE_BATCH, os.path.join(out_dir, "run-cached"), fsdp=True,
                  save_strategy="steps", save_steps=SAVE_STEPS)
@@ -224,6 +228,11 @@ def phase_train(out_dir: str, results: dict, weights: dict, clock: Clock):
     tr.model.eval()
     with torch.no_grad():
         weights["probe"] = {"logits": tr.model(pixel_values=probe_pixels()).logits.detach().contiguous()}
+        # a plain replica of the trained student on every process, for inference without collectives
+        plain = unshard_model(tr.model)
+        results["unsharded_class"] = type(plain).__name__
+        logits = plain(pixel_values=probe_pixels()).logits
+        results["unsharded_probe_max_diff"] = (logits - weights["probe"]["logits"]).abs().max().item()
     clock("cached")
 
     tr = trainer("online", PER_DEVICE_BATCH, os.path.join(out_dir, "run-online"), fsdp=True)
@@ -248,7 +257,21 @@ def phase_train(out_dir: str, results: dict, weights: dict, clock: Clock):
     results["convnext"] = tr.state.log_history
     weights["convnext"] = full_state_dict(tr)
     clock("convnext")
-    return tr
+
+
+#: a recipe end to end under FSDP: a linear weak supervisor fine-tuned, then the ViT student (layer decay, mixup)
+#: on the same TrainingArguments with the weak model online; tiny sizes
+RECIPE_ARGS = ["--config", "recipes/configs/imagenet_transfer_mae_vitb_offline.yaml", "--use_cpu", "true",
+               "--fsdp", "--fsdp_config", "examples/accelerate/fsdp_config.json", "--split_sizes", "64", "64", "64",
+               "--num_train_epochs", "1", "--weak_num_train_epochs", "1", "--eval_strategy", "no"]
+
+
+def phase_recipe(out_dir: str, results: dict, weights: dict, clock: Clock):
+    """``hf-w2s train`` (= recipes/train_student.py) with ``--fsdp``: the user's command, inside this launch."""
+    from hf_w2s.cli import main as cli
+
+    results["recipe_exit_code"] = cli(["train", *RECIPE_ARGS, "--output_dir", os.path.join(out_dir, "recipe")])
+    clock("recipe")
 
 
 def phase_resume(out_dir: str, results: dict, weights: dict, clock: Clock):
@@ -265,9 +288,9 @@ def phase_resume(out_dir: str, results: dict, weights: dict, clock: Clock):
     results["resumed"] = tr.state.log_history
     results["resume_model_class"] = type(tr.model).__name__
     results["resumed_steps_run"] = counter.steps
+    results["resume_state_dict_type"] = str(tr.accelerator.state.fsdp_plugin.state_dict_type)
     weights["resumed"] = full_state_dict(tr)
     clock("resume")
-    return tr
 
 
 def phase_deepspeed(out_dir: str, results: dict, weights: dict, clock: Clock):
@@ -281,7 +304,6 @@ def phase_deepspeed(out_dir: str, results: dict, weights: dict, clock: Clock):
     state = tr.accelerator.get_state_dict(tr.model_wrapped) or {}  # gathered on the main process only
     weights["deepspeed"] = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     clock("deepspeed")
-    return tr
 
 
 def phase_online_sharded(out_dir: str, results: dict, weights: dict, clock: Clock):
@@ -293,7 +315,6 @@ def phase_online_sharded(out_dir: str, results: dict, weights: dict, clock: Cloc
     results["online-sharded"] = tr.state.log_history
     weights["online-sharded"] = full_state_dict(tr)
     clock("online-sharded")
-    return tr
 
 
 def main(out_dir: str, phase: str) -> None:
@@ -306,18 +327,22 @@ def main(out_dir: str, phase: str) -> None:
     if phase == "all":  # one launch: train with FSDP from the TrainingArguments, then resume from the launcher's
         with launcher_fsdp_hidden():
             phase_train(out_dir, results, weights, clock)
-        tr = phase_resume(out_dir, results, weights, clock)
-    elif phase in ("train", "resume", "deepspeed", "online-sharded"):
-        tr = globals()[f"phase_{phase.replace('-', '_')}"](out_dir, results, weights, clock)
+            phase_recipe(out_dir, results, weights, clock)
+        phase_resume(out_dir, results, weights, clock)
+    elif phase in ("train", "recipe", "resume", "deepspeed", "online-sharded"):
+        globals()[f"phase_{phase.replace('-', '_')}"](out_dir, results, weights, clock)
     else:
         raise SystemExit(f"unknown phase {phase!r}")
     results["seconds"] = clock.seconds
-    if tr.accelerator.is_main_process:
+    from accelerate import PartialState
+
+    processes = PartialState()  # the processes' state, which the trainers set up
+    if processes.is_main_process:
         for name, state in weights.items():
             save_file(state, os.path.join(out_dir, f"{name}.safetensors"))
         with open(os.path.join(out_dir, f"results-{phase}.json"), "w") as f:
             json.dump(results, f)
-    tr.accelerator.wait_for_everyone()
+    processes.wait_for_everyone()
 
 
 if __name__ == "__main__":
