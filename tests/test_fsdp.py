@@ -162,6 +162,9 @@ def test_save_model_under_fsdp_writes_a_plain_transformers_checkpoint(fsdp_runs,
     torch.testing.assert_close(logits, trained, rtol=0, atol=1e-5)
     # and the weights are the trained ones (not the initial ones)
     assert _max_abs_diff(model.state_dict(), _load(out / "cached.safetensors")) < 1e-7
+    # Trainer.push_to_hub's own save (to output_dir) writes them too; the checkpoint-N folders stay sharded
+    assert _saved_shapes(out / "run-cached") == _saved_shapes(tmp_path)
+    assert _max_abs_diff(_load(out / "run-cached" / "model.safetensors"), _load(out / "cached.safetensors")) < 1e-7
 
 
 def test_the_recipe_command_trains_a_weak_supervisor_then_the_student_under_fsdp(fsdp_runs):
@@ -272,6 +275,24 @@ def test_each_trainer_gets_the_fsdp_plugin_as_configured_not_as_fitted_to_an_ear
     second.set_auto_wrap_policy(fsdp_worker.student())  # fits the ViT now (it has no ConvNeXt classes)
     assert set(second.transformer_cls_names_to_wrap) == {"ViTEmbeddings", "ViTLayer"}
     assert not own_fsdp_plugin(SimpleNamespace(state=SimpleNamespace()))
+
+
+def test_the_example_launcher_configs_are_the_tested_settings():
+    """examples/accelerate: fsdp.yaml (GPUs) shards exactly like fsdp_cpu.yaml and fsdp_config.json, which the tests
+    run; ddp.yaml is plain data parallel. Read with accelerate's own config loader."""
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    examples = REPO / "examples" / "accelerate"
+    cpu, gpu, ddp = (ClusterConfig.from_yaml_file(str(examples / f"{n}.yaml")) for n in ("fsdp_cpu", "fsdp", "ddp"))
+    as_json = json.loads((examples / "fsdp_config.json").read_text())
+    assert as_json == fsdp_worker.FSDP_CONFIG
+    expected = {f"fsdp_{k}": v for k, v in as_json.items()}
+    for config in (cpu, gpu):
+        assert str(config.distributed_type) == "DistributedType.FSDP"
+        assert {k: config.fsdp_config[k] for k in expected} == expected
+    assert cpu.fsdp_config == gpu.fsdp_config
+    assert (cpu.num_processes, cpu.mixed_precision, gpu.mixed_precision) == (2, "no", "bf16")
+    assert str(ddp.distributed_type) == "DistributedType.MULTI_GPU" and not ddp.fsdp_config
 
 
 def test_enable_fsdp_on_cpu_leaves_a_single_process_alone():

@@ -191,11 +191,12 @@ class WeakToStrongTrainer(Trainer):
             logger.info(f"FSDP2: {change}")
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Transformers' ``save_model``; under FSDP with sharded checkpoints a user's call writes the full weights
-        (a plain ``from_pretrained`` checkpoint), where transformers would write no weights at all.
-        Checkpoints (``_internal_call``) stay sharded."""
+        """Transformers' ``save_model``; under FSDP with sharded checkpoints it writes the full weights (a plain
+        ``from_pretrained`` checkpoint, also for ``push_to_hub``), where transformers would write no weights at all.
+        Checkpoints (``checkpoint-N`` folders, saved with ``_internal_call``) stay sharded."""
         plugin = self._fsdp_plugin()
-        if _internal_call or plugin is None or "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        checkpoint = _internal_call and output_dir is not None
+        if checkpoint or plugin is None or "FULL_STATE_DICT" in str(plugin.state_dict_type):
             return super().save_model(output_dir, _internal_call)
         saved = (plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config)
         plugin.state_dict_config = plugin.optim_state_dict_config = None

@@ -43,13 +43,13 @@ PER_DEVICE_BATCH = 4  # × 2 processes = the reference's batch 8
 STEPS = 4  # 3 steps per epoch: the run crosses an epoch boundary (the sampler reshuffles)
 SAVE_STEPS = 2  # the checkpoint to resume from lies mid-epoch (the resumed run skips 2 batches)
 
-#: the sharded-training switches, as they would be given to TrainingArguments (or in a JSON file: --fsdp_config)
-FSDP_CONFIG = {
-    "version": 2,  # FSDP2 (torch.distributed.fsdp.fully_shard); the default of transformers 5
-    "reshard_after_forward": True,  # = full_shard
-    "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # units: the model's _no_split_modules (ViTEmbeddings, ViTLayer)
-    "state_dict_type": "SHARDED_STATE_DICT",  # checkpoints as torch.distributed.checkpoint shards, one per process
-}
+#: the sharded-training switches as the docs give them (examples/accelerate/fsdp_config.json, for --fsdp_config or
+#: TrainingArguments(fsdp=True, fsdp_config=...)): FSDP2; full_shard; units = the model's _no_split_modules
+#: (ViTEmbeddings, ViTLayer); checkpoints as torch.distributed.checkpoint shards, one per process
+FSDP_CONFIG_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "accelerate",
+                                "fsdp_config.json")
+with open(FSDP_CONFIG_FILE) as _f:
+    FSDP_CONFIG = json.load(_f)
 
 
 #: DeepSpeed ZeRO-3 as the Trainer takes it (TrainingArguments(deepspeed=...)); "auto" is filled from the arguments
@@ -225,6 +225,7 @@ def phase_train(out_dir: str, results: dict, weights: dict, clock: Clock):
     results["cached"] = tr.state.log_history
     weights["cached"] = full_state_dict(tr)
     tr.save_model(os.path.join(out_dir, "saved"))
+    tr.save_model(_internal_call=True)  # what Trainer.push_to_hub saves (to output_dir) before it uploads
     tr.model.eval()
     with torch.no_grad():
         weights["probe"] = {"logits": tr.model(pixel_values=probe_pixels()).logits.detach().contiguous()}
