@@ -22,13 +22,14 @@ from hf_w2s.data.images import pixel_values_from_images
 from hf_w2s.data.weak_labels import label_dataset
 
 
-def bare_loop(ds, model, proc, batch_size) -> np.ndarray:
-    model.eval()
+def bare_loop(ds, model, proc, batch_size, device="cpu") -> np.ndarray:
+    model.eval().to(device)
     out = []
     with torch.inference_mode():
         for start in range(0, len(ds), batch_size):
             images = ds[start : start + batch_size]["image"]
-            out.append(model(pixel_values=pixel_values_from_images(images, proc)).logits.float().numpy())
+            pixel_values = pixel_values_from_images(images, proc).to(device)
+            out.append(model(pixel_values=pixel_values).logits.float().cpu().numpy())
     return np.concatenate(out)
 
 
