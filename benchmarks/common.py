@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,45 @@ from hf_w2s.modeling import build_model, tiny_image_processor  # noqa: E402
 def digits(n: int | None = None):
     ds = load_mnist_digits()
     return ds if n is None else ds.select(range(n))
+
+
+def repeated_digits(n: int):
+    """The packaged digits repeated to ``n`` rows (the labelling benchmarks' larger datasets)."""
+    import datasets
+
+    base = digits()
+    return datasets.concatenate_datasets([base] * -(-n // len(base))).select(range(n))
+
+
+def current_rss_kb() -> int:
+    """Resident set size now (Linux /proc), in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+class PeakRss:
+    """Resident set size before a ``with`` block (``before``) and its peak during it (``peak``), in KiB, sampled
+    every 5 ms by a thread (``ru_maxrss`` would also count the imports' peak). Linux only (/proc)."""
+
+    def __enter__(self):
+        self.before = self.peak = current_rss_kb()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._done.is_set():
+            self.peak = max(self.peak, current_rss_kb())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_kb())
 
 
 def strong_model(seed: int = 0):

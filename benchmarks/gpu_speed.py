@@ -30,7 +30,7 @@ import datasets
 import numpy as np
 import torch
 from common import StepTimer, alternating, digits, header, ms, processor, quiet, ratio, run_args, strong_model
-from common import time_w2s, weak_model, with_random_weak_logits
+from common import repeated_digits, time_w2s, weak_model, with_random_weak_logits
 from label_throughput import bare_loop
 from trainer_overhead import time_plain
 
@@ -61,9 +61,7 @@ def labelling(n: int, repeats: int, batch_size: int, device: str) -> None:
     datasets.disable_caching()
     datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as tmp:
-        base = digits()
-        reps = -(-n // len(base))
-        datasets.concatenate_datasets([base] * reps).select(range(n)).save_to_disk(f"{tmp}/ds")
+        repeated_digits(n).save_to_disk(f"{tmp}/ds")
         ds = datasets.load_from_disk(f"{tmp}/ds")
         proc = processor()
         for name, model in (("linear weak", weak_model()), ("ResNet", strong_model())):

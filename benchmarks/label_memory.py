@@ -15,46 +15,23 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def current_rss_kb() -> int:
-    """Resident set size now (Linux /proc), in KiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status")
-
-
 def child(path: str) -> None:
-    import threading
-
     import datasets
-    from common import processor, weak_model
+    from common import PeakRss, processor, weak_model
 
     from hf_w2s.data.weak_labels import label_dataset
 
     datasets.disable_progress_bars()
     ds = datasets.load_from_disk(path)
     model, proc = weak_model(), processor()
-    before = current_rss_kb()
-    peak, done = [before], threading.Event()
-
-    def sample():  # the peak RSS while labelling (ru_maxrss would also count the imports' peak)
-        while not done.is_set():
-            peak[0] = max(peak[0], current_rss_kb())
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    out = label_dataset(ds, model, proc, batch_size=256)
-    done.set()
-    sampler.join()
-    print(json.dumps({"n": len(out), "before_kb": before, "peak_kb": peak[0],
+    with PeakRss() as rss:
+        out = label_dataset(ds, model, proc, batch_size=256)
+    print(json.dumps({"n": len(out), "before_kb": rss.before, "peak_kb": rss.peak,
                       "process_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       "cache_mb": sum(Path(f["filename"]).stat().st_size for f in out.cache_files) / 2**20}))
 
@@ -68,17 +45,14 @@ def main() -> None:
         child(a.child)
         return
     import datasets
-    from common import digits, header
+    from common import header, repeated_digits
 
     header("peak memory of label_dataset at two sizes")
     datasets.disable_progress_bars()
-    base = digits()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in a.sizes:
-            reps = -(-n // len(base))
-            ds = datasets.concatenate_datasets([base] * reps).select(range(n))
-            ds.save_to_disk(f"{tmp}/ds{n}")
+            repeated_digits(n).save_to_disk(f"{tmp}/ds{n}")
             res = subprocess.run([sys.executable, __file__, "--child", f"{tmp}/ds{n}"], capture_output=True,
                                  text=True, check=True, cwd=HERE)
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))

@@ -1,15 +1,14 @@
-"""Labelling across processes: images/s of hf_w2s.label_dataset with 1 vs 2 processes, and peak RSS per process for
+"""Labelling across processes: images/s of hf_w2s.label_dataset with 1 vs 2 processes, and peak RSS per process at
 N and 10×N rows.
 
-The packaged MNIST digits (hf_w2s.data.load_packaged("mnist"), repeated to N rows) are saved with save_to_disk and
-memory-mapped back by every process; the weak model is the small ResNet (build_model("resnet", ...)). Each
-(processes, rows) case is one `torchrun --standalone --nproc_per_node P` launch of this file: every process loads the
-dataset and the model, waits at a barrier, then label_dataset splits the rows over the processes and all-gathers the
-new columns (every process ends with the whole result). Throughput = rows / the slowest process's wall time from the
-barrier to the gathered result. Each process samples its own resident set size every 5 ms while labelling (Linux
-/proc). One thread per process (OMP_NUM_THREADS=1): 2 processes use 2 cores, 1 process uses 1.
+The packaged digits repeated to N rows are saved with save_to_disk and memory-mapped back by every process; the weak
+model is the benchmarks' ResNet. Each (processes, rows) case is one `torchrun --standalone --nproc_per_node P` launch
+of this file: every process loads the dataset and the model, waits at a barrier, then label_dataset splits the rows
+over the processes and all-gathers the new columns (every process ends with the whole result). Throughput = rows /
+the slowest process's wall time from the barrier to the gathered result. Each process samples its resident set size
+every 5 ms while labelling (Linux /proc). One thread per process (OMP_NUM_THREADS=1): 2 processes use 2 cores.
 
-    python benchmarks/label_scaling.py [--n 5000] [--batch_size 256] [--processes 1 2]
+    OMP_NUM_THREADS=1 python benchmarks/label_scaling.py [--n 5000] [--batch_size 256] [--processes 1 2]
 """
 
 from __future__ import annotations
@@ -21,59 +20,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-
-
-def current_rss_kb() -> int:
-    """Resident set size now (Linux /proc), in KiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def child(path: str, out: str, batch_size: int) -> None:
     """One process of a torchrun launch: label the dataset at ``path``, write this process's figures to ``out``."""
     import datasets
     import torch
+    from common import PeakRss, processor, strong_model
 
-    sys.path.insert(0, str(REPO))
-    from hf_w2s.data import DIGIT_NAMES
+    from hf_w2s.data.weak_labels import label_dataset
     from hf_w2s.distributed import process_state
-    from hf_w2s.models import build_model, tiny_image_processor
-    from hf_w2s.weak_labels import label_dataset
 
     torch.set_num_threads(1)
     datasets.disable_caching()  # every launch really labels
     datasets.disable_progress_bars()
     state = process_state()
     ds = datasets.load_from_disk(path)
-    model = build_model("resnet", DIGIT_NAMES, width=16, depth=2, seed=0)
-    proc = tiny_image_processor(28)
-    before = current_rss_kb()
-    peak, done = [before], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], current_rss_kb())
-            time.sleep(0.005)
-
+    model, proc = strong_model(), processor()
     state.wait_for_everyone()
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start = time.perf_counter()
-    labelled = label_dataset(ds, model, proc, batch_size=batch_size)
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    with PeakRss() as rss:
+        start = time.perf_counter()
+        labelled = label_dataset(ds, model, proc, batch_size=batch_size)
+        wall = time.perf_counter() - start
     figures = {"rank": state.process_index, "processes": state.num_processes, "rows": len(labelled),
-               "wall_s": wall, "before_kb": before, "peak_kb": peak[0]}
+               "wall_s": wall, "before_kb": rss.before, "peak_kb": rss.peak}
     with open(os.path.join(out, f"rank{state.process_index}.json"), "w") as f:
         json.dump(figures, f)
 
@@ -90,6 +62,26 @@ def launch(processes: int, path: str, batch_size: int) -> list[dict]:
         return [json.loads((Path(out) / f"rank{i}.json").read_text()) for i in range(processes)]
 
 
+def report(runs: dict, sizes: list[int], processes: list[int]) -> None:
+    rate = {}
+    for (procs, n), ranks in runs.items():
+        assert all(r["rows"] == n for r in ranks), "a process did not get the whole labelled dataset"
+        wall = max(r["wall_s"] for r in ranks)
+        rate[procs, n] = n / wall
+        rss = ", ".join(f"rank {r['rank']}: {r['before_kb'] / 1024:.0f} -> {r['peak_kb'] / 1024:.0f} MiB"
+                        for r in sorted(ranks, key=lambda r: r["rank"]))
+        print(f"{procs} process(es), N = {n:>7}: {rate[procs, n]:8.0f} images/s ({wall:6.2f} s); "
+              f"RSS before -> peak while labelling: {rss}")
+    one, two = processes
+    for n in sizes:
+        print(f"throughput ratio {two} / {one} processes at N = {n}: {rate[two, n] / rate[one, n]:.3f}")
+    for procs in processes:
+        small = max(r["peak_kb"] for r in runs[procs, sizes[0]])
+        large = max(r["peak_kb"] for r in runs[procs, sizes[1]])
+        print(f"peak RSS ratio per process, N = {sizes[1]} / N = {sizes[0]}, {procs} process(es): "
+              f"{large / small:.3f} (flat = close to 1)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=5000, help="N: the smaller dataset; the larger one has 10×N rows")
@@ -102,41 +94,20 @@ def main() -> None:
         child(a.child, a.out, a.batch_size)
         return
     import datasets
+    from common import header, repeated_digits
 
-    sys.path.insert(0, str(REPO))
-    from hf_w2s.data import load_packaged
-
-    print("# label_dataset across processes: throughput and peak RSS per process")
-    print(f"load average at start {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (timings are noisy when the "
-          "machine is shared); one thread per process")
+    header("label_dataset across processes: throughput and peak RSS per process (one thread per process)")
+    print(f"{os.cpu_count()} CPUs")
     datasets.disable_progress_bars()
-    base = load_packaged("mnist")
     sizes = [a.n, 10 * a.n]
     runs: dict[tuple[int, int], list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            reps = -(-n // len(base))
-            datasets.concatenate_datasets([base] * reps).select(range(n)).save_to_disk(f"{tmp}/ds{n}")
+            repeated_digits(n).save_to_disk(f"{tmp}/ds{n}")
         for n in sizes:
             for procs in a.processes:
                 runs[procs, n] = launch(procs, f"{tmp}/ds{n}", a.batch_size)
-    rate = {}
-    for (procs, n), ranks in runs.items():
-        assert all(r["rows"] == n for r in ranks), "a process did not get the whole labelled dataset"
-        wall = max(r["wall_s"] for r in ranks)
-        rate[procs, n] = n / wall
-        rss = ", ".join(f"rank {r['rank']}: {r['before_kb'] / 1024:.0f} -> {r['peak_kb'] / 1024:.0f} MiB"
-                        for r in sorted(ranks, key=lambda r: r["rank"]))
-        print(f"{procs} process(es), N = {n:>7}: {rate[procs, n]:8.0f} images/s ({wall:6.2f} s); "
-              f"RSS before -> peak while labelling: {rss}")
-    one, two = a.processes
-    for n in sizes:
-        print(f"throughput ratio {two} / {one} processes at N = {n}: {rate[two, n] / rate[one, n]:.3f}")
-    for procs in a.processes:
-        small = max(r["peak_kb"] for r in runs[procs, sizes[0]])
-        large = max(r["peak_kb"] for r in runs[procs, sizes[1]])
-        print(f"peak RSS ratio per process, N = {sizes[1]} / N = {sizes[0]}, {procs} process(es): "
-              f"{large / small:.3f} (flat = close to 1)")
+    report(runs, sizes, a.processes)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 
