@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Image, List, Value
+
+sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+
+from tiny_data import labelled_images, random_images, tiny_run_args  # noqa: E402
 
 DEVICE = os.environ.get("HF_W2S_GPU_TEST_DEVICE", "cuda")
 pytestmark = [
@@ -34,17 +39,8 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def _data(n: int = 16, weak_logits: bool = True) -> Dataset:
-    from PIL import Image as PILImage
-
-    rng = np.random.default_rng(0)
-    images = [PILImage.fromarray(a, mode="RGB") for a in rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8)]
-    data = {"image": images, "label": rng.integers(0, len(NAMES), n).tolist()}
-    features = {"image": Image(), "label": ClassLabel(names=NAMES)}
-    if weak_logits:
-        data["weak_logits"] = (2 * rng.standard_normal((n, len(NAMES)))).astype(np.float32).tolist()
-        features["weak_logits"] = List(Value("float32"), length=len(NAMES))
-    return Dataset.from_dict(data, features=Features(features))
+def _data(n: int = 16, weak_logits: bool = True):
+    return labelled_images(random_images(n, SIZE, seed=0), NAMES, weak_logits, scale=2.0)
 
 
 def _student():
@@ -69,9 +65,8 @@ def _processor():
 def _args(tmp_path, **overrides):
     from hf_w2s import WeakToStrongConfig
 
-    kwargs = dict(output_dir=str(tmp_path), w2s_loss="adapt_conf", gt_loss_weight=0.5, per_device_train_batch_size=8,
-                  max_steps=2, optim="sgd", learning_rate=0.1, logging_steps=1, save_strategy="no", report_to="none",
-                  seed=0, disable_tqdm=True, use_cpu=DEVICE == "cpu")
+    kwargs = tiny_run_args(str(tmp_path), 8, 2, learning_rate=0.1)
+    kwargs["use_cpu"] = DEVICE == "cpu"
     kwargs.update(overrides)
     return WeakToStrongConfig(**kwargs)
 

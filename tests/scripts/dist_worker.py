@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, Features, Image, List, Value
+from datasets import Dataset, Features, Image
+from tiny_data import labelled_images, random_images, tiny_run_args
 
 NAMES = ["a", "b", "c", "d"]
 N_TRAIN = 8
@@ -23,20 +24,11 @@ IMAGE_SIZE = 8
 
 
 def images(n: int, seed: int):
-    from PIL import Image as PILImage
-
-    rng = np.random.default_rng(seed)
-    return [PILImage.fromarray(a, mode="L") for a in rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)]
+    return random_images(n, IMAGE_SIZE, seed, mode="L")
 
 
 def train_data(with_weak_logits: bool) -> Dataset:
-    rng = np.random.default_rng(1)
-    data = {"image": images(N_TRAIN, 0), "label": rng.integers(0, len(NAMES), N_TRAIN).tolist()}
-    features = {"image": Image(), "label": ClassLabel(names=NAMES)}
-    if with_weak_logits:
-        data["weak_logits"] = (3 * rng.standard_normal((N_TRAIN, len(NAMES)))).astype(np.float32).tolist()
-        features["weak_logits"] = List(Value("float32"), length=len(NAMES))
-    return Dataset.from_dict(data, features=Features(features))
+    return labelled_images(images(N_TRAIN, 0), NAMES, with_weak_logits)
 
 
 def label_data() -> Dataset:
@@ -80,23 +72,7 @@ def train_one_step(mode: str, per_device_batch: int, output_dir: str):
     """One optimizer step over the 8 examples; returns (state dict, log history)."""
     from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
 
-    args = WeakToStrongConfig(
-        output_dir=output_dir,
-        w2s_loss="adapt_conf",
-        gt_loss_weight=0.5,
-        per_device_train_batch_size=per_device_batch,
-        max_steps=1,
-        # SGD: the update is linear in the gradient (Adam's normalised step would amplify float noise in gradients
-        # that are zero in exact arithmetic, such as the attention key bias)
-        optim="sgd",
-        learning_rate=0.5,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-    )
+    args = WeakToStrongConfig(**tiny_run_args(output_dir, per_device_batch, 1, learning_rate=0.5))
     trainer = WeakToStrongTrainer(
         model=student(),
         args=args,

@@ -31,9 +31,9 @@ import sys
 import time
 from contextlib import contextmanager
 
-import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, Features, Image, List, Value
+from datasets import Dataset
+from tiny_data import labelled_images, random_images, tiny_run_args
 from transformers import TrainerCallback
 
 NAMES = ["a", "b", "c", "d"]
@@ -63,21 +63,11 @@ DEEPSPEED_ZERO3 = {
 
 
 def images(n: int, seed: int):
-    from PIL import Image as PILImage
-
-    rng = np.random.default_rng(seed)
-    arrays = rng.integers(0, 256, (n, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    return [PILImage.fromarray(a, mode="RGB") for a in arrays]
+    return random_images(n, IMAGE_SIZE, seed)
 
 
 def train_data(with_weak_logits: bool) -> Dataset:
-    rng = np.random.default_rng(1)
-    data = {"image": images(N_TRAIN, 0), "label": rng.integers(0, len(NAMES), N_TRAIN).tolist()}
-    features = {"image": Image(), "label": ClassLabel(names=NAMES)}
-    if with_weak_logits:
-        data["weak_logits"] = (3 * rng.standard_normal((N_TRAIN, len(NAMES)))).astype(np.float32).tolist()
-        features["weak_logits"] = List(Value("float32"), length=len(NAMES))
-    return Dataset.from_dict(data, features=Features(features))
+    return labelled_images(images(N_TRAIN, 0), NAMES, with_weak_logits)
 
 
 def student(arch: str = "vit"):
@@ -110,25 +100,8 @@ def probe_pixels() -> torch.Tensor:
 def config(output_dir: str, per_device_batch: int, fsdp: bool, **overrides):
     from hf_w2s import WeakToStrongConfig
 
-    kwargs = dict(
-        output_dir=output_dir,
-        w2s_loss="adapt_conf",
-        gt_loss_weight=0.5,
-        per_device_train_batch_size=per_device_batch,
-        max_steps=STEPS,
-        # SGD with momentum: a resumed run needs the optimizer state; the update stays linear in the gradients, so
-        # float noise in gradients that are zero in exact arithmetic (the attention key bias) is not amplified the
-        # way Adam's normalised step would
-        optim="sgd",
-        optim_args="momentum=0.9",
-        learning_rate=0.2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-    )
+    # momentum: a resumed run needs the optimizer state
+    kwargs = tiny_run_args(output_dir, per_device_batch, STEPS, optim_args="momentum=0.9", learning_rate=0.2)
     if fsdp:
         kwargs.update(fsdp=True, fsdp_config=dict(FSDP_CONFIG))
     kwargs.update(overrides)
