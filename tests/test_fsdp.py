@@ -25,7 +25,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import fsdp_worker  # noqa: E402
 
-from hf_w2s.distributed import adapt_model_to_fsdp2, enable_fsdp_on_cpu, own_fsdp_plugin  # noqa: E402
+from hf_w2s.distributed import adapt_model_to_fsdp2, enable_fsdp_on_cpu, own_fsdp_plugin, unshard_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE_FSDP_CPU = REPO / "examples" / "accelerate" / "fsdp_cpu.yaml"
@@ -305,3 +305,5 @@ def test_enable_fsdp_on_cpu_leaves_a_single_process_alone():
     assert enable_fsdp_on_cpu(acc, {"fsdp_version": 2}) is False
     assert enable_fsdp_on_cpu(acc, None) is False
     assert acc.state.distributed_type == before != DistributedType.FSDP
+    model = fsdp_worker.student()
+    assert unshard_model(model) is model  # nothing sharded: the same model
