@@ -22,7 +22,7 @@ from datasets.fingerprint import Hasher
 
 from ..distributed import shard_over_processes
 from ..labels import is_generic, label_permutation, names_of
-from .images import pixel_values_from_images
+from .images import decode_image, pixel_values_from_images
 from .loading import column_array
 
 logger = logging.getLogger(__name__)
@@ -183,17 +183,6 @@ def _check_image_column(dataset: Dataset, image_column: str) -> Image:
     return feature
 
 
-def _decode(value, idx: int, image_column: str, decoder: Image):
-    try:
-        return decoder.decode_example(value)
-    except Exception as err:  # PIL raises several kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
-        where = value.get("path") if isinstance(value, dict) else None
-        raise ValueError(
-            f"row {idx}: cannot decode the image in column {image_column!r}"
-            f"{f' (path {where!r})' if where else ''}: {type(err).__name__}: {err}"
-        ) from err
-
-
 def labelling_fingerprint(dataset: Dataset, model_id: str, image_processor, **params: Any) -> str:
     """The fingerprint of a labelled dataset: input fingerprint + weak model identity + processor + parameters.
 
@@ -238,7 +227,7 @@ def _batch_labeller(model, image_processor, image_column: str, decoder, index, d
     logits to the target label order (``index``), refuse non-finite logits naming the rows."""
 
     def _label(values, indices):
-        images = [_decode(v, i, image_column, decoder) for v, i in zip(values, indices)]
+        images = [decode_image(v, i, image_column, decoder) for v, i in zip(values, indices)]
         model.to(device)  # only when something is computed (a cache hit never touches the model)
         pixel_values = pixel_values_from_images(images, image_processor).to(device)
         with torch.inference_mode():

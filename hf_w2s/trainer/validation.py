@@ -1,24 +1,44 @@
-"""Checks on the data, models and output directory of a weak-to-strong run, before any compute is spent.
+"""Checks on the options, data, models and output directory of a weak-to-strong run, before any compute is spent.
 
-Each check raises ``ValueError`` with a message that names the problem and the way out (the messages are listed in
-docs/bad_input.md), except the image-mode check, which only notes (once) that images will be converted.
-Column checks run on the Arrow data in batches (pyarrow compute), without loading a column into Python lists.
+* Options: :func:`check_options` is the one pass over a dataclass of options (``WeakToStrongConfig``,
+  ``RecipeArguments``, the experiment's and the demo's configs, ``hf-w2s label``'s): every field's type from its
+  annotation (a boolean, a word or a list where a number is expected is an error), finiteness (no NaN/inf), and the
+  ranges the class declares in ``RANGES`` (``name: (low, high, closed)``, as :attr:`hf_w2s.losses.LossKnobs.RANGES`).
+* Data: :func:`check_dataset` (column names that exist, labels within the label set or class names mapped to ids,
+  images present and decodable, with rows and paths) and the weak-logits checks.
+* Files: the output directory (another run, a file, the user's own README), checkpoints (the last *complete* one),
+  writes that leave nothing half-written (:func:`atomic_write`, :func:`replace_dir`).
+
+Each check raises ``ValueError`` with a message that names the problem and the way
+out (the messages are listed in docs/bad_input.md), except the image-mode check, which only notes (once) that images
+will be converted. Column checks run on the Arrow data in batches (pyarrow compute), without loading a column into
+Python lists.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import difflib
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
+import tempfile
+import types
+import typing
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "check_range",
+    "check_options",
     "check_inputs",
     "check_weak_logits",
     "check_image_inputs",
@@ -28,16 +48,126 @@ __all__ = [
     "run_identity",
     "check_output_dir",
     "write_run_file",
+    "check_output_path",
+    "is_disk_full",
+    "disk_full_error",
+    "atomic_write",
+    "staged_dir",
+    "foreign_readme",
+    "checkpoint_problem",
+    "last_complete_checkpoint",
+    "resume_target",
 ]
 
 _BATCH = 65_536
 
 
-def _arrow_batches(dataset, column: str):
+# -- options ---------------------------------------------------------------------------------------------------------
+
+
+def check_range(name: str, value, low, high, closed: bool) -> None:
+    """``low < value <= high`` (``low <= value`` when ``closed``; ``None`` = unbounded); NaN and ±inf never pass."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}.")
+    ok_low = low is None or (value >= low if closed else value > low)
+    ok_high = high is None or value <= high
+    if not (ok_low and ok_high):
+        if low is not None and high is not None:
+            raise ValueError(f"{name} must be within {'[' if closed else '('}{low:g}, {high:g}], got {value}.")
+        raise ValueError(f"{name} must be {'>=' if closed else '>'} {low:g}, got {value}.")
+
+
+#: the plain kinds of option :func:`check_options` checks: what one value must be, and what a list holds
+_NUMBER_KINDS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+                 str: ("a string", "strings")}
+
+
+def _is_kind(value, kind) -> bool:
+    is_bool = isinstance(value, (bool, np.bool_))
+    if kind is bool:
+        return is_bool
+    if kind is int:
+        return isinstance(value, (int, np.integer)) and not is_bool
+    if kind is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not is_bool
+    return isinstance(value, str)
+
+
+def _expected(annotation):
+    """What a field's annotation asks for, as ``(kinds, list_of, optional)``, or ``None`` when it is not a plain
+    number / boolean / string (or an optional one, or a list of them), which :func:`check_options` leaves alone."""
+    args = typing.get_args(annotation)
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        optional = type(None) in args
+        args = tuple(a for a in args if a is not type(None))
+        if len(args) != 1:
+            return None
+        annotation = args[0]
+    if typing.get_origin(annotation) is list:
+        (inner,) = typing.get_args(annotation) or (None,)
+        return ((inner,), True, optional) if inner in _NUMBER_KINDS else None
+    return ((annotation,), False, optional) if annotation in _NUMBER_KINDS else None
+
+
+def _describe_value(value) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def check_value(name: str, value, annotation) -> None:
+    """``value`` is of the plain type ``annotation`` asks for (see :func:`_expected`), and finite if a number."""
+    expected = _expected(annotation)
+    if expected is None or (value is None and expected[2]):
+        return
+    (kind,), list_of, optional = expected
+    one, many = _NUMBER_KINDS[kind]
+    if list_of:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{name} must be a list of {many}{' or null' if optional else ''}, got "
+                             f"{_describe_value(value)}.")
+        for i, item in enumerate(value):
+            check_value(f"{name}[{i}]", item, kind)
+        return
+    if not _is_kind(value, kind):
+        raise ValueError(f"{name} must be {one}{' or null' if optional else ''}, got {_describe_value(value)}.")
+    if kind is float and not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}.")
+
+
+def _hints(cls) -> dict:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation is left unchecked, never a crash
+        return {}
+
+
+def check_options(options, ranges: dict | None = None, *, where: str = "", names=None, kinds=tuple(_NUMBER_KINDS)
+                  ) -> None:
+    """The one validation pass over a dataclass of options: each field's type (from its annotation), finiteness, and
+    its range in ``ranges`` (default: the class's ``RANGES``, ``name: (low, high, closed)``). ``names`` limits the
+    pass to those fields, ``kinds`` the type checks to fields of those kinds (e.g. only numbers and booleans for a
+    library's fields that it converts itself). Raises ``ValueError`` naming the field (prefixed with ``where``), the
+    value and what it must be."""
+    ranges = getattr(type(options), "RANGES", {}) if ranges is None else ranges
+    hints = _hints(type(options))
+    for f in dataclasses.fields(options):
+        if not f.init or (names is not None and f.name not in names):
+            continue
+        value = getattr(options, f.name)
+        expected = _expected(hints[f.name]) if f.name in hints else None
+        if expected is not None and expected[0][0] in kinds:
+            check_value(where + f.name, value, hints[f.name])
+        if f.name in ranges and value is not None:
+            values = value if isinstance(value, (list, tuple)) else [value]
+            for v in values:
+                check_range(where + f.name, v, *ranges[f.name])
+
+
+def _arrow_batches(dataset, column: str, batch_size: int = _BATCH):
     """``(row offset, pyarrow column)`` batches of one column, in the dataset's row order."""
     part = dataset.select_columns([column]).with_format("arrow")
     offset = 0
-    for table in part.iter(batch_size=_BATCH):
+    for table in part.iter(batch_size=batch_size):
         col = table.column(column)
         yield offset, col
         offset += len(col)
@@ -184,6 +314,162 @@ def image_mode_note(dataset, image_column: str, image_processor, *, what: str = 
     return note
 
 
+# -- the data: columns, labels, images --------------------------------------------------------------------------
+
+#: the columns the trainer and the collator read true labels from, in this order
+LABEL_COLUMNS = ("label", "labels", "label_ids")
+_IMAGE_BATCH = 1_000
+#: (fingerprint, column) of datasets whose images all decoded, in this process: a dataset is scanned once
+_SCANNED: set = set()
+
+
+def is_streaming(dataset) -> bool:
+    """Whether ``dataset`` is a streaming ``IterableDataset`` (or a dict of them)."""
+    from datasets import IterableDataset, IterableDatasetDict
+
+    return isinstance(dataset, (IterableDataset, IterableDatasetDict))
+
+
+def missing_column_error(what: str, kind: str, name: str, columns, option: str) -> ValueError:
+    """A column the options name is not in the dataset: say which columns there are, and the closest name."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in columns], n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"the {what} dataset has no {kind} column {name!r} (columns: {list(columns)}); set {option} to "
+                      f"the column that holds the {kind}s.{hint}")
+
+
+def _shown(rows, values=None) -> str:
+    text = _rows(rows)
+    if values:
+        text += ": " + ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:5])
+    return text
+
+
+def check_labels(dataset, column: str, names=None, *, what: str = "training", needs_labels: bool = True):
+    """The true labels in ``column`` are class ids within the label set (``names``, default the column's
+    ``ClassLabel`` names), or class names (strings) in ``names``, which are then mapped to ids (the dataset is
+    returned with the column cast to ``ClassLabel(names)``). Rows without a label (null or negative, e.g. -1) are an
+    error where labels are needed (``needs_labels``). Read on the Arrow data in batches."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from datasets import ClassLabel
+
+    feature = dataset.features.get(column)
+    if names is None and isinstance(feature, ClassLabel):
+        names = list(feature.names)
+    names = None if names is None else [str(n) for n in names]
+    found = {key: {"rows": [], "count": 0, "values": []} for key in ("missing", "out", "unknown")}
+    strings = False
+    for offset, col in _arrow_batches(dataset, column):
+        strings = pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
+        if strings and names is None:
+            raise ValueError(f"the {what} dataset's {column!r} column holds class names (strings), not class ids; "
+                             "pass class_names (every class name, in id order) to map them to ids.")
+        if not strings and not pa.types.is_integer(col.type):
+            raise ValueError(f"the {what} dataset's {column!r} column must hold class ids (integers) or class names "
+                             f"(strings), but its Arrow type is {col.type}.")
+        masks = {"missing": col.is_null() if strings else pc.fill_null(pc.less(col, 0), True)}
+        if strings:
+            masks["unknown"] = pc.invert(pc.fill_null(pc.is_in(col, value_set=pa.array(names)), True))
+        elif names is not None:
+            masks["out"] = pc.fill_null(pc.greater_equal(col, len(names)), False)
+        for key, mask in masks.items():
+            idx = np.flatnonzero(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool))
+            entry = found[key]
+            entry["count"] += len(idx)
+            entry["rows"].extend((idx + offset).tolist()[:5])
+            entry["values"].extend(pc.take(col, pa.array(idx[:5])).to_pylist() if len(idx) else [])
+    _raise_label_problems(found, column, names, what, needs_labels)
+    return _names_to_ids(dataset, column, names) if strings else dataset
+
+
+def _names_to_ids(dataset, column: str, names: list[str]):
+    """The dataset with its class-name column replaced by ids (``ClassLabel(names)``), built in memory: nothing is
+    written next to the source data (``cast_column`` would write a cache file into its folder)."""
+    import pyarrow.compute as pc
+    from datasets import ClassLabel, Dataset, Features, concatenate_datasets
+
+    ids = np.concatenate([np.asarray(pc.index_in(col, value_set=__import__("pyarrow").array(names)).to_numpy(
+        zero_copy_only=False)) for _, col in _arrow_batches(dataset, column)] or [np.zeros(0)])
+    ids = np.where(np.isnan(ids.astype(float)), -1, ids).astype(np.int64)
+    new = Dataset.from_dict({column: ids}, features=Features({column: ClassLabel(names=names)}))
+    return concatenate_datasets([dataset.remove_columns(column), new], axis=1)
+
+
+def _raise_label_problems(found, column, names, what, needs_labels) -> None:
+    unknown, out, missing = found["unknown"], found["out"], found["missing"]
+    if unknown["count"]:
+        raise ValueError(f"the {what} dataset's {column!r} column has class names that are not in class_names in "
+                         f"{unknown['count']} example(s) (rows {_shown(unknown['rows'], unknown['values'])}); "
+                         f"class_names: {names}.")
+    if out["count"]:
+        raise ValueError(f"the {what} dataset's {column!r} column has labels outside 0..{len(names) - 1} (the "
+                         f"{len(names)} classes) in {out['count']} example(s) (rows {_shown(out['rows'], out['values'])}"
+                         "); correct those labels or give every class name (class_names).")
+    if missing["count"] and needs_labels:
+        raise ValueError(f"the {what} dataset's {column!r} column has no label (null or negative, e.g. -1) in "
+                         f"{missing['count']} example(s) (rows {_rows(missing['rows'])}); true labels are needed here "
+                         "(a loss with true labels, or evaluation): drop those rows, e.g. dataset.filter(lambda y: y "
+                         f"is not None and y >= 0, input_columns={column!r}).")
+
+
+def check_images(dataset, column: str, *, what: str = "training", decode: bool = True) -> None:
+    """Every row of the ``datasets.Image`` column ``column`` has an image, and (with ``decode``) every image decodes:
+    an unreadable one is reported with its row and path before any compute. Each dataset is scanned once per
+    process."""
+    from datasets import Image
+
+    from ..data.images import undecodable_image_error, verify_image
+
+    if not isinstance(dataset.features.get(column), Image):
+        return
+    key = (getattr(dataset, "_fingerprint", None), column)
+    if key in _SCANNED:
+        return
+    n_null, null_rows = 0, []
+    for offset, col in _arrow_batches(dataset, column, _IMAGE_BATCH):
+        nulls = np.flatnonzero(np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool))
+        n_null += len(nulls)
+        null_rows.extend((nulls + offset).tolist()[:5])
+    if n_null:
+        raise ValueError(f"the {what} dataset has no image in column {column!r} for {n_null} example(s) (rows "
+                         f"{_rows(null_rows)}); drop those rows, e.g. dataset.filter(lambda image: image is not None, "
+                         f"input_columns={column!r}).")
+    if not decode:
+        return
+    for offset, col in _arrow_batches(dataset, column, _IMAGE_BATCH):
+        data, paths = col.combine_chunks().field("bytes"), col.combine_chunks().field("path")
+        for i in range(len(col)):
+            blob, path = data[i].as_py(), paths[i].as_py()
+            try:
+                verify_image(blob, path)
+            except Exception as err:  # noqa: BLE001 - PIL raises several kinds; each is the same user error
+                raise ValueError(f"the {what} dataset's {undecodable_image_error(offset + i, column, path, err)}. "
+                                 "Fix or drop that row (every image is decoded before training; check_images=False "
+                                 "skips this).") from None
+    _SCANNED.add(key)
+
+
+def check_dataset(dataset, *, what: str = "training", image_column: str = "image", label_column: str | None = None,
+                  label_names=None, needs_labels: bool = False, decode_images: bool = True,
+                  label_option: str = "label_column"):
+    """The data checks of one dataset, before any compute: the named label column exists, every image is there and
+    decodes (:func:`check_images`), the labels are within the label set or class names mapped to ids
+    (:func:`check_labels`). Returns the dataset (string labels cast to ids). A streaming dataset is returned as is
+    (it cannot be scanned; the losses check every batch)."""
+    if dataset is None or is_streaming(dataset) or not hasattr(dataset, "features"):
+        return dataset
+    columns = dataset.column_names
+    if label_column is not None and label_column not in columns:
+        raise missing_column_error(what, "label", label_column, columns, label_option)
+    column = label_column or next((c for c in LABEL_COLUMNS if c in columns), None)
+    if image_column in columns:
+        check_images(dataset, image_column, what=what, decode=decode_images)
+    if column is not None:
+        dataset = check_labels(dataset, column, label_names, what=what, needs_labels=needs_labels)
+    return dataset
+
+
 # -- the output directory ------------------------------------------------------------------------------------------
 
 RUN_FILE = "w2s_run.json"
@@ -273,9 +559,183 @@ def check_output_dir(output_dir: str, identity: dict, *, resuming: bool, overwri
 
 
 def write_run_file(output_dir: str, identity: dict) -> None:
-    os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, RUN_FILE), "w") as f:
+    with atomic_write(os.path.join(output_dir, RUN_FILE)) as f:
         json.dump(identity, f, indent=2, sort_keys=True, default=str)
+
+
+# -- files: output paths, whole-or-nothing writes, checkpoints -------------------------------------------------------
+
+
+def check_output_path(path, option: str = "output_dir") -> None:
+    """``path`` can hold a run: it is a folder, or it does not exist yet and the nearest existing folder above it is
+    a folder (not a file). Checked when the options are read, before any compute."""
+    if not path:
+        return
+    full = probe = os.path.abspath(os.path.expanduser(str(path)))
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            return
+        probe = parent
+    if not os.path.isdir(probe):
+        where = "is a file" if probe == full else f"is inside {probe!r}, which is a file"
+        raise ValueError(f"{option} {str(path)!r} {where}, not a folder; choose a folder for {option}.")
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is a full disk or quota, also when a library wrapped it (safetensors and
+    pyarrow report it in their own exception types)."""
+    seen = 0
+    while err is not None and seen < 5:
+        if isinstance(err, OSError) and err.errno in _DISK_FULL:
+            return True
+        if any(s in str(err) for s in ("No space left on device", "Disk quota exceeded", "StorageFull")):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
+
+
+def disk_full_error(err: BaseException, path, kept: str = "") -> OSError:
+    """The ``OSError`` a full disk is reported with: where it happened, that nothing half-written was left there,
+    and what to do."""
+    return OSError(errno.ENOSPC, f"no space left on the device while writing {os.path.abspath(str(path))}; the "
+                                 f"partial files were removed{kept}. Free some space (or choose an output folder on "
+                                 "another disk) and run again")
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "w"):
+    """Write ``path`` whole or not at all: the block writes a temporary file in the same folder, renamed to ``path``
+    when the block ends; on any failure the temporary file is removed and ``path`` is left as it was. A full disk is
+    reported with the path (:func:`disk_full_error`)."""
+    folder = os.path.dirname(os.path.abspath(str(path)))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(str(path))}.", suffix=".partial", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if is_disk_full(err):
+            raise disk_full_error(err, path) from err
+        raise
+
+
+@contextlib.contextmanager
+def staged_dir(target, *, replace: bool = False):
+    """Build a folder whole or not at all: the block fills a temporary folder next to ``target`` (yielded), which then
+    becomes ``target``; on any failure it is removed and ``target`` is left as it was. With ``replace`` an existing
+    ``target`` is swapped out only once the new one is complete (and then removed)."""
+    target = os.path.abspath(str(target))
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", suffix=".partial", dir=parent)
+    try:
+        yield tmp
+        old = None
+        if os.path.lexists(target):
+            if not replace:
+                raise FileExistsError(f"{target} appeared while it was being written; nothing was replaced")
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", suffix=".old", dir=parent)
+            os.replace(target, os.path.join(old, "previous"))
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(err):
+            raise disk_full_error(err, target) from err
+        raise
+
+
+def foreign_readme(output_dir) -> str | None:
+    """The path of a ``README.md`` in ``output_dir`` that is not an hf_w2s model card (the user's own), or ``None``."""
+    path = os.path.join(str(output_dir), "README.md")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read(20_000)
+    header = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
+    return None if re.search(r"^\s*-\s*hf_w2s\s*$", header, re.M) else path
+
+
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json", "adapter_model.bin")
+
+
+def _safetensors_truncated(path: str) -> bool:
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if n <= 0 or 8 + n > size:
+                return True
+            header = json.loads(f.read(n))
+    except (OSError, ValueError):
+        return True
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    return 8 + n + max(ends, default=0) > size
+
+
+def checkpoint_problem(path: str) -> str | None:
+    """Why the Trainer checkpoint folder ``path`` is not complete (it writes ``trainer_state.json`` last), or
+    ``None`` when it is."""
+    state = os.path.join(path, "trainer_state.json")
+    if not os.path.isfile(state):
+        return "it has no trainer_state.json (written last: the save did not finish)"
+    try:
+        with open(state) as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return "its trainer_state.json is cut short"
+    names = os.listdir(path)
+    weights = [n for n in _WEIGHT_FILES if n in names]
+    sharded = [n for n in names if n.startswith(("pytorch_model_fsdp", "global_step"))]
+    if not weights and not sharded:
+        return "it holds no model weights"
+    bad = [n for n in weights if n.endswith(".safetensors") and _safetensors_truncated(os.path.join(path, n))]
+    return f"its {bad[0]} is cut short" if bad else None
+
+
+def last_complete_checkpoint(output_dir) -> str | None:
+    """The ``checkpoint-N`` folder of ``output_dir`` with the largest ``N`` that is complete (:func:`checkpoint_problem`);
+    incomplete ones after it are skipped with a warning. ``None`` when there is none."""
+    if not os.path.isdir(str(output_dir)):
+        return None
+    steps = sorted((int(n.split("-")[1]) for n in os.listdir(output_dir) if _CHECKPOINT.match(n)), reverse=True)
+    for step in steps:
+        path = os.path.join(str(output_dir), f"checkpoint-{step}")
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        logger.warning("not resuming from %s: %s; trying the checkpoint before it", path, problem)
+    return None
+
+
+_TRUE, _FALSE = {"true", "yes", "1"}, {"", "false", "no", "0", "none", "null"}
+
+
+def resume_target(value):
+    """``resume_from_checkpoint`` as ``Trainer.train`` takes it: ``None``, ``True`` (the last complete checkpoint of
+    ``output_dir``; the command line's ``true``) or the path of a checkpoint folder, which must exist."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return True
+    text = str(value).strip()
+    if text.lower() in _FALSE:
+        return None
+    if text.lower() in _TRUE:
+        return True
+    if not os.path.isdir(text):
+        raise ValueError(f"resume_from_checkpoint {text!r} is not a folder; give a checkpoint folder "
+                         "(output_dir/checkpoint-N), or true to resume from the last complete checkpoint in output_dir.")
+    return text
 
 
 def check_inputs(model, args, train_dataset=None, eval_dataset=None, processing_class=None, weak_model=None,
