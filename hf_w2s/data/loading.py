@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["column_array", "is_saved_dataset", "open_dataset", "load_image_dataset", "select_split", "PACKAGED_PREFIX",
-           "looks_local", "missing_local_error", "not_found_error", "streaming_error", "cache_file_name",
+           "looks_local", "missing_local_error", "not_found_error", "is_streaming", "streaming_error", "cache_file_name",
            "without_indices"]
 
 PACKAGED_PREFIX = "hf_w2s:"
@@ -74,6 +74,13 @@ def not_found_error(name: str, what: str, err: BaseException) -> ValueError:
                       f"the Hub ({reason}). Check the path, or the Hub id, the login and the network.")
 
 
+def is_streaming(dataset) -> bool:
+    """Whether ``dataset`` is a streaming ``IterableDataset`` (or a dict of them)."""
+    from datasets import IterableDataset, IterableDatasetDict
+
+    return isinstance(dataset, (IterableDataset, IterableDatasetDict))
+
+
 def streaming_error(what: str = "hf_w2s") -> ValueError:
     """Why a streaming ``IterableDataset`` is refused where a dataset must be scanned or cached, and the fix."""
     return ValueError(f"{what} needs a datasets.Dataset, but got a streaming IterableDataset, which has no length and "
@@ -112,11 +119,11 @@ def open_dataset(source, *, config_name: str | None = None, data_dir: str | None
                  revision: str | None = None, token=None, split: str | None = None):
     """A ``Dataset`` (a single pool of examples) or a ``DatasetDict`` (named splits) from ``source`` (see the module
     doc). For a Hub id or a local folder, ``split`` is passed on to ``load_dataset`` (only that split is read)."""
-    from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset, load_from_disk
+    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
     if isinstance(source, (Dataset, DatasetDict)):
         return source
-    if isinstance(source, (IterableDataset, IterableDatasetDict)):
+    if is_streaming(source):
         raise streaming_error()
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"expected a Dataset, a DatasetDict, a path or a Hub id, got {type(source).__name__}")

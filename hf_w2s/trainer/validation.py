@@ -53,6 +53,7 @@ __all__ = [
     "disk_full_error",
     "atomic_write",
     "staged_dir",
+    "staged_files",
     "foreign_readme",
     "checkpoint_problem",
     "last_complete_checkpoint",
@@ -304,6 +305,14 @@ def image_mode_note(dataset, image_column: str, image_processor, *, what: str = 
     target = "L" if channels == 1 else "RGB"
     if mode == target:
         return None
+    from ..data.images import WIDE_MODES
+
+    if mode in WIDE_MODES:
+        kind = "floating-point" if mode == "F" else "16-bit" if mode.startswith("I;16") else "32-bit integer"
+        note = (f"the {what} images in {image_column!r} are {kind} (PIL mode {mode!r}); they are scaled to 8 bits "
+                f"(not clipped: hf_w2s.data.images.to_8bit) and converted to {target!r} as batches are built.")
+        logger.warning(note)
+        return note
     kind = "grayscale" if _MODE_CHANNELS.get(mode) == 1 else "colour"
     note = (
         f"the {what} images in {image_column!r} are {kind} (PIL mode {mode!r}) but the model's image processor "
@@ -324,10 +333,10 @@ _SCANNED: set = set()
 
 
 def is_streaming(dataset) -> bool:
-    """Whether ``dataset`` is a streaming ``IterableDataset`` (or a dict of them)."""
-    from datasets import IterableDataset, IterableDatasetDict
+    """Whether ``dataset`` is a streaming ``IterableDataset`` (:func:`hf_w2s.data.loading.is_streaming`)."""
+    from ..data.loading import is_streaming as streaming
 
-    return isinstance(dataset, (IterableDataset, IterableDatasetDict))
+    return streaming(dataset)
 
 
 def missing_column_error(what: str, kind: str, name: str, columns, option: str) -> ValueError:
@@ -347,9 +356,10 @@ def _shown(rows, values=None) -> str:
 
 def check_labels(dataset, column: str, names=None, *, what: str = "training", needs_labels: bool = True):
     """The true labels in ``column`` are class ids within the label set (``names``, default the column's
-    ``ClassLabel`` names), or class names (strings) in ``names``, which are then mapped to ids (the dataset is
-    returned with the column cast to ``ClassLabel(names)``). Rows without a label (null or negative, e.g. -1) are an
-    error where labels are needed (``needs_labels``). Read on the Arrow data in batches."""
+    ``ClassLabel`` names), or class names (strings) in ``names``, which are then mapped to ids; a ``ClassLabel`` with
+    the same names in another order is re-numbered to ``names``' order (the dataset is returned with the column as
+    ``ClassLabel(names)``). Rows without a label (null or negative, e.g. -1) are an error where labels are needed
+    (``needs_labels``). Read on the Arrow data in batches; nothing is written next to the source data."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from datasets import ClassLabel
@@ -358,6 +368,8 @@ def check_labels(dataset, column: str, names=None, *, what: str = "training", ne
     if names is None and isinstance(feature, ClassLabel):
         names = list(feature.names)
     names = None if names is None else [str(n) for n in names]
+    own = [str(n) for n in feature.names] if isinstance(feature, ClassLabel) else None
+    reorder = own is not None and own != names and sorted(own) == sorted(names) and len(set(own)) == len(own)
     found = {key: {"rows": [], "count": 0, "values": []} for key in ("missing", "out", "unknown")}
     strings = False
     for offset, col in _arrow_batches(dataset, column):
@@ -380,20 +392,41 @@ def check_labels(dataset, column: str, names=None, *, what: str = "training", ne
             entry["rows"].extend((idx + offset).tolist()[:5])
             entry["values"].extend(pc.take(col, pa.array(idx[:5])).to_pylist() if len(idx) else [])
     _raise_label_problems(found, column, names, what, needs_labels)
-    return _names_to_ids(dataset, column, names) if strings else dataset
+    if strings:
+        return _names_to_ids(dataset, column, names)
+    return _reorder_class_ids(dataset, column, own, names) if reorder else dataset
 
 
 def _names_to_ids(dataset, column: str, names: list[str]):
-    """The dataset with its class-name column replaced by ids (``ClassLabel(names)``), built in memory: nothing is
-    written next to the source data (``cast_column`` would write a cache file into its folder)."""
+    """The dataset with its class-name column replaced by ids of ``names`` (``ClassLabel(names)``)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
+
+    ids = [pc.index_in(col, value_set=pa.array(names)).to_numpy(zero_copy_only=False)
+           for _, col in _arrow_batches(dataset, column)]
+    ids = np.concatenate(ids) if ids else np.zeros(0)
+    return _replace_label_column(dataset, column, np.where(np.isnan(ids.astype(float)), -1, ids), names)
+
+
+def _reorder_class_ids(dataset, column: str, own: list[str], names: list[str]):
+    """A ``ClassLabel`` column whose names are ``names`` in another order, re-numbered to ``names``' order."""
+    perm = np.asarray([names.index(n) for n in own])
+    ids = np.concatenate([np.asarray(col.to_numpy(zero_copy_only=False)) for _, col in _arrow_batches(dataset, column)]
+                         or [np.zeros(0, dtype=np.int64)])
+    return _replace_label_column(dataset, column, np.where(ids >= 0, perm[np.clip(ids, 0, None)], ids), names)
+
+
+def _replace_label_column(dataset, column: str, ids, names: list[str]):
+    """``dataset`` with ``column`` replaced by the class ids ``ids`` of ``ClassLabel(names)``, built in memory:
+    nothing is written next to the source data (``cast_column`` / ``map`` would write a cache file into its folder;
+    a dataset with a row mapping is first flattened under hf_w2s's own cache)."""
     from datasets import ClassLabel, Dataset, Features, concatenate_datasets
 
-    ids = np.concatenate([np.asarray(pc.index_in(col, value_set=__import__("pyarrow").array(names)).to_numpy(
-        zero_copy_only=False)) for _, col in _arrow_batches(dataset, column)] or [np.zeros(0)])
-    ids = np.where(np.isnan(ids.astype(float)), -1, ids).astype(np.int64)
-    new = Dataset.from_dict({column: ids}, features=Features({column: ClassLabel(names=names)}))
-    return concatenate_datasets([dataset.remove_columns(column), new], axis=1)
+    from ..data.loading import without_indices
+
+    new = Dataset.from_dict({column: np.asarray(ids, dtype=np.int64)},
+                            features=Features({column: ClassLabel(names=names)}))
+    return concatenate_datasets([without_indices(dataset.remove_columns(column)), new], axis=1)
 
 
 def _raise_label_problems(found, column, names, what, needs_labels) -> None:
@@ -480,6 +513,7 @@ _CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 #: TrainingArguments that do not change what is trained (where it goes, how it is logged, saved or pushed)
 _NOT_THE_RUN = re.compile(
     r"^(output_dir|logging_dir|run_name|overwrite_output_dir|resume_from_checkpoint|report_to|push_to_hub|hub_.*|"
+    r"check_images|"
     r"logging_.*|save_.*|disable_tqdm|dataloader_.*|.*_token|project|trackio_.*|eval_.*|per_device_eval_batch_size|"
     r"do_train|do_eval|do_predict|include_.*|log_.*|skip_memory_metrics|ddp_.*)$"
 )
@@ -585,9 +619,17 @@ def check_output_path(path, option: str = "output_dir") -> None:
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """Whether ``err`` (or what caused it) is a full disk or quota, also when a library wrapped it (safetensors and
-    pyarrow report it in their own exception types)."""
+def is_disk_full(err: BaseException, path=None) -> bool:
+    """Whether ``err`` (or what caused it) is a full disk or quota, also when a library wrapped it (safetensors,
+    pyarrow and torch report it in their own exception types and words): by its errno or message, or, given the
+    ``path`` that was being written, by the space left on its disk (under 1 MiB)."""
+    if path is not None:
+        probe = os.path.abspath(str(path))
+        while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+            probe = os.path.dirname(probe)
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(probe).free < 2**20:
+                return True
     seen = 0
     while err is not None and seen < 5:
         if isinstance(err, OSError) and err.errno in _DISK_FULL:
@@ -619,9 +661,10 @@ def atomic_write(path, mode: str = "w"):
             yield f
         os.replace(tmp, path)
     except BaseException as err:
+        full = is_disk_full(err, tmp)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if is_disk_full(err):
+        if full:
             raise disk_full_error(err, path) from err
         raise
 
@@ -647,10 +690,34 @@ def staged_dir(target, *, replace: bool = False):
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException as err:
+        full = is_disk_full(err, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
-        if is_disk_full(err):
+        if full:
             raise disk_full_error(err, target) from err
         raise
+
+
+@contextlib.contextmanager
+def staged_files(folder):
+    """Write files into ``folder`` whole or not at all: the block writes into a temporary folder inside ``folder``
+    (yielded), whose entries then replace those of the same name in ``folder``; on any failure the temporary folder is
+    removed and ``folder`` keeps what it had. A full disk is reported with the path."""
+    folder = os.path.abspath(str(folder))
+    os.makedirs(folder, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".w2s-save-", suffix=".partial", dir=folder)
+    try:
+        yield tmp
+        for name in sorted(os.listdir(tmp)):
+            target = os.path.join(folder, name)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            os.replace(os.path.join(tmp, name), target)
+    except BaseException as err:
+        if is_disk_full(err, tmp):
+            raise disk_full_error(err, folder) from err
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def foreign_readme(output_dir) -> str | None:
@@ -739,27 +806,47 @@ def resume_target(value):
 
 
 def check_inputs(model, args, train_dataset=None, eval_dataset=None, processing_class=None, weak_model=None,
-                 weak_processing_class=None) -> None:
-    """Everything the trainer checks about its inputs before training (one entry point for the trainer)."""
+                 weak_processing_class=None):
+    """Everything the trainer checks about its inputs before training (one entry point for the trainer); returns
+    ``(train_dataset, eval_dataset)``, with class-name labels mapped to the student's ids."""
     check_channels(model, processing_class)
     if weak_model is not None:
-        if weak_processing_class is not None:
-            check_channels(weak_model, weak_processing_class, who="weak model")
-        else:
-            weak_c = getattr(weak_model.config, "num_channels", None)
-            student_c = _processor_channels(processing_class) or getattr(model.config, "num_channels", None)
-            if weak_c is not None and student_c is not None and weak_c != student_c:
-                raise ValueError(
-                    f"the online weak model expects {weak_c} channel(s) but would receive the student's "
-                    f"{student_c}-channel pixel_values; pass weak_processing_class= (the weak model's image processor)."
-                )
+        _check_weak_channels(model, processing_class, weak_model, weak_processing_class)
+    if is_streaming(train_dataset) and not args.max_steps > 0:
+        raise ValueError("the training dataset is a streaming IterableDataset, which has no length: set max_steps (the "
+                         "number of optimizer steps to train), or load it with load_dataset(..., streaming=False).")
+    from ..losses import LOSSES
+
+    needs_labels = LOSSES[args.w2s_loss].needs_labels or args.gt_loss_weight > 0
+    id2label = getattr(model.config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in range(len(id2label))] if id2label else None
+    checked = {}
     evals = eval_dataset.items() if isinstance(eval_dataset, dict) else [("evaluation", eval_dataset)]
-    for what, dataset in [("training", train_dataset), *evals]:
-        if dataset is None or not hasattr(dataset, "column_names"):
+    for key, dataset in [("training", train_dataset), *evals]:
+        if dataset is None or not hasattr(dataset, "column_names") or is_streaming(dataset):
+            checked[key] = dataset
             continue
-        what = what if what in ("training", "evaluation") else f"evaluation ({what})"
+        what = key if key in ("training", "evaluation") else f"evaluation ({key})"
         check_image_inputs(dataset, args.image_column, processing_class, what=what)
         if args.weak_logits_column in dataset.column_names:
             check_weak_logits(dataset, args.weak_logits_column, model.config.num_labels, what=what)
-    if train_dataset is not None and hasattr(train_dataset, "column_names"):
+        checked[key] = check_dataset(dataset, what=what, image_column=args.image_column, label_names=names,
+                                     needs_labels=needs_labels or key != "training", decode_images=args.check_images)
+    train_dataset = checked.pop("training")
+    if train_dataset is not None and hasattr(train_dataset, "column_names") and not is_streaming(train_dataset):
         image_mode_note(train_dataset, args.image_column, processing_class)
+    eval_dataset = checked if isinstance(eval_dataset, dict) else checked.get("evaluation")
+    return train_dataset, eval_dataset
+
+
+def _check_weak_channels(model, processing_class, weak_model, weak_processing_class) -> None:
+    if weak_processing_class is not None:
+        check_channels(weak_model, weak_processing_class, who="weak model")
+        return
+    weak_c = getattr(weak_model.config, "num_channels", None)
+    student_c = _processor_channels(processing_class) or getattr(model.config, "num_channels", None)
+    if weak_c is not None and student_c is not None and weak_c != student_c:
+        raise ValueError(
+            f"the online weak model expects {weak_c} channel(s) but would receive the student's "
+            f"{student_c}-channel pixel_values; pass weak_processing_class= (the weak model's image processor)."
+        )
