@@ -612,8 +612,8 @@ def check_output_path(path, option: str = "output_dir") -> None:
             return
         probe = parent
     if not os.path.isdir(probe):
-        where = "is a file" if probe == full else f"is inside {probe!r}, which is a file"
-        raise ValueError(f"{option} {str(path)!r} {where}, not a folder; choose a folder for {option}.")
+        where = "" if probe == full else f" cannot be created: {probe!r}"
+        raise ValueError(f"{option} {str(path)!r}{where} is a file, not a folder; choose a folder for {option}.")
 
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
