@@ -160,12 +160,18 @@ def _refuse_pickle_only(source: str) -> None:
         )
 
 
-def _check_source(source: str) -> None:
-    """A name that can only be a local path must exist: refused as such, never sent to the Hub."""
+def _check_source(source: str, model: bool = True) -> None:
+    """A name that can only be a local path must exist: refused as such, never sent to the Hub; a ``model`` folder
+    holds a config.json (not, say, a saved dataset)."""
     from .data.loading import looks_local, missing_local_error
 
     if not os.path.exists(source) and looks_local(source):
         raise missing_local_error(source, "model")
+    if model and os.path.isdir(source) and not os.path.isfile(os.path.join(source, "config.json")):
+        what = "a saved dataset" if any(os.path.isfile(os.path.join(source, f)) for f in (
+            "state.json", "dataset_dict.json")) else "no config.json"
+        raise ValueError(f"model {source!r} is a folder but not a saved model ({what}); give the folder of a model "
+                         "saved with save_pretrained (config.json and weights), or a Hub id.")
 
 
 def _not_found(source: str, err: BaseException) -> BaseException:
@@ -293,7 +299,7 @@ def load_image_processor(
     source = str(source)
     if source.startswith(TINY_PREFIX):
         return tiny_image_processor(image_size=image_size, num_channels=num_channels)
-    _check_source(source)
+    _check_source(source, model=False)
     try:
         return AutoImageProcessor.from_pretrained(source, **_hub_kwargs(revision, token, trust_remote_code))
     except (OSError, ValueError) as err:

@@ -561,6 +561,49 @@ def test_zero_loss(tmp_path):
     config(tmp_path, w2s_loss="kd", weak_loss_weight=0.0, gt_loss_weight=1.0)  # one term is enough
 
 
+def test_num_channels(tmp_path, capsys, no_compute, digits_dir):
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", digits_dir, "--num_channels", "2"))
+    assert code == 2 and documented("num-channels", line)
+    from hf_w2s.experiment.config import ExperimentConfig
+
+    with raises("num-channels"):
+        ExperimentConfig(output_dir=str(tmp_path / "e"), num_channels=4)
+
+
+def test_class_names_distinct(tmp_path, capsys, no_compute, digits_dir):
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", digits_dir, "--class_names", "0", "0", *DIGITS[2:]))
+    assert code == 2 and documented("class-names-distinct", line) and "['0']" in line
+
+
+def test_unknown_packaged(tmp_path, capsys):
+    from hf_w2s.experiment.config import ExperimentConfig
+
+    with raises("unknown-packaged"):
+        ExperimentConfig(output_dir=str(tmp_path / "e"), dataset="hf_w2s:mnst")
+    for argv in (["train", "--model_name_or_path", "tiny:linear", "--dataset_name", "hf_w2s:mnst", "--w2s_loss",
+                  "ground_truth"],
+                 ["label", "--weak_model", "w", "--dataset", "hf_w2s:digits", "--output", tmp_path / "o"]):
+        code, line = run_cli(capsys, *argv)
+        assert code == 2 and documented("unknown-packaged", line), argv
+
+
+def test_unknown_arch(tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 20]\nlosses: [kd]\n")
+    for override, where in (["--strong_model.arch", "resnett"], "strong_model: "), (
+            ["--weak_supervisors", "[{name: w, arch: vitt}]"], "weak supervisor 'w': "):
+        code, line = run_cli(capsys, "experiment", "--config", exp, "--output_dir", tmp_path / "e", *override)
+        assert code == 2 and documented("unknown-arch", line) and f"error: {where}arch must be" in line
+        assert not (tmp_path / "e").exists()  # before any supervisor trained
+
+
+def test_not_a_model(tmp_path, capsys):
+    load_sklearn_digits().select(range(4)).save_to_disk(str(tmp_path / "saved"))
+    code, line = run_cli(capsys, "label", "--weak_model", tmp_path / "saved", "--dataset", tmp_path / "saved",
+                         "--output", tmp_path / "o")
+    assert code == 2 and documented("not-a-model", line) and "(a saved dataset)" in line
+
+
 def test_also_every_options_class_declares_ranges_of_its_own_fields():
     # a RANGES entry that names no field would silently check nothing
     import dataclasses
@@ -725,7 +768,8 @@ def test_missing_local_path(tmp_path, capsys):
     load_sklearn_digits().select(range(4)).save_to_disk(str(tmp_path / "saved"))
     code, line = run_cli(capsys, "label", "--weak_model", tmp_path / "weeak", "--dataset", tmp_path / "saved",
                          "--output", tmp_path / "out")
-    assert code == 2 and documented("missing-local-path", line) and line.split(": error: ")[1].startswith("model ")
+    assert code == 2 and documented("missing-local-path", line)
+    assert line.split(": error: ")[1].startswith("--weak_model ")  # refused when the options are read
 
 
 def test_not_local_not_hub(tmp_path, monkeypatch):
@@ -920,9 +964,14 @@ def test_resume(tmp_path, capsys, caplog, digits_dir):
 def test_resume_nothing(tmp_path):
     with raises("resume-nothing"):
         config(tmp_path, resume_from_checkpoint=str(tmp_path / "no-such-checkpoint"))
+
+
+def test_resume_no_checkpoint(tmp_path, capsys, no_compute, digits_dir):
     t = trainer(tmp_path, args=config(tmp_path, output_dir=str(tmp_path / "empty")))
-    with pytest.raises(ValueError, match="holds no complete checkpoint-N folder"):
+    with raises("resume-no-checkpoint"):
         t.train(resume_from_checkpoint=True)
+    code, line = run_cli(capsys, *recipe(tmp_path / "fresh", digits_dir, "--resume_from_checkpoint", "true"))
+    assert code == 2 and documented("resume-no-checkpoint", line)
 
 
 def test_push_not_possible(tmp_path, capsys, monkeypatch, no_compute, digits_dir):

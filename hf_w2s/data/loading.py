@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["column_array", "is_saved_dataset", "open_dataset", "load_image_dataset", "select_split", "PACKAGED_PREFIX",
-           "looks_local", "missing_local_error", "not_found_error", "is_streaming", "streaming_error", "cache_file_name",
+           "looks_local", "check_source_name", "missing_local_error", "not_found_error", "is_streaming", "streaming_error", "cache_file_name",
            "without_indices"]
 
 PACKAGED_PREFIX = "hf_w2s:"
@@ -79,6 +79,23 @@ def is_streaming(dataset) -> bool:
     from datasets import IterableDataset, IterableDatasetDict
 
     return isinstance(dataset, (IterableDataset, IterableDatasetDict))
+
+
+def check_source_name(name, what: str = "dataset", option: str | None = None) -> None:
+    """Check a dataset or model name when the options are read, before anything is loaded: packaged data must exist
+    (``hf_w2s:NAME``), a name that can only be a local path must exist. Hub ids are checked when they load."""
+    if name is None or not isinstance(name, (str, os.PathLike)):
+        return
+    name = str(name)
+    if name.startswith(PACKAGED_PREFIX):
+        from .packaged import PACKAGED_DATASETS
+
+        if what == "dataset" and name[len(PACKAGED_PREFIX):] not in PACKAGED_DATASETS:
+            raise ValueError(f"{option or what} {name!r} is not packaged data; choose one of "
+                             f"{[PACKAGED_PREFIX + n for n in sorted(PACKAGED_DATASETS)]}.")
+        return
+    if not os.path.exists(name) and looks_local(name):
+        raise missing_local_error(name, option or what)
 
 
 def streaming_error(what: str = "hf_w2s") -> ValueError:

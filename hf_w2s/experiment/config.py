@@ -12,9 +12,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..data.loading import PACKAGED_PREFIX
+from ..data.loading import PACKAGED_PREFIX, check_source_name
 from ..data.noise import NOISE_KINDS
 from ..losses import LOSSES
+from ..modeling import ARCHITECTURES
 from ..trainer.config import WeakToStrongConfig, check_training_arguments
 from ..trainer.multi_weak import COMBINATIONS
 from ..trainer.validation import check_options
@@ -256,6 +257,8 @@ class WeakSupervisorConfig:
 
     def __post_init__(self):
         check_options(self, where=f"weak supervisor {self.name!r}: ")
+        _check_sources(self, f"weak supervisor {self.name!r}: ", models=("model", "pretrained"),
+                       datasets=("weak_labels",), built=not (self.model or self.pretrained or self.weak_labels))
         if self.source is None:
             self.source = (
                 "combine" if self.combine else "model" if self.model else "weak_labels" if self.weak_labels
@@ -333,6 +336,7 @@ class StrongModelConfig:
 
     def __post_init__(self):
         check_options(self, where="strong_model: ")
+        _check_sources(self, "strong_model: ", models=("model",), datasets=("pretrain_dataset",), built=not self.model)
 
 
 @dataclass
@@ -471,6 +475,9 @@ class ExperimentConfig:
 
     def _validate(self) -> None:  # long: one check after the other, each with its message
         check_options(self)
+        if self.num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 (grayscale) or 3 (RGB), got {self.num_channels}.")
+        check_source_name(self.dataset, "dataset", "dataset")
         if len(self.split_sizes) == 3:
             raise ValueError(
                 f"split_sizes {self.split_sizes} has three sizes; it needs four: weak_train, strong_train, "
@@ -552,6 +559,17 @@ class ExperimentConfig:
                                                                            if s.candidates else {})}
                          for s in self.losses]
         return out
+
+
+def _check_sources(section, where: str, *, models=(), datasets=(), built: bool = False) -> None:
+    """The models and datasets a section names exist (packaged names, local paths), and a model it builds has a
+    known ``arch``: checked when the config is read, before any supervisor trains."""
+    for option in models:
+        check_source_name(getattr(section, option), "model", where + option)
+    for option in datasets:
+        check_source_name(getattr(section, option), "dataset", where + option)
+    if built and section.arch not in ARCHITECTURES:
+        raise ValueError(f"{where}arch must be one of {ARCHITECTURES}, got {section.arch!r}.")
 
 
 def _build(cls, data, where: str):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..data.loading import check_source_name
 from ..data.noise import NOISE_KINDS
 from ..metrics import METRICS
 from ..modeling import TINY_PREFIX
@@ -198,6 +199,17 @@ class RecipeArguments:
     def validate(self, training_args: WeakToStrongConfig) -> None:
         """Check the arguments together; raise ``ValueError`` naming the problem before anything is loaded."""
         check_options(self)  # types, finiteness and RANGES of every option
+        if self.num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 (grayscale) or 3 (RGB), got {self.num_channels}.")
+        for option, what in (("dataset_name", "dataset"), ("weak_labels_dataset", "dataset"),
+                             ("model_name_or_path", "model"), ("weak_model_name_or_path", "model"),
+                             ("image_processor_name_or_path", "model"), ("weak_image_processor_name_or_path", "model")):
+            value = getattr(self, option)
+            if value and not value.startswith(TINY_PREFIX):
+                check_source_name(value, what, option)
+        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
+            twice = sorted({n for n in self.class_names if self.class_names.count(n) > 1})
+            raise ValueError(f"class_names must be distinct, but {twice} appear more than once.")
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is required (a Hub id, a local path or 'tiny:ARCH').")
         if not self.dataset_name and not self.weak_labels_dataset:

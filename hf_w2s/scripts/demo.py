@@ -52,6 +52,11 @@ class DemoArguments:
 
         check_options(self)
         check_output_path(self.output_dir, "output_dir")
+        from ..data.packaged import PACKAGED_DATASETS
+
+        if self.dataset not in PACKAGED_DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(PACKAGED_DATASETS)} (packaged, offline), got "
+                             f"{self.dataset!r}.")
         if self.quick:
             self.weak_train_size, self.strong_train_size, self.test_size = 300, 1000, 500
             self.weak_epochs, self.strong_epochs, self.batch_size = 20, 3, 32

@@ -65,9 +65,12 @@ class LabelConfig:
     RANGES = {"batch_size": (1, None, True)}
 
     def __post_init__(self):
+        from ..data.loading import check_source_name
         from ..trainer.validation import check_options
 
         check_options(self)
+        check_source_name(self.weak_model, "model", "--weak_model")
+        check_source_name(self.dataset, "dataset", "--dataset")
 
     def to_command(self) -> str:
         """The ``hf-w2s label`` command line that reproduces these options (non-default ones only)."""

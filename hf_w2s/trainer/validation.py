@@ -769,9 +769,9 @@ def checkpoint_problem(path: str) -> str | None:
     return f"its {bad[0]} is cut short" if bad else None
 
 
-def last_complete_checkpoint(output_dir) -> str | None:
+def last_complete_checkpoint(output_dir, warn: bool = True) -> str | None:
     """The ``checkpoint-N`` folder of ``output_dir`` with the largest ``N`` that is complete (:func:`checkpoint_problem`);
-    incomplete ones after it are skipped with a warning. ``None`` when there is none."""
+    incomplete ones after it are skipped (with a warning, if ``warn``). ``None`` when there is none."""
     if not os.path.isdir(str(output_dir)):
         return None
     steps = sorted((int(n.split("-")[1]) for n in os.listdir(output_dir) if _CHECKPOINT.match(n)), reverse=True)
@@ -780,7 +780,8 @@ def last_complete_checkpoint(output_dir) -> str | None:
         problem = checkpoint_problem(path)
         if problem is None:
             return path
-        logger.warning("not resuming from %s: %s; trying the checkpoint before it", path, problem)
+        if warn:
+            logger.warning("not resuming from %s: %s; trying the checkpoint before it", path, problem)
     return None
 
 
