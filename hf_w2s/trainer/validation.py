@@ -436,14 +436,26 @@ def _raise_label_problems(found, column, names, what, needs_labels) -> None:
                          f"{unknown['count']} example(s) (rows {_shown(unknown['rows'], unknown['values'])}); "
                          f"class_names: {names}.")
     if out["count"]:
+        shown = _shown(out["rows"], out["values"])
         raise ValueError(f"the {what} dataset's {column!r} column has labels outside 0..{len(names) - 1} (the "
-                         f"{len(names)} classes) in {out['count']} example(s) (rows {_shown(out['rows'], out['values'])}"
-                         "); correct those labels or give every class name (class_names).")
+                         f"{len(names)} classes) in {out['count']} example(s) (rows {shown}); correct those labels or "
+                         "give every class name (class_names).")
     if missing["count"] and needs_labels:
         raise ValueError(f"the {what} dataset's {column!r} column has no label (null or negative, e.g. -1) in "
                          f"{missing['count']} example(s) (rows {_rows(missing['rows'])}); true labels are needed here "
                          "(a loss with true labels, or evaluation): drop those rows, e.g. dataset.filter(lambda y: y "
                          f"is not None and y >= 0, input_columns={column!r}).")
+
+
+def _decode_error(blob, path, i):
+    """``(i, error)`` if the encoded image does not decode, else ``None``."""
+    from ..data.images import verify_image
+
+    try:
+        verify_image(blob, path)
+    except Exception as err:  # noqa: BLE001 - PIL raises several kinds; each is the same user error
+        return i, err
+    return None
 
 
 def check_images(dataset, column: str, *, what: str = "training", decode: bool = True) -> None:
@@ -452,7 +464,7 @@ def check_images(dataset, column: str, *, what: str = "training", decode: bool =
     process."""
     from datasets import Image
 
-    from ..data.images import undecodable_image_error, verify_image
+    from ..data.images import undecodable_image_error
 
     if not isinstance(dataset.features.get(column), Image):
         return
@@ -470,14 +482,16 @@ def check_images(dataset, column: str, *, what: str = "training", decode: bool =
                          f"input_columns={column!r}).")
     if not decode:
         return
-    for offset, col in _arrow_batches(dataset, column, _IMAGE_BATCH):
-        data, paths = col.combine_chunks().field("bytes"), col.combine_chunks().field("path")
-        for i in range(len(col)):
-            blob, path = data[i].as_py(), paths[i].as_py()
-            try:
-                verify_image(blob, path)
-            except Exception as err:  # noqa: BLE001 - PIL raises several kinds; each is the same user error
-                raise ValueError(f"the {what} dataset's {undecodable_image_error(offset + i, column, path, err)}. "
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
+        for offset, col in _arrow_batches(dataset, column, _IMAGE_BATCH):
+            col = col.combine_chunks()
+            blobs, paths = col.field("bytes").to_pylist(), col.field("path").to_pylist()
+            failed = next((r for r in pool.map(_decode_error, blobs, paths, range(len(blobs))) if r), None)
+            if failed is not None:
+                i, err = failed
+                raise ValueError(f"the {what} dataset's {undecodable_image_error(offset + i, column, paths[i], err)}. "
                                  "Fix or drop that row (every image is decoded before training; check_images=False "
                                  "skips this).") from None
     _SCANNED.add(key)
@@ -770,8 +784,9 @@ def checkpoint_problem(path: str) -> str | None:
 
 
 def last_complete_checkpoint(output_dir, warn: bool = True) -> str | None:
-    """The ``checkpoint-N`` folder of ``output_dir`` with the largest ``N`` that is complete (:func:`checkpoint_problem`);
-    incomplete ones after it are skipped (with a warning, if ``warn``). ``None`` when there is none."""
+    """The ``checkpoint-N`` folder of ``output_dir`` with the largest ``N`` that is complete
+    (:func:`checkpoint_problem`); incomplete ones after it are skipped (with a warning, if ``warn``). ``None`` when
+    there is none."""
     if not os.path.isdir(str(output_dir)):
         return None
     steps = sorted((int(n.split("-")[1]) for n in os.listdir(output_dir) if _CHECKPOINT.match(n)), reverse=True)
@@ -802,7 +817,8 @@ def resume_target(value):
         return True
     if not os.path.isdir(text):
         raise ValueError(f"resume_from_checkpoint {text!r} is not a folder; give a checkpoint folder "
-                         "(output_dir/checkpoint-N), or true to resume from the last complete checkpoint in output_dir.")
+                         "(output_dir/checkpoint-N), or true to resume from the last complete checkpoint in "
+                         "output_dir.")
     return text
 
 
