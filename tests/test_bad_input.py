@@ -480,7 +480,7 @@ def test_wrong_type(tmp_path, capsys):
         assert str(err.value).startswith(expected)
     # the experiment's dotted overrides fail before any weak model trains (nothing is written)
     exp = tmp_path / "exp.yaml"
-    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 20]\nimage_size: 8\n"
+    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 10, 20]\nimage_size: 8\n"
                    "weak_supervisors: [{name: weak, epochs: 1}]\nlosses: [kd]\n")
     out = tmp_path / "exp_out"
     code, line = run_cli(capsys, "experiment", "--config", exp, "--output_dir", out, "--training.learning_rate", "fast")
@@ -521,7 +521,7 @@ def test_no_training(tmp_path, capsys, no_compute, digits_dir, epochs):
     code, line = run_cli(capsys, *argv)
     assert code == 2 and documented("no-training", line) and not (tmp_path / "o").exists()
     exp = tmp_path / "exp.yaml"
-    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 20]\nlosses: [kd]\n")
+    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 10, 20]\nlosses: [kd]\n")
     code, line = run_cli(capsys, "experiment", "--config", exp, "--output_dir", tmp_path / "e",
                          "--training.num_train_epochs", epochs)
     assert code == 2 and documented("no-training", line) and line.split(": error: ")[1].startswith("training: ")
@@ -589,7 +589,7 @@ def test_unknown_packaged(tmp_path, capsys):
 
 def test_unknown_arch(tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
-    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 20]\nlosses: [kd]\n")
+    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 10, 20]\nlosses: [kd]\n")
     for override, where in (["--strong_model.arch", "resnett"], "strong_model: "), (
             ["--weak_supervisors", "[{name: w, arch: vitt}]"], "weak supervisor 'w': "):
         code, line = run_cli(capsys, "experiment", "--config", exp, "--output_dir", tmp_path / "e", *override)

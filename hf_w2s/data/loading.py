@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["column_array", "is_saved_dataset", "open_dataset", "load_image_dataset", "select_split", "PACKAGED_PREFIX",
-           "looks_local", "check_source_name", "missing_local_error", "not_found_error", "is_streaming", "streaming_error", "cache_file_name",
+           "looks_local", "check_source_name", "missing_local_error", "not_found_error", "is_streaming",
+           "streaming_error", "cache_file_name",
            "without_indices"]
 
 PACKAGED_PREFIX = "hf_w2s:"
@@ -101,8 +102,8 @@ def check_source_name(name, what: str = "dataset", option: str | None = None) ->
 def streaming_error(what: str = "hf_w2s") -> ValueError:
     """Why a streaming ``IterableDataset`` is refused where a dataset must be scanned or cached, and the fix."""
     return ValueError(f"{what} needs a datasets.Dataset, but got a streaming IterableDataset, which has no length and "
-                      "cannot be checked, labelled once and cached. Load it with load_dataset(..., streaming=False), or "
-                      "take a part of the stream: Dataset.from_generator(lambda: (yield from stream.take(N)), "
+                      "cannot be checked, labelled once and cached. Load it with load_dataset(..., streaming=False), "
+                      "or take a part of the stream: Dataset.from_generator(lambda: (yield from stream.take(N)), "
                       "features=stream.features).")
 
 

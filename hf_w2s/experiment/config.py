@@ -250,7 +250,8 @@ class WeakSupervisorConfig:
 
     RANGES: ClassVar[dict[str, tuple]] = {
         "width": (1, None, True), "depth": (1, None, True), "train_size": (1, None, True),
-        "shots_per_class": (1, None, True), "label_noise_rate": (0.0, 1.0, True), "supervision_logit": (0.0, None, False),
+        "shots_per_class": (1, None, True), "label_noise_rate": (0.0, 1.0, True),
+        "supervision_logit": (0.0, None, False),
         "epochs": (0.0, None, False), "learning_rate": (0.0, None, False), "batch_size": (1, None, True),
         "weight_decay": (0.0, None, True), "seed": (0, None, True), "calibration_size": (0, None, True),
     }
