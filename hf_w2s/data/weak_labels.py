@@ -17,16 +17,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from datasets import (
-    ClassLabel,
-    Dataset,
-    DatasetDict,
-    Features,
-    Image,
-    List,
-    Value,
-    concatenate_datasets,
-)
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
 
 from ..distributed import shard_over_processes

@@ -73,12 +73,9 @@ class StudentRecipe:
     def check_output_dir(self) -> None:
         out = self.output_dir
         self.check_foreign_files()
-        if self.resume is True:
-            from ..trainer.validation import last_complete_checkpoint
+        from ..trainer.validation import checkpoint_to_resume
 
-            if last_complete_checkpoint(out, warn=False) is None:
-                raise ValueError(f"resume_from_checkpoint=True but output_dir {out} holds no complete checkpoint-N "
-                                 "folder; start the run without resume_from_checkpoint.")
+        checkpoint_to_resume(self.args.resume_from_checkpoint, out, warn=False)  # there is one, before any compute
         if self.resume or self.args.overwrite_output_dir:
             return
         if os.path.isdir(out) and any(

@@ -31,10 +31,10 @@ from .validation import (
     check_inputs,
     check_output_dir,
     check_weak_logits,
+    checkpoint_to_resume,
     disk_full_error,
     is_disk_full,
     last_complete_checkpoint,
-    resume_target,
     run_identity,
     staged_files,
     write_run_file,
@@ -236,14 +236,7 @@ class WeakToStrongTrainer(Trainer):
     def _checkpoint_to_resume(self, resume_from_checkpoint):
         """``True`` (or the command line's ``true``) is the last *complete* checkpoint of ``output_dir`` (a save cut
         short, e.g. by a full disk or a kill, is skipped); a path must exist. Checked before any compute."""
-        target = resume_target(resume_from_checkpoint)
-        if target is not True:
-            return target
-        last = last_complete_checkpoint(self.args.output_dir)
-        if last is None:
-            raise ValueError(f"resume_from_checkpoint=True but output_dir {self.args.output_dir} holds no complete "
-                             "checkpoint-N folder; start the run without resume_from_checkpoint.")
-        return last
+        return checkpoint_to_resume(resume_from_checkpoint, self.args.output_dir)
 
     def _save_checkpoint(self, model, trial):
         """A checkpoint is saved whole or removed: a save that fails (a full disk, ...) leaves no half-written

@@ -58,6 +58,7 @@ __all__ = [
     "checkpoint_problem",
     "last_complete_checkpoint",
     "resume_target",
+    "checkpoint_to_resume",
 ]
 
 _BATCH = 65_536
@@ -798,6 +799,20 @@ def last_complete_checkpoint(output_dir, warn: bool = True) -> str | None:
         if warn:
             logger.warning("not resuming from %s: %s; trying the checkpoint before it", path, problem)
     return None
+
+
+def checkpoint_to_resume(value, output_dir, warn: bool = True):
+    """``resume_from_checkpoint`` resolved as training will use it: ``None``, a checkpoint folder that exists, or for
+    ``True`` / ``"true"`` the last complete checkpoint of ``output_dir`` (:func:`last_complete_checkpoint`); a
+    ``ValueError`` when there is none."""
+    target = resume_target(value)
+    if target is not True:
+        return target
+    last = last_complete_checkpoint(output_dir, warn=warn)
+    if last is None:
+        raise ValueError(f"resume_from_checkpoint=True but output_dir {output_dir} holds no complete checkpoint-N "
+                         "folder; start the run without resume_from_checkpoint.")
+    return last
 
 
 _TRUE, _FALSE = {"true", "yes", "1"}, {"", "false", "no", "0", "none", "null"}
