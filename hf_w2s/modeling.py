@@ -160,6 +160,27 @@ def _refuse_pickle_only(source: str) -> None:
         )
 
 
+def _check_source(source: str, model: bool = True) -> None:
+    """A name that can only be a local path must exist: refused as such, never sent to the Hub; a ``model`` folder
+    holds a config.json (not, say, a saved dataset)."""
+    from .data.loading import looks_local, missing_local_error
+
+    if not os.path.exists(source) and looks_local(source):
+        raise missing_local_error(source, "model")
+    if model and os.path.isdir(source) and not os.path.isfile(os.path.join(source, "config.json")):
+        what = "a saved dataset" if any(os.path.isfile(os.path.join(source, f)) for f in (
+            "state.json", "dataset_dict.json")) else "no config.json"
+        raise ValueError(f"model {source!r} is a folder but not a saved model ({what}); give the folder of a model "
+                         "saved with save_pretrained (config.json and weights), or a Hub id.")
+
+
+def _not_found(source: str, err: BaseException) -> BaseException:
+    """A model that is neither a local folder nor on the Hub: say both (not only "couldn't connect to the Hub")."""
+    from .data.loading import not_found_error
+
+    return not_found_error(source, "model", err) if isinstance(err, OSError) and not os.path.exists(source) else err
+
+
 def _hub_kwargs(revision, token, trust_remote_code) -> dict:
     return {"revision": revision, "token": token, "trust_remote_code": bool(trust_remote_code)}
 
@@ -210,12 +231,16 @@ def load_image_classifier(
         if names is None:
             raise ValueError(f"{source!r} builds a new model: give its label_names")
         return build_model(arch, names, image_size=image_size, num_channels=num_channels, seed=seed, **shape)
+    _check_source(source)
     if not allow_pickle:
         _refuse_pickle_only(source)
     hub = _hub_kwargs(revision, token, trust_remote_code)
     if seed is not None:
         torch.manual_seed(seed)
-    config = AutoConfig.from_pretrained(source, **hub)
+    try:
+        config = AutoConfig.from_pretrained(source, **hub)
+    except OSError as err:
+        raise _not_found(source, err) from err
     own = _checkpoint_label_names(config)
     if names is not None and fresh_head is False:
         if own is None:
@@ -274,6 +299,7 @@ def load_image_processor(
     source = str(source)
     if source.startswith(TINY_PREFIX):
         return tiny_image_processor(image_size=image_size, num_channels=num_channels)
+    _check_source(source, model=False)
     try:
         return AutoImageProcessor.from_pretrained(source, **_hub_kwargs(revision, token, trust_remote_code))
     except (OSError, ValueError) as err:

@@ -116,13 +116,13 @@ def test_confidence_temperature(tmp_path, value):
         config(tmp_path, confidence_temperature=value)
 
 
-@pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
+@pytest.mark.parametrize("value", [0.0, -1.0])
 def test_kd_temperature(tmp_path, value):
     with raises("kd-temperature"):
         config(tmp_path, kd_temperature=value)
 
 
-@pytest.mark.parametrize("knob,value", [("a_max", 1.5), ("a_ramp", -0.1), ("a_warmup", 2.0), ("a_max", float("nan"))])
+@pytest.mark.parametrize("knob,value", [("a_max", 1.5), ("a_ramp", -0.1), ("a_warmup", 2.0)])
 def test_fraction_out_of_range(tmp_path, knob, value):
     with raises("fraction-out-of-range") as err:
         config(tmp_path, **{knob: value})
@@ -374,3 +374,610 @@ def test_remote_code(tmp_path):
     with raises("remote-code"):
         load_image_classifier(str(path))
     assert not sentinel.exists()  # the checkpoint's code never ran
+
+
+# == issue 14: every option, every dataset, every file =================================================================
+
+from hf_w2s.cli import main as cli  # noqa: E402
+from hf_w2s.data.packaged import load_sklearn_digits  # noqa: E402
+
+DIGITS = [str(i) for i in range(10)]
+
+
+def documented(row: str, text: str) -> bool:
+    """``text`` (an error printed by the CLI, or an exception's message) holds the documented message of ``row``."""
+    return re.search(message(row), " ".join(text.split()), re.S) is not None
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    """``hf-w2s ARGV`` in this process: ``(exit code, the one error line or "")``."""
+    code = cli([str(a) for a in argv])
+    err = capsys.readouterr().err
+    line = next((ln for ln in err.splitlines() if ": error: " in ln), "")
+    return code, line
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Training must not start: any call of hf_w2s.trainer.fit.fit (every recipe, weak model, ceiling) fails."""
+    def boom(*a, **k):
+        raise AssertionError("training started before the input was checked")
+
+    monkeypatch.setattr("hf_w2s.trainer.fit.fit", boom)
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    """A save_to_disk DatasetDict of 8x8 digits: train (24) and test (12), label a ClassLabel of '0'..'9'."""
+    from datasets import DatasetDict
+
+    ds = load_sklearn_digits().select(range(36))
+    path = tmp_path_factory.mktemp("digits") / "dd"
+    DatasetDict(train=ds.select(range(24)), test=ds.select(range(24, 36))).save_to_disk(str(path))
+    return path
+
+
+def recipe(out, data, *extra):
+    return ["train", "--model_name_or_path", "tiny:linear,width=4", "--dataset_name", data, "--w2s_loss",
+            "ground_truth", "--image_size", "8", "--num_channels", "1", "--max_steps", "1",
+            "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true", "--save_strategy", "no",
+            "--disable_tqdm", "true", "--output_dir", out, *extra]
+
+
+def saved_dict(tmp_path, name, train, test=None):
+    from datasets import DatasetDict
+
+    path = tmp_path / name
+    DatasetDict(train=train, test=test if test is not None else train).save_to_disk(str(path))
+    return path
+
+
+def png(im) -> dict:
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return {"bytes": buf.getvalue(), "path": None}
+
+
+def image_rows(n=6, broken=None, missing=None):
+    rows = [png(im) for im in images(n)]
+    if broken is not None:
+        rows[broken] = {"bytes": rows[broken]["bytes"][:40], "path": "broken.png"}  # a truncated PNG
+    if missing is not None:
+        rows[missing] = None
+    return rows
+
+
+def labelled(rows, labels, label_feature=None):
+    return Dataset.from_dict({"image": rows, "label": labels}, features=Features(
+        {"image": Image(), "label": label_feature or ClassLabel(names=NAMES)}))
+
+
+# -- options: one pass over every options class ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("knob,value", [("weak_loss_weight", float("nan")), ("kd_temperature", float("inf")),
+                                        ("learning_rate", float("inf")), ("a_max", float("nan"))])
+def test_not_finite(tmp_path, capsys, knob, value):
+    with raises("not-finite") as err:
+        config(tmp_path, **{knob: value})
+    assert str(err.value) == f"{knob} must be a finite number, got {value}."
+    # the command line (and a YAML file, converted the same way) reaches the same check, before any compute
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", "unused"), f"--{knob}", str(value))
+    assert code == 2 and documented("not-finite", line) and f"{knob} must be a finite number" in line
+
+
+def test_wrong_type(tmp_path, capsys):
+    for kw, expected in [({"learning_rate": "fast"}, "learning_rate must be a number, got 'fast' (str)."),
+                         ({"num_train_epochs": True}, "num_train_epochs must be a number, got True (bool)."),
+                         ({"per_device_train_batch_size": [8]},
+                          "per_device_train_batch_size must be an integer, got [8] (list)."),
+                         ({"kd_temperature": "2"}, "kd_temperature must be a number, got '2' (str)."),
+                         ({"weak_logits_columns": "a"}, "weak_logits_columns must be a list of strings or null")]:
+        with raises("wrong-type") as err:
+            config(tmp_path, **kw)
+        assert str(err.value).startswith(expected)
+    # the experiment's dotted overrides fail before any weak model trains (nothing is written)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 10, 20]\nimage_size: 8\n"
+                   "weak_supervisors: [{name: weak, epochs: 1}]\nlosses: [kd]\n")
+    out = tmp_path / "exp_out"
+    code, line = run_cli(capsys, "experiment", "--config", exp, "--output_dir", out, "--training.learning_rate", "fast")
+    assert code == 2 and documented("wrong-type", line)
+    assert "training: learning_rate must be a number, got 'fast' (str)." in line and not out.exists()
+    # and a weak supervisor's own section
+    exp.write_text(exp.read_text().replace("epochs: 1", "epochs: ten"))
+    code, line = run_cli(capsys, "experiment", "--config", exp, "--output_dir", out)
+    assert code == 2 and "weak supervisor 'weak': epochs must be a number, got 'ten' (str)." in line
+
+
+def test_cli_wrong_type(tmp_path, capsys):
+    cfg = tmp_path / "recipe.yaml"
+    cfg.write_text("model_name_or_path: tiny:linear\nlearning_rate: fast\n")
+    code, line = run_cli(capsys, "train", "--config", cfg)
+    assert code == 2 and documented("cli-wrong-type", line) and "--learning_rate" in line
+    code, line = run_cli(capsys, "demo", "--strong_epochs", "many", "--output_dir", tmp_path / "d")
+    assert code == 2 and documented("cli-wrong-type", line) and "--strong_epochs" in line
+    code, line = run_cli(capsys, "label", "--weak_model", "w", "--dataset", "d", "--output", tmp_path / "l",
+                         "--batch_size", "all")
+    assert code == 2 and documented("cli-wrong-type", line) and "--batch_size" in line
+
+
+def test_yaml_syntax(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("learning_rate: 0.1\nsplit_sizes: [1, 2\n")
+    for command in ("train", "experiment"):
+        code, line = run_cli(capsys, command, "--config", cfg)
+        assert code == 2 and documented("yaml-syntax", line) and "at line 3, column 1" in line
+
+
+@pytest.mark.parametrize("epochs", [0, -1])
+def test_no_training(tmp_path, capsys, no_compute, digits_dir, epochs):
+    with raises("no-training"):
+        config(tmp_path, max_steps=-1, num_train_epochs=epochs)
+    config(tmp_path, max_steps=3, num_train_epochs=epochs)  # max_steps decides
+    argv = recipe(tmp_path / "o", digits_dir, "--max_steps", "-1", "--num_train_epochs", epochs)
+    code, line = run_cli(capsys, *argv)
+    assert code == 2 and documented("no-training", line) and not (tmp_path / "o").exists()
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 10, 20]\nlosses: [kd]\n")
+    code, line = run_cli(capsys, "experiment", "--config", exp, "--output_dir", tmp_path / "e",
+                         "--training.num_train_epochs", epochs)
+    assert code == 2 and documented("no-training", line) and line.split(": error: ")[1].startswith("training: ")
+
+
+@pytest.mark.parametrize("steps", [0, -2])
+def test_max_steps(tmp_path, steps):
+    with raises("max-steps"):
+        config(tmp_path, max_steps=steps)
+
+
+def test_option_range(tmp_path, capsys):
+    from hf_w2s.experiment.config import WeakSupervisorConfig
+    from hf_w2s.recipe.config import RecipeArguments
+
+    for kw, expected in [({"per_device_train_batch_size": 0}, "per_device_train_batch_size must be >= 1, got 0."),
+                         ({"learning_rate": -0.1}, "learning_rate must be > 0, got -0.1."),
+                         ({"seed": -1}, "seed must be >= 0, got -1.")]:
+        with raises("option-range") as err:
+            config(tmp_path, **kw)
+        assert str(err.value) == expected
+    with raises("option-range") as err:
+        WeakSupervisorConfig(name="w", epochs=-1)
+    assert str(err.value) == "weak supervisor 'w': epochs must be > 0, got -1."
+    with raises("option-range") as err:
+        RecipeArguments(model_name_or_path="tiny:linear", dataset_name="d", label_noise_rate=0.5,
+                        weak_learning_rate=0.0).validate(config(tmp_path))
+    assert str(err.value) == "weak_learning_rate must be > 0, got 0.0."
+    code, line = run_cli(capsys, "demo", "--strong_epochs", "0", "--output_dir", tmp_path / "demo")
+    assert code == 2 and documented("option-range", line) and "strong_epochs must be > 0, got 0" in line
+    assert not (tmp_path / "demo").exists()
+
+
+def test_zero_loss(tmp_path):
+    with raises("zero-loss"):
+        config(tmp_path, w2s_loss="kd", weak_loss_weight=0.0, gt_loss_weight=0.0)
+    config(tmp_path, w2s_loss="kd", weak_loss_weight=0.0, gt_loss_weight=1.0)  # one term is enough
+
+
+def test_num_channels(tmp_path, capsys, no_compute, digits_dir):
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", digits_dir, "--num_channels", "2"))
+    assert code == 2 and documented("num-channels", line)
+    from hf_w2s.experiment.config import ExperimentConfig
+
+    with raises("num-channels"):
+        ExperimentConfig(output_dir=str(tmp_path / "e"), num_channels=4)
+
+
+def test_class_names_distinct(tmp_path, capsys, no_compute, digits_dir):
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", digits_dir, "--class_names", "0", "0", *DIGITS[2:]))
+    assert code == 2 and documented("class-names-distinct", line) and "['0']" in line
+
+
+def test_unknown_packaged(tmp_path, capsys):
+    from hf_w2s.experiment.config import ExperimentConfig
+
+    with raises("unknown-packaged"):
+        ExperimentConfig(output_dir=str(tmp_path / "e"), dataset="hf_w2s:mnst")
+    for argv in (["train", "--model_name_or_path", "tiny:linear", "--dataset_name", "hf_w2s:mnst", "--w2s_loss",
+                  "ground_truth"],
+                 ["label", "--weak_model", "w", "--dataset", "hf_w2s:digits", "--output", tmp_path / "o"]):
+        code, line = run_cli(capsys, *argv)
+        assert code == 2 and documented("unknown-packaged", line), argv
+
+
+def test_unknown_arch(tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("dataset: hf_w2s:sklearn_digits\nsplit_sizes: [20, 30, 10, 20]\nlosses: [kd]\n")
+    for override, where in (["--strong_model.arch", "resnett"], "strong_model: "), (
+            ["--weak_supervisors", "[{name: w, arch: vitt}]"], "weak supervisor 'w': "):
+        code, line = run_cli(capsys, "experiment", "--config", exp, "--output_dir", tmp_path / "e", *override)
+        assert code == 2 and documented("unknown-arch", line) and f"error: {where}arch must be" in line
+        assert not (tmp_path / "e").exists()  # before any supervisor trained
+
+
+def test_not_a_model(tmp_path, capsys):
+    load_sklearn_digits().select(range(4)).save_to_disk(str(tmp_path / "saved"))
+    code, line = run_cli(capsys, "label", "--weak_model", tmp_path / "saved", "--dataset", tmp_path / "saved",
+                         "--output", tmp_path / "o")
+    assert code == 2 and documented("not-a-model", line) and "(a saved dataset)" in line
+
+
+def test_also_every_options_class_declares_ranges_of_its_own_fields():
+    # a RANGES entry that names no field would silently check nothing
+    import dataclasses
+
+    from hf_w2s.experiment.config import ExperimentConfig, StrongModelConfig, WeakSupervisorConfig
+    from hf_w2s.recipe.config import RecipeArguments
+    from hf_w2s.scripts.demo import DemoArguments
+    from hf_w2s.scripts.label import LabelConfig
+
+    for cls in (WeakToStrongConfig, RecipeArguments, ExperimentConfig, WeakSupervisorConfig, StrongModelConfig,
+                DemoArguments, LabelConfig):
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert cls.RANGES and set(cls.RANGES) <= names, (cls.__name__, set(cls.RANGES) - names)
+
+
+# -- data: columns, labels, images, streaming, paths ------------------------------------------------------------------
+
+
+def test_label_column(tmp_path, capsys, no_compute, digits_dir):
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", digits_dir, "--label_column", "labell"))
+    assert code == 2 and documented("label-column", line) and "Did you mean 'label'?" in line
+    # the silent fallback: the evaluation split has fine_label, the training split only 'label'
+    from datasets import load_from_disk
+
+    dd = load_from_disk(str(digits_dir))
+    data = saved_dict(tmp_path, "fine", dd["train"], dd["test"].rename_column("label", "fine_label"))
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", data, "--label_column", "fine_label"))
+    assert code == 2 and documented("label-column", line)
+    assert "the training dataset has no label column 'fine_label'" in line
+
+
+def test_labels_out_of_range(tmp_path, capsys, no_compute):
+    ds = labelled(image_rows(), [0, 1, 2, 3, 0, 1], Value("int64"))  # 3 of 3 classes
+    with raises("labels-out-of-range") as err:
+        trainer(tmp_path, ds.add_column("weak_logits", np.zeros((6, 3)).tolist()))
+    assert "outside 0..2 (the 3 classes) in 1 example(s) (rows 3: 3)" in str(err.value)
+    data = saved_dict(tmp_path, "ten", labelled(image_rows(), [0, 1, 2, 10, 0, 1], Value("int64")))
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", data, "--class_names", *DIGITS))
+    assert code == 2 and documented("labels-out-of-range", line) and "(rows 3: 10)" in line
+
+
+def test_labels_missing(tmp_path):
+    rows = image_rows()
+    ds = labelled(rows, [0, -1, 2, 1, 0, 1], Value("int64"))
+    with raises("labels-missing") as err:
+        trainer(tmp_path, ds, args=config(tmp_path, w2s_loss="ground_truth"))
+    assert "in 1 example(s) (rows 1)" in str(err.value)
+    # weak supervision only: -1 means "no label" and is fine for training, but not for evaluation
+    weak = ds.add_column("weak_logits", np.eye(3)[[0, 1, 2, 1, 0, 1]].tolist())
+    t = trainer(tmp_path, weak)
+    t.train()
+    assert t.state.global_step == 1
+    with raises("labels-missing"):
+        trainer(tmp_path, weak, eval_dataset=ds)
+
+
+def test_class_names(tmp_path):
+    from hf_w2s.trainer.validation import check_dataset
+
+    strings = ["owl", "cat", "dog", "cat", "owl", "dog"]
+    ds = labelled(image_rows(), strings, Value("string"))
+    for order in (NAMES, ["dog", "owl", "cat"]):
+        out = check_dataset(ds, label_names=order)
+        assert out.features["label"].names == order
+        assert list(out["label"]) == [order.index(s) for s in strings]
+    # the trainer maps them with the student's names and trains
+    t = trainer(tmp_path, ds.add_column("weak_logits", np.zeros((6, 3)).tolist()))
+    t.train()
+    assert t.state.global_step == 1
+    with raises("class-names") as err:
+        check_dataset(labelled(image_rows(), ["cat", "cta", "dog", "owl", "dgo", "cat"], Value("string")),
+                      label_names=NAMES)
+    assert "in 2 example(s) (rows 1, 4: 'cta', 'dgo')" in str(err.value)
+
+
+def test_class_names_needed():
+    from hf_w2s.trainer.validation import check_dataset
+
+    with raises("class-names-needed"):
+        check_dataset(labelled(image_rows(), ["cat"] * 6, Value("string")))
+
+
+def test_image_none(tmp_path):
+    ds = labelled(image_rows(missing=2), [0, 1, 2, 0, 1, 2])
+    with raises("image-none") as err:
+        trainer(tmp_path, ds.add_column("weak_logits", np.zeros((6, 3)).tolist()))
+    assert "for 1 example(s) (rows 2)" in str(err.value)
+
+
+def test_undecodable_training_image(tmp_path, capsys, no_compute):
+    ds = labelled(image_rows(broken=4), [0, 1, 2, 0, 1, 2]).add_column("weak_logits", np.zeros((6, 3)).tolist())
+    with raises("undecodable-training-image") as err:
+        trainer(tmp_path, ds)
+    assert str(err.value).startswith("the training dataset's row 4: cannot decode the image in column 'image' (path "
+                                     "'broken.png')")
+    with raises("undecodable-training-image") as err:
+        trainer(tmp_path, dataset(), eval_dataset=ds)
+    assert str(err.value).startswith("the evaluation dataset's row 4")
+    trainer(tmp_path, ds, args=config(tmp_path, check_images=False))  # opted out: not scanned
+    # the recipe scans every split before the weak model is fine-tuned
+    data = saved_dict(tmp_path, "broken", labelled(image_rows(broken=4), [0, 1, 2, 0, 1, 2]))
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", data, "--class_names", *NAMES))
+    assert code == 2 and documented("undecodable-training-image", line) and "row 4" in line
+
+
+def test_wide_images(tmp_path, caplog):
+    from PIL import Image as PILImage
+
+    from hf_w2s.data.images import pixel_values_from_images, to_8bit
+
+    eight = images(4)
+    arrays = [np.asarray(im) for im in eight]
+    wide16 = [PILImage.fromarray(a.astype(np.uint16) * 257) for a in arrays]  # 0..255 -> 0..65535
+    floats = [PILImage.fromarray(a.astype(np.float32) / 255.0) for a in arrays]  # 0..255 -> 0..1
+    assert {im.mode for im in wide16} == {"I;16"} and {im.mode for im in floats} == {"F"}
+    for wide in (wide16, floats):
+        for a, im in zip(arrays, wide):
+            np.testing.assert_array_equal(np.asarray(to_8bit(im)), a)
+        for channels in (1, 3):
+            proc = tiny_image_processor(SIZE, channels)
+            torch.testing.assert_close(pixel_values_from_images(wide, proc), pixel_values_from_images(eight, proc))
+    # training on them logs the note once and trains
+    caplog.set_level(logging.WARNING, logger="hf_w2s")
+    ds = Dataset.from_dict({"image": [png(im) for im in wide16], "label": [0, 1, 2, 0],
+                            "weak_logits": np.zeros((4, 3)).tolist()},
+                           features=Features({"image": Image(), "label": ClassLabel(names=NAMES),
+                                              "weak_logits": List(Value("float32"))}))
+    assert ds[0]["image"].mode == "I;16"
+    t = trainer(tmp_path, ds)
+    t.train()
+    notes = [r.getMessage() for r in caplog.records if "scaled to 8 bits" in r.getMessage()]
+    assert len(notes) == 1 and documented("wide-images", notes[0]) and "16-bit (PIL mode 'I;16')" in notes[0]
+
+
+def test_streaming_training(tmp_path):
+    stream = dataset().to_iterable_dataset()
+    with raises("streaming-training"):
+        trainer(tmp_path, stream, args=config(tmp_path, max_steps=-1, num_train_epochs=1))
+    t = trainer(tmp_path, stream, args=config(tmp_path, max_steps=2))  # with max_steps it trains
+    t.train()
+    assert t.state.global_step == 2
+
+
+def test_streaming_labelling():
+    from hf_w2s.data.weak_labels import label_dataset
+
+    weak = build_model("linear", NAMES, image_size=SIZE, num_channels=1, width=4, seed=1)
+    with raises("streaming-labelling"):
+        label_dataset(dataset(weak_logits=False).to_iterable_dataset(), weak, tiny_image_processor(SIZE, 1))
+
+
+def test_missing_local_path(tmp_path, capsys):
+    from hf_w2s.data.loading import open_dataset
+    from hf_w2s.modeling import load_image_classifier
+
+    (tmp_path / "digits").mkdir()
+    with raises("missing-local-path") as err:
+        open_dataset(str(tmp_path / "digitz"))
+    assert f"did you mean {str(tmp_path / 'digits')!r}?" in str(err.value)
+    with raises("missing-local-path"):
+        load_image_classifier(str(tmp_path / "weeak"))
+    load_sklearn_digits().select(range(4)).save_to_disk(str(tmp_path / "saved"))
+    code, line = run_cli(capsys, "label", "--weak_model", tmp_path / "weeak", "--dataset", tmp_path / "saved",
+                         "--output", tmp_path / "out")
+    assert code == 2 and documented("missing-local-path", line)
+    assert line.split(": error: ")[1].startswith("--weak_model ")  # refused when the options are read
+
+
+def test_not_local_not_hub(tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub
+
+    from hf_w2s.data.loading import open_dataset
+    from hf_w2s.modeling import load_image_classifier
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    (tmp_path / "weak").mkdir()
+    with raises("not-local-not-hub") as err:
+        load_image_classifier("weeak")
+    assert "did you mean 'weak'?" in str(err.value)
+    with raises("not-local-not-hub") as err:
+        open_dataset("weal")
+    assert str(err.value).startswith("dataset 'weal' is not a local folder")
+
+
+def test_generic_student_names(tmp_path):
+    # weak labels in the order owl, cat, dog; ground truth cat, dog, owl; a student that only knows LABEL_0..2
+    rng = np.random.default_rng(3)
+    weak_order = ["owl", "cat", "dog"]
+    logits = rng.standard_normal((6, 3)).astype(np.float32)
+    labels = [0, 1, 2, 2, 1, 0]
+    ds = Dataset.from_dict(
+        {"image": image_rows(), "label": labels, "weak_logits": logits.tolist(),
+         "weak_label": logits.argmax(1).tolist()},
+        features=Features({"image": Image(), "label": ClassLabel(names=NAMES), "weak_logits": List(Value("float32")),
+                           "weak_label": ClassLabel(names=weak_order)}))
+    model = student()
+    model.config.id2label = {i: f"LABEL_{i}" for i in range(3)}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    t = trainer(tmp_path, ds, model=model)
+    got = np.asarray(t.train_dataset.with_format("numpy")["weak_logits"][:])
+    expected = np.stack([logits[:, weak_order.index(n)] for n in NAMES], axis=1)  # column c = ground-truth class c
+    np.testing.assert_allclose(got, expected)
+    assert list(t.train_dataset["label"]) == labels
+
+
+# -- files: nothing lost, nothing half-written, resume ------------------------------------------------------------
+
+
+def test_output_dir_file(tmp_path, capsys, digits_dir):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with raises("output-dir-file"):
+        config(tmp_path, output_dir=str(afile))
+    with raises("output-dir-file") as err:
+        config(tmp_path, output_dir=str(afile / "run"))
+    assert "cannot be created" in str(err.value)
+    for argv in (recipe(afile, digits_dir), ["demo", "--output_dir", afile],
+                 ["label", "--weak_model", "w", "--dataset", digits_dir, "--output", afile]):
+        code, line = run_cli(capsys, *argv)
+        assert code == 2 and documented("output-dir-file", line), argv
+    assert afile.read_text() == "mine"
+
+
+def test_output_dir_readme(tmp_path, capsys, digits_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("# my notes\n")
+    code, line = run_cli(capsys, *recipe(out, digits_dir))
+    assert code == 2 and documented("output-dir-readme", line)
+    assert (out / "README.md").read_text() == "# my notes\n" and sorted(p.name for p in out.iterdir()) == ["README.md"]
+    assert run_cli(capsys, *recipe(out, digits_dir, "--overwrite_output_dir", "true"))[0] == 0  # explicitly replaced
+    assert "hf_w2s" in (out / "README.md").read_text()
+    from hf_w2s.trainer.validation import foreign_readme
+
+    assert foreign_readme(out) is None  # hf_w2s's own card is not the user's
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+@pytest.fixture
+def label_source(tmp_path):
+    """A weak model folder and an imagefolder source inside tmp_path/parent/src."""
+    weak = build_model("linear", NAMES, image_size=SIZE, num_channels=1, width=4, seed=1)
+    weak.save_pretrained(tmp_path / "weak")
+    tiny_image_processor(SIZE, 1).save_pretrained(tmp_path / "weak")
+    for i, im in enumerate(images(6)):
+        folder = tmp_path / "parent" / "src" / NAMES[i % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        im.save(folder / f"{i}.png")
+    return tmp_path / "weak", tmp_path / "parent" / "src"
+
+
+def _tree(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_label_output_contains_source(tmp_path, capsys, label_source):
+    weak, src = label_source
+    before = _tree(src.parent)
+    code, line = run_cli(capsys, "label", "--weak_model", weak, "--dataset", src, "--output", src.parent,
+                         "--overwrite")
+    assert code == 2 and documented("label-output-contains-source", line)
+    assert _tree(src.parent) == before
+
+
+def test_label_output_inside_source(tmp_path, capsys, label_source):
+    weak, src = label_source
+    before = _tree(src)
+    code, line = run_cli(capsys, "label", "--weak_model", weak, "--dataset", src, "--output", src / "labels")
+    assert code == 2 and documented("label-output-inside-source", line) and _tree(src) == before
+
+
+def test_also_labelling_writes_nothing_into_the_source_folder(tmp_path, capsys):
+    from datasets import load_from_disk
+
+    from hf_w2s.data.weak_labels import label_dataset
+
+    load_sklearn_digits().select(range(20)).save_to_disk(str(tmp_path / "saved"))
+    before = _tree(tmp_path / "saved")
+    weak = build_model("linear", DIGITS, image_size=SIZE, num_channels=1, width=4, seed=1)
+    source = load_from_disk(str(tmp_path / "saved"))
+    labelled_ = label_dataset(source.select([5, 1, 3]), weak, tiny_image_processor(SIZE, 1))  # a row mapping too
+    assert labelled_.num_rows == 3 and _tree(tmp_path / "saved") == before
+    weak.save_pretrained(tmp_path / "weak")
+    tiny_image_processor(SIZE, 1).save_pretrained(tmp_path / "weak")
+    assert run_cli(capsys, "label", "--weak_model", tmp_path / "weak", "--dataset", tmp_path / "saved", "--output",
+                   tmp_path / "out")[0] == 0
+    assert _tree(tmp_path / "saved") == before and load_from_disk(str(tmp_path / "out")).num_rows == 20
+
+
+def test_disk_full(tmp_path, capsys, monkeypatch, label_source):
+    import errno
+
+    # 1. `hf-w2s label` saving: a half-written save is removed, the message names the output
+    weak, src = label_source
+    real_save = Dataset.save_to_disk
+
+    def full_disk(self, path, *a, **k):
+        (Path(path) / "data-00000-of-00001.arrow").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Dataset, "save_to_disk", full_disk)
+    code, line = run_cli(capsys, "label", "--weak_model", weak, "--dataset", src, "--output", tmp_path / "out")
+    assert code == 1 and documented("disk-full", line) and str(tmp_path / "out") in line
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(Dataset, "save_to_disk", real_save)
+
+    # 2. a checkpoint: the half-written checkpoint-2 is removed, the message names the last complete one
+    from hf_w2s.trainer.trainer import WeakToStrongTrainer as T
+
+    real = T._save_rng_state
+
+    def full_at_step_2(self, output_dir):
+        real(self, output_dir)
+        if self.state.global_step == 2:
+            raise RuntimeError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(T, "_save_rng_state", full_at_step_2)
+    out = tmp_path / "run"
+    with pytest.raises(OSError) as err:
+        _run(tmp_path, out, max_steps=3)
+    assert documented("disk-full", str(err.value)) and "checkpoint-2" in str(err.value)
+    assert f"the last complete checkpoint is {out / 'checkpoint-1'}" in str(err.value)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-1", "w2s_run.json"]
+    monkeypatch.setattr(T, "_save_rng_state", real)
+    t = _run(tmp_path, out, resume=True, max_steps=3)  # and resuming continues from it
+    assert t.state.global_step == 3
+
+
+def test_resume(tmp_path, capsys, caplog, digits_dir):
+    from safetensors.torch import load_file
+
+    base = ["--lr_scheduler_type", "constant", "--save_strategy", "steps", "--save_steps", "1", "--learning_rate",
+            "0.05", "--seed", "3"]
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    assert run_cli(capsys, *recipe(straight, digits_dir, *base, "--max_steps", "4"))[0] == 0
+    assert run_cli(capsys, *recipe(interrupted, digits_dir, *base, "--max_steps", "2"))[0] == 0
+    (interrupted / "checkpoint-2" / "trainer_state.json").unlink()  # killed while saving checkpoint-2
+    caplog.set_level(logging.WARNING, logger="hf_w2s")
+    code, line = run_cli(capsys, *recipe(interrupted, digits_dir, *base, "--max_steps", "4",
+                                         "--resume_from_checkpoint", "true"))
+    assert code == 0, line
+    warnings = [r.getMessage() for r in caplog.records if "not resuming from" in r.getMessage()]
+    assert len(warnings) == 1 and documented("resume", warnings[0]) and "checkpoint-2" in warnings[0]
+    state = json.loads((interrupted / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    # steps 2..4 continued from checkpoint-1: the same weights as the run that was never interrupted
+    a, b = load_file(straight / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    # without resume_from_checkpoint, the rerun is refused (nothing restarts at step 0 over the checkpoints)
+    code, line = run_cli(capsys, *recipe(interrupted, digits_dir, *base, "--max_steps", "4"))
+    assert code == 2 and "already holds a trained model" in line
+
+
+def test_resume_nothing(tmp_path):
+    with raises("resume-nothing"):
+        config(tmp_path, resume_from_checkpoint=str(tmp_path / "no-such-checkpoint"))
+
+
+def test_resume_no_checkpoint(tmp_path, capsys, no_compute, digits_dir):
+    t = trainer(tmp_path, args=config(tmp_path, output_dir=str(tmp_path / "empty")))
+    with raises("resume-no-checkpoint"):
+        t.train(resume_from_checkpoint=True)
+    code, line = run_cli(capsys, *recipe(tmp_path / "fresh", digits_dir, "--resume_from_checkpoint", "true"))
+    assert code == 2 and documented("resume-no-checkpoint", line)
+
+
+def test_push_not_possible(tmp_path, capsys, monkeypatch, no_compute, digits_dir):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    code, line = run_cli(capsys, *recipe(tmp_path / "o", digits_dir, "--push_to_hub", "true", "--hub_model_id",
+                                         "me/x", "--hub_token", "hf_not_a_token"))
+    assert code == 2 and documented("push-not-possible", line) and "hf_not_a_token" not in line

@@ -22,8 +22,8 @@ from datasets.fingerprint import Hasher
 
 from ..distributed import shard_over_processes
 from ..labels import is_generic, label_permutation, names_of
-from .images import pixel_values_from_images
-from .loading import column_array
+from .images import decode_image, pixel_values_from_images
+from .loading import cache_file_name, column_array, is_streaming, streaming_error, without_indices
 
 logger = logging.getLogger(__name__)
 
@@ -183,17 +183,6 @@ def _check_image_column(dataset: Dataset, image_column: str) -> Image:
     return feature
 
 
-def _decode(value, idx: int, image_column: str, decoder: Image):
-    try:
-        return decoder.decode_example(value)
-    except Exception as err:  # PIL raises several kinds (UnidentifiedImageError, OSError, SyntaxError, ...)
-        where = value.get("path") if isinstance(value, dict) else None
-        raise ValueError(
-            f"row {idx}: cannot decode the image in column {image_column!r}"
-            f"{f' (path {where!r})' if where else ''}: {type(err).__name__}: {err}"
-        ) from err
-
-
 def labelling_fingerprint(dataset: Dataset, model_id: str, image_processor, **params: Any) -> str:
     """The fingerprint of a labelled dataset: input fingerprint + weak model identity + processor + parameters.
 
@@ -238,7 +227,7 @@ def _batch_labeller(model, image_processor, image_column: str, decoder, index, d
     logits to the target label order (``index``), refuse non-finite logits naming the rows."""
 
     def _label(values, indices):
-        images = [_decode(v, i, image_column, decoder) for v, i in zip(values, indices)]
+        images = [decode_image(v, i, image_column, decoder) for v, i in zip(values, indices)]
         model.to(device)  # only when something is computed (a cache hit never touches the model)
         pixel_values = pixel_values_from_images(images, image_processor).to(device)
         with torch.inference_mode():
@@ -304,6 +293,9 @@ def label_dataset(  # long: a third of it is the docstring, one entry per argume
     """
     if isinstance(dataset, DatasetDict):
         raise TypeError(f"label one split at a time, e.g. dataset['train'] (splits: {list(dataset)})")
+    if not isinstance(dataset, Dataset):
+        raise streaming_error("label_dataset") if is_streaming(dataset) else TypeError(
+            f"label_dataset needs a datasets.Dataset, got {type(dataset).__name__}")
     decoder = _check_image_column(dataset, image_column)
     if len(dataset) == 0:
         raise ValueError("the dataset is empty: there is nothing to label")
@@ -342,12 +334,14 @@ def label_dataset(  # long: a third of it is the docstring, one entry per argume
             remove_columns=[image_column],
             features=new_features,
             new_fingerprint=fingerprint,
+            cache_file_name=cache_file_name(raw, "weak-labels", fingerprint),  # never into the source's folder
             desc=desc,
         )
     finally:
         model.to(home).train(was_training)  # the caller's model stays where and as it was
     replaced = [c for c in new_features if c in dataset.column_names]  # labelling a labelled dataset again
-    labelled = concatenate_datasets([dataset.remove_columns(replaced) if replaced else dataset, new], axis=1)
+    labelled = concatenate_datasets([without_indices(dataset.remove_columns(replaced) if replaced else dataset), new],
+                                    axis=1)
 
     acc = weak_label_accuracy(labelled, label_column)
     if acc is not None:
@@ -382,22 +376,31 @@ def align_weak_labels(dataset: Dataset, names: Sequence[str], *, logits_column: 
 
     features = dataset.features.copy()
     features[WEAK_LABEL_COLUMN] = ClassLabel(names=names)
+    fingerprint = Hasher.hash(json.dumps({"dataset": dataset._fingerprint, "align": names}))
     return dataset.map(
         _reorder,
         batched=True,
         input_columns=[logits_column, WEAK_LABEL_COLUMN],
         features=features,
-        new_fingerprint=Hasher.hash(json.dumps({"dataset": dataset._fingerprint, "align": names})),
+        new_fingerprint=fingerprint,
+        cache_file_name=cache_file_name(dataset, "aligned", fingerprint),  # never into the source's folder
         desc="reorder weak labels",
     )
 
 
 def align_to_model(dataset, model, logits_column: str = "weak_logits"):
     """Reorder a dataset's weak logits and its ground-truth ``ClassLabel`` ids to the model's ``id2label`` order, by
-    name. Names that do not match raise a ``ValueError`` listing them; a model with generic names (``LABEL_0``, ...)
-    or a dataset without class names is left as is."""
+    name. Names that do not match raise a ``ValueError`` listing them. A model with generic names (``LABEL_0``, ...)
+    learns the ground truth's ids: the weak logits are reordered to the ground-truth ``ClassLabel``'s names; a
+    dataset without class names is left as is."""
     names = names_of(model) if getattr(getattr(model, "config", None), "id2label", None) else None
-    if not isinstance(dataset, Dataset) or names is None or is_generic(names):
+    if not isinstance(dataset, Dataset) or names is None:
+        return dataset
+    if is_generic(names):  # the student learns the ground truth's ids: its weak logits must follow the same names
+        column = find_label_column(dataset)
+        feature = dataset.features.get(column) if column else None
+        if isinstance(feature, ClassLabel) and len(feature.names) == len(names):
+            return align_weak_labels(dataset, feature.names, logits_column=logits_column)
         return dataset
     dataset = align_weak_labels(dataset, names, logits_column=logits_column)
     column = find_label_column(dataset)

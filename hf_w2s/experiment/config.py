@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from ..data.loading import PACKAGED_PREFIX
+from ..data.loading import PACKAGED_PREFIX, check_source_name
 from ..data.noise import NOISE_KINDS
 from ..losses import LOSSES
-from ..trainer.config import WeakToStrongConfig
+from ..modeling import ARCHITECTURES
+from ..trainer.config import WeakToStrongConfig, check_training_arguments
 from ..trainer.multi_weak import COMBINATIONS
+from ..trainer.validation import check_options
 from ..yaml_config import apply_overrides, read_yaml
 
 SOURCES = ("train", "model", "weak_labels", "noisy_labels", "combine")
@@ -246,7 +248,18 @@ class WeakSupervisorConfig:
                   "weak_weights_warmup, weak_agreement_warmup, weak_weights_learning_rate."},
     )
 
+    RANGES: ClassVar[dict[str, tuple]] = {
+        "width": (1, None, True), "depth": (1, None, True), "train_size": (1, None, True),
+        "shots_per_class": (1, None, True), "label_noise_rate": (0.0, 1.0, True),
+        "supervision_logit": (0.0, None, False),
+        "epochs": (0.0, None, False), "learning_rate": (0.0, None, False), "batch_size": (1, None, True),
+        "weight_decay": (0.0, None, True), "seed": (0, None, True), "calibration_size": (0, None, True),
+    }
+
     def __post_init__(self):
+        check_options(self, where=f"weak supervisor {self.name!r}: ")
+        _check_sources(self, f"weak supervisor {self.name!r}: ", models=("model", "pretrained"),
+                       datasets=("weak_labels",), built=not (self.model or self.pretrained or self.weak_labels))
         if self.source is None:
             self.source = (
                 "combine" if self.combine else "model" if self.model else "weak_labels" if self.weak_labels
@@ -277,6 +290,9 @@ class WeakSupervisorConfig:
             if value is not None and value < 1:
                 raise ValueError(f"weak supervisor {self.name!r}: {key} must be >= 1, got {value}.")
         _check_run_arguments(self.training, f"weak supervisor {self.name!r} training")
+        check_training_arguments({"num_train_epochs": self.epochs, "learning_rate": self.learning_rate,
+                                  "per_device_train_batch_size": self.batch_size, **self.training,
+                                  "w2s_loss": "ground_truth"}, f"weak supervisor {self.name!r} training")
         if self.calibration_size < 0:
             raise ValueError(f"weak supervisor {self.name!r}: calibration_size must be >= 0.")
         if self.source == "combine":
@@ -312,6 +328,16 @@ class StrongModelConfig:
     pretrain_epochs: float = field(default=5.0, metadata={"help": "Epochs of that pre-training."})
     pretrain_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of that pre-training."})
     pretrain_batch_size: int = field(default=64, metadata={"help": "Batch size of that pre-training."})
+
+    RANGES: ClassVar[dict[str, tuple]] = {
+        "width": (1, None, True), "depth": (1, None, True), "pretrain_size": (1, None, True),
+        "pretrain_epochs": (0.0, None, False), "pretrain_learning_rate": (0.0, None, False),
+        "pretrain_batch_size": (1, None, True),
+    }
+
+    def __post_init__(self):
+        check_options(self, where="strong_model: ")
+        _check_sources(self, "strong_model: ", models=("model",), datasets=("pretrain_dataset",), built=not self.model)
 
 
 @dataclass
@@ -443,7 +469,16 @@ class ExperimentConfig:
         self.losses = losses
         self._validate()
 
+    RANGES: ClassVar[dict[str, tuple]] = {
+        "split_sizes": (0, None, True), "split_seed": (0, None, True), "image_size": (1, None, True),
+        "num_channels": (1, None, True), "seeds": (0, None, True), "label_batch_size": (1, None, True),
+    }
+
     def _validate(self) -> None:  # long: one check after the other, each with its message
+        check_options(self)
+        if self.num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 (grayscale) or 3 (RGB), got {self.num_channels}.")
+        check_source_name(self.dataset, "dataset", "dataset")
         if len(self.split_sizes) == 3:
             raise ValueError(
                 f"split_sizes {self.split_sizes} has three sizes; it needs four: weak_train, strong_train, "
@@ -525,6 +560,17 @@ class ExperimentConfig:
                                                                            if s.candidates else {})}
                          for s in self.losses]
         return out
+
+
+def _check_sources(section, where: str, *, models=(), datasets=(), built: bool = False) -> None:
+    """The models and datasets a section names exist (packaged names, local paths), and a model it builds has a
+    known ``arch``: checked when the config is read, before any supervisor trains."""
+    for option in models:
+        check_source_name(getattr(section, option), "model", where + option)
+    for option in datasets:
+        check_source_name(getattr(section, option), "dataset", where + option)
+    if built and section.arch not in ARCHITECTURES:
+        raise ValueError(f"{where}arch must be one of {ARCHITECTURES}, got {section.arch!r}.")
 
 
 def _build(cls, data, where: str):

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from ..data.loading import check_source_name
 from ..data.noise import NOISE_KINDS
 from ..metrics import METRICS
 from ..modeling import TINY_PREFIX
 from ..trainer.config import WeakToStrongConfig
+from ..trainer.validation import check_options
 
 WEAK_SUPERVISION_MODES = ("online", "cached")
 
@@ -19,6 +22,19 @@ class RecipeArguments:
     :class:`~hf_w2s.WeakToStrongConfig`."""
 
     _argument_group_name = "recipe options (the student, the data, the weak supervision, augmentation, LoRA)"
+    #: ``name: (low, high, closed)`` of the numeric options (checked with their types by ``validate``)
+    RANGES: ClassVar[dict[str, tuple]] = {
+        "image_size": (1, None, True), "num_channels": (1, None, True), "split_sizes": (0, None, True),
+        "split_seed": (0, None, True), "max_train_samples": (1, None, True), "max_eval_samples": (1, None, True),
+        "weak_shots_per_class": (1, None, True), "weak_num_train_epochs": (0.0, None, False),
+        "weak_learning_rate": (0.0, None, False), "label_noise_rate": (0.0, 1.0, True),
+        "label_noise_transition": (0, None, True), "label_noise_seed": (0, None, True),
+        "label_noise_confidence": (0.0, 1.0, False), "crop_scale_min": (0.0, 1.0, False),
+        "randaugment_n": (0, None, True), "randaugment_m": (0, None, True), "random_erasing": (0.0, 1.0, True),
+        "mixup_alpha": (0.0, None, True), "cutmix_alpha": (0.0, None, True), "lora_r": (0, None, True),
+        "lora_alpha": (0.0, None, False), "lora_dropout": (0.0, 1.0, True), "weak_accuracy": (0.0, 1.0, True),
+        "ceiling_accuracy": (0.0, 1.0, True), "validation_size": (0.0, None, True),
+    }
 
     # -- the strong student ---------------------------------------------------------------------------------------
     model_name_or_path: str | None = field(
@@ -182,6 +198,18 @@ class RecipeArguments:
 
     def validate(self, training_args: WeakToStrongConfig) -> None:
         """Check the arguments together; raise ``ValueError`` naming the problem before anything is loaded."""
+        check_options(self)  # types, finiteness and RANGES of every option
+        if self.num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 (grayscale) or 3 (RGB), got {self.num_channels}.")
+        for option, what in (("dataset_name", "dataset"), ("weak_labels_dataset", "dataset"),
+                             ("model_name_or_path", "model"), ("weak_model_name_or_path", "model"),
+                             ("image_processor_name_or_path", "model"), ("weak_image_processor_name_or_path", "model")):
+            value = getattr(self, option)
+            if value and not value.startswith(TINY_PREFIX):
+                check_source_name(value, what, option)
+        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
+            twice = sorted({n for n in self.class_names if self.class_names.count(n) > 1})
+            raise ValueError(f"class_names must be distinct, but {twice} appear more than once.")
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is required (a Hub id, a local path or 'tiny:ARCH').")
         if not self.dataset_name and not self.weak_labels_dataset:
@@ -198,8 +226,6 @@ class RecipeArguments:
             )
         if self.label_noise_kind not in NOISE_KINDS:
             raise ValueError(f"label_noise_kind={self.label_noise_kind!r}; choose one of {NOISE_KINDS}.")
-        if not 0.0 <= self.label_noise_rate <= 1.0:
-            raise ValueError(f"label_noise_rate must be within [0, 1], got {self.label_noise_rate}.")
         if self.label_noise_transition and self.label_noise_kind != "asymmetric":
             raise ValueError("label_noise_transition applies to label_noise_kind=asymmetric only.")
         if self.weak_supervision not in WEAK_SUPERVISION_MODES:
@@ -210,38 +236,20 @@ class RecipeArguments:
                              "fine-tune it on ground truth first.")
         if (self.weak_train_split or self.weak_shots_per_class) and not weak:
             raise ValueError("weak_train_split / weak_shots_per_class need weak_model_name_or_path.")
-        if self.weak_shots_per_class is not None and self.weak_shots_per_class < 1:
-            raise ValueError(f"weak_shots_per_class must be >= 1, got {self.weak_shots_per_class}.")
-        for name in ("mixup_alpha", "cutmix_alpha"):
-            value = getattr(self, name)
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}.")
-        if not 0.0 <= self.random_erasing <= 1.0:
-            raise ValueError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing}.")
         if self.random_erasing > 0 and not self.augment:
             raise ValueError("random_erasing is part of the image augmentation: set augment true as well.")
-        if not 0 < self.crop_scale_min <= 1:
-            raise ValueError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}.")
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}.")
-        if self.lora_r < 0:
-            raise ValueError(f"lora_r must be >= 0, got {self.lora_r}.")
         if self.lora_r == 0 and (self.lora_alpha is not None or self.lora_target_modules):
             raise ValueError("lora_alpha / lora_target_modules are set but lora_r is 0: set lora_r > 0.")
         if len(self.split_sizes) not in (3, 4):
             raise ValueError(f"split_sizes needs 3 sizes (weak_train, strong_train, test) or 4 (weak_train, "
                              f"strong_train, validation, test), got {self.split_sizes}.")
         self.validate_selection(training_args)
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}.")
 
     def validate_selection(self, training_args: WeakToStrongConfig) -> None:
         """Evaluation during training and checkpoint selection read a validation split, never the test split."""
-        if self.validation_size < 0:
-            raise ValueError(f"validation_size must be >= 0, got {self.validation_size}.")
         if self.validation_size and self.dataset_validation_split:
             raise ValueError("give one validation split: dataset_validation_split or validation_size, not both.")
         if self.dataset_validation_split and self.dataset_validation_split == self.dataset_test_split:

@@ -36,6 +36,7 @@ class StudentRecipe:
     """One ``hf-w2s train`` run, in the order it happens: :meth:`run` calls each step."""
 
     def __init__(self, script_args: RecipeArguments, training_args, command: str = ""):
+        script_args.validate(training_args)  # the API's path too, not only hf-w2s train's
         self.sa, self.args, self.command = script_args, training_args, command
         self.output_dir = training_args.output_dir
         self.results: dict = {}
@@ -71,11 +72,35 @@ class StudentRecipe:
 
     def check_output_dir(self) -> None:
         out = self.output_dir
-        if not self.args.overwrite_output_dir and os.path.isdir(out) and any(
+        self.check_foreign_files()
+        from ..trainer.validation import checkpoint_to_resume
+
+        checkpoint_to_resume(self.args.resume_from_checkpoint, out, warn=False)  # there is one, before any compute
+        if self.resume or self.args.overwrite_output_dir:
+            return
+        if os.path.isdir(out) and any(
             os.path.exists(os.path.join(out, f)) for f in ("config.json", "adapter", RESULTS_FILE)
         ):
             raise ValueError(f"output_dir {out!r} already holds a trained model; choose another output_dir or "
                              "pass --overwrite_output_dir to replace it.")
+
+    @property
+    def resume(self):
+        """``resume_from_checkpoint`` as ``Trainer.train`` takes it (``--resume_from_checkpoint true``: the last
+        complete checkpoint of output_dir), passed to the student's training."""
+        from ..trainer.validation import resume_target
+
+        return resume_target(self.args.resume_from_checkpoint)
+
+    def check_foreign_files(self) -> None:
+        """The user's own files in output_dir are never silently replaced: a README.md that is not an hf_w2s card."""
+        from ..trainer.validation import foreign_readme
+
+        readme = foreign_readme(self.output_dir)
+        if readme and not self.args.overwrite_output_dir:
+            raise ValueError(f"output_dir {self.output_dir!r} holds a README.md that is not an hf_w2s model card "
+                             f"({readme}); the run would replace it with the student's card. Move it, choose another "
+                             "output_dir, or pass --overwrite_output_dir to replace it.")
 
     def prepare_push(self) -> None:
         """``push_to_hub`` is handled here, not by the Trainer (which would push its own card at every save): the
@@ -119,6 +144,7 @@ class StudentRecipe:
             self.validation_ds = canonical_columns(
                 select_split(data, sa.dataset_validation_split, "dataset_validation_split"),
                 label_column=sa.label_column, where="the validation split")
+            self.validation_ds = self.checked(self.validation_ds, "validation", True)
             where = f"split {sa.dataset_validation_split}"
         if self.validation_ds is not None:
             if "label" not in self.validation_ds.column_names:
@@ -156,13 +182,12 @@ class StudentRecipe:
             if args.image_column not in ds.column_names:
                 raise ValueError(f"the {what} split has no image column {args.image_column!r} (columns: "
                                  f"{ds.column_names}); set image_column.")
+        has_labels = self.check_label_columns(train, test)
         test = canonical_columns(test, label_column=sa.label_column, where="the evaluation split")
-        has_labels = sa.label_column in train.column_names
         train = canonical_columns(train, label_column=sa.label_column if has_labels else None)
-        if sa.label_noise_rate > 0 and not has_labels:
-            raise ValueError("label_noise_rate corrupts the training split's labels, but it has no label column "
-                             f"{sa.label_column!r}.")
         self.names = resolve_label_names(sa, train, test)
+        train = self.checked(train, "training", self.train_needs_labels())
+        test = self.checked(test, "evaluation", True)
         self.results["label_names"] = self.names
         self.train_ds = random_subset(train, sa.max_train_samples, sa.split_seed)
         self.eval_ds = random_subset(test, sa.max_eval_samples, sa.split_seed)
@@ -171,9 +196,41 @@ class StudentRecipe:
         if sa.weak_train_split:
             weak_train = canonical_columns(select_split(data, sa.weak_train_split, "weak_train_split"),
                                            label_column=sa.label_column, where="the weak_train split")
+            weak_train = self.checked(weak_train, "weak_train", True)
             if sa.weak_shots_per_class:
                 weak_train = shots_per_class(weak_train, sa.weak_shots_per_class, seed=sa.split_seed)
             self.weak_train_ds = weak_train
+
+    def check_label_columns(self, train, test) -> bool:
+        """``label_column`` exists in the evaluation split, and in the training split unless that split has no
+        labels at all (weak supervision only): a misspelled name is an error, never a fallback to ``label``. Returns
+        whether the training split has labels."""
+        from ..trainer.validation import LABEL_COLUMNS, missing_column_error
+
+        sa = self.sa
+        if sa.label_column not in test.column_names:
+            raise missing_column_error("evaluation", "label", sa.label_column, test.column_names, "label_column")
+        if sa.label_column in train.column_names:
+            return True
+        if self.train_needs_labels() or any(c in train.column_names for c in LABEL_COLUMNS):
+            raise missing_column_error("training", "label", sa.label_column, train.column_names, "label_column")
+        return False
+
+    def train_needs_labels(self) -> bool:
+        """Whether the training split's true labels are used: noisy labels, the ceiling, a ground-truth term."""
+        sa, args = self.sa, self.args
+        return sa.label_noise_rate > 0 or sa.compute_ceiling or LOSSES[args.w2s_loss].needs_labels or (
+            args.gt_loss_weight > 0)
+
+    def checked(self, dataset, what: str, needs_labels: bool):
+        """The data checks of one split before any compute (labels within the class names, or class names mapped to
+        ids; every image there and decodable): :func:`hf_w2s.trainer.validation.check_dataset`."""
+        from ..trainer.validation import check_dataset
+
+        return check_dataset(dataset, what=what, image_column=self.args.image_column,
+                             label_column="label" if "label" in dataset.column_names else None,
+                             label_names=self.names, needs_labels=needs_labels,
+                             decode_images=self.args.check_images)
 
     def load_models(self) -> None:
         """The processors, the student and the weak model: loaded (and their label names checked) before any
@@ -207,11 +264,13 @@ class StudentRecipe:
 
     # -- training --------------------------------------------------------------------------------------------------
 
-    def _fit(self, model, args, train, processor, collator, eval_dataset=None, weak_model=None, weak_processor=None):
+    def _fit(self, model, args, train, processor, collator, eval_dataset=None, weak_model=None, weak_processor=None,
+             resume=None):
         from ..trainer.fit import fit
 
         return fit(model, args, train, eval_dataset=eval_dataset, processor=processor, collator=collator,
-                   weak_model=weak_model, weak_processor=weak_processor, compute_metrics=self.compute_metrics)
+                   weak_model=weak_model, weak_processor=weak_processor, compute_metrics=self.compute_metrics,
+                   resume_from_checkpoint=resume)
 
     def fit_weak_supervisor(self) -> None:
         """Fine-tune the weak model on the ground truth of ``weak_train_split`` (k per class for few-shot)."""
@@ -292,7 +351,7 @@ class StudentRecipe:
         # once, below, after training
         self.trainer = self._fit(student, self.args, self.train_ds, self.processor, collator,
                                  eval_dataset=self.validation_ds, weak_model=self.online_weak,
-                                 weak_processor=weak_proc)
+                                 weak_processor=weak_proc, resume=self.resume)
         self.student_logits, metrics = predict(self.trainer, self.eval_ds, prefix="eval")
         self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self.results["metrics"] = self.metrics
@@ -354,6 +413,7 @@ class StudentRecipe:
     def write_card(self) -> None:
         """``README.md`` (the model card) and ``w2s_results.json`` next to the saved student."""
         from ..hub import lora_load_snippet, render_student_card
+        from ..trainer.validation import atomic_write
         from .describe import card_arguments
 
         sa = self.sa
@@ -364,8 +424,9 @@ class StudentRecipe:
                 card_repo, sa.model_name_or_path, base_class=loader_class_name(self.trainer.model),
                 base_subfolder="base_model" if tiny_base else None)
         card = render_student_card(**card_arguments(self, card_repo))
-        card.save(os.path.join(self.output_dir, "README.md"))
-        with open(os.path.join(self.output_dir, RESULTS_FILE), "w") as f:
+        with atomic_write(os.path.join(self.output_dir, "README.md")) as f:  # whole or not at all
+            f.write(str(card))
+        with atomic_write(os.path.join(self.output_dir, RESULTS_FILE)) as f:
             json.dump(redact_obj(self.results), f, indent=2)
 
 

@@ -41,7 +41,22 @@ class DemoArguments:
     overwrite: bool = field(default=False, metadata={"help": "Allow writing into a non-empty output directory that "
                                                               "does not hold an earlier demo run."})
 
+    #: numeric ranges, checked with every option's type by hf_w2s.trainer.validation.check_options
+    RANGES = {"weak_train_size": (1, None, True), "strong_train_size": (1, None, True), "test_size": (1, None, True),
+              "weak_width": (1, None, True), "strong_width": (1, None, True), "weak_epochs": (0.0, None, False),
+              "strong_epochs": (0.0, None, False), "learning_rate": (0.0, None, False), "batch_size": (1, None, True),
+              "seed": (0, None, True)}
+
     def __post_init__(self):
+        from ..trainer.validation import check_options, check_output_path
+
+        check_options(self)
+        check_output_path(self.output_dir, "output_dir")
+        from ..data.packaged import PACKAGED_DATASETS
+
+        if self.dataset not in PACKAGED_DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(PACKAGED_DATASETS)} (packaged, offline), got "
+                             f"{self.dataset!r}.")
         if self.quick:
             self.weak_train_size, self.strong_train_size, self.test_size = 300, 1000, 500
             self.weak_epochs, self.strong_epochs, self.batch_size = 20, 3, 32

@@ -8,8 +8,6 @@ Options may also come from ``--config file.yaml`` (keys are the option names); f
 from __future__ import annotations
 
 import dataclasses
-import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +62,16 @@ class LabelConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run Python code shipped with the weak model's checkpoint (auto_map)."})
 
+    RANGES = {"batch_size": (1, None, True)}
+
+    def __post_init__(self):
+        from ..data.loading import check_source_name
+        from ..trainer.validation import check_options
+
+        check_options(self)
+        check_source_name(self.weak_model, "model", "--weak_model")
+        check_source_name(self.dataset, "dataset", "--dataset")
+
     def to_command(self) -> str:
         """The ``hf-w2s label`` command line that reproduces these options (non-default ones only)."""
         from ..hub import command_line
@@ -83,29 +91,41 @@ def parse_args(argv: list[str]) -> LabelConfig:
     return config
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
 def _check_output(config: LabelConfig) -> Path:
+    """``--output`` is a folder that is new, empty, or replaced with ``--overwrite``; it never holds the source
+    dataset (``--overwrite`` would delete it) and is never inside it (nothing is written into the source's folder)."""
+    from ..trainer.validation import check_output_path
+
     output = Path(config.output)
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"--output {str(output)!r} is a file, not a directory")
+    check_output_path(output, "--output")
     if output.exists() and any(output.iterdir()) and not config.overwrite:
         raise ValueError(f"--output {str(output)!r} exists and is not empty; pass --overwrite to replace it")
-    if Path(config.dataset).exists() and Path(config.dataset).resolve() == output.resolve():
-        raise ValueError("--output must differ from --dataset (the source would be overwritten)")
+    source = Path(config.dataset)
+    if source.exists():
+        src, out = source.resolve(), output.resolve()
+        if src == out:
+            raise ValueError("--output must differ from --dataset (the source would be overwritten)")
+        if _inside(src, out):
+            raise ValueError(f"--output {str(output)!r} contains the source dataset {config.dataset!r}; replacing it "
+                             "would delete the source. Choose an --output folder outside the source.")
+        if _inside(out, src):
+            raise ValueError(f"--output {str(output)!r} is inside the source dataset {config.dataset!r}; nothing is "
+                             "written into the source's folder. Choose an --output folder outside it.")
     return output
 
 
 def _save(dataset, output: Path) -> None:
-    """Write to a sibling temporary directory first, so a failure never leaves a half-written --output."""
-    partial = output.parent / f".{output.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        dataset.save_to_disk(str(partial))
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if output.exists():
-        shutil.rmtree(output)
-    os.replace(partial, output)
+    """Write the labelled dataset whole or not at all: into a temporary folder next to ``--output`` that then
+    replaces it; a failure (a full disk: reported with the path) leaves neither a half-written ``--output`` nor the
+    temporary folder."""
+    from ..trainer.validation import staged_dir
+
+    with staged_dir(output, replace=True) as partial:
+        dataset.save_to_disk(partial)
 
 
 def run(config: LabelConfig) -> int:

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 from transformers import TrainingArguments
 
 from ..losses import LOSSES, LossKnobs, knobs_of
 from ..security import redact_obj
 from .multi_weak import COMBINATIONS
+from .validation import check_options, check_output_path, check_range, resume_target
 
-
-def check_range(name: str, value, low, high, closed: bool) -> None:
-    """``low < value <= high`` (``low <= value`` when ``closed``; ``None`` = unbounded); NaN never passes."""
-    ok_low = low is None or (value >= low if closed else value > low)
-    ok_high = high is None or value <= high
-    if not (ok_low and ok_high):
-        if low is not None and high is not None:
-            raise ValueError(f"{name} must be within {'[' if closed else '('}{low:g}, {high:g}], got {value}.")
-        raise ValueError(f"{name} must be {'>=' if closed else '>'} {low:g}, got {value}.")
+__all__ = ["WeakToStrongConfig", "check_range", "check_training_arguments"]
 
 
 @dataclass
@@ -29,7 +23,43 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
     Extends `transformers.TrainingArguments` with the loss of weak-to-strong training and its knobs (the fields of
     [`~hf_w2s.losses.LossKnobs`], whose defaults are the only ones). With student logits `s`, weak logits `w` and true
     labels `y`, the trainer minimises `gt_loss_weight * CE(s, y) + weak_loss_weight * mean(LOSSES[w2s_loss](s, w))`.
+
+    Every option is checked when the config is built (and again by the trainer): its type, finiteness and the range
+    in `RANGES` ([`~hf_w2s.trainer.validation.check_options`]); epochs or steps must be positive.
     """
+
+    #: ``name: (low, high, closed)`` of every numeric option: the loss knobs', hf_w2s's own and TrainingArguments'
+    RANGES: ClassVar[dict[str, tuple]] = {
+        **LossKnobs.RANGES,
+        "gt_loss_weight": (0.0, None, True),
+        "weak_loss_weight": (0.0, None, True),
+        "layer_decay": (0.0, 1.0, False),
+        "student_calibration_steps": (0, None, True),
+        "weak_weights_learning_rate": (0.0, None, False),
+        "weak_weights_warmup": (0.0, 1.0, True),
+        "weak_agreement_warmup": (0.0, 1.0, True),
+        "weak_accuracies": (0.0, 1.0, True),
+        "weak_temperatures": (0.0, None, False),
+        # transformers.TrainingArguments (num_train_epochs / max_steps: see _validate_length)
+        "learning_rate": (0.0, None, False),
+        "per_device_train_batch_size": (1, None, True),
+        "per_device_eval_batch_size": (1, None, True),
+        "gradient_accumulation_steps": (1, None, True),
+        "eval_accumulation_steps": (1, None, True),
+        "weight_decay": (0.0, None, True),
+        "adam_beta1": (0.0, 1.0, True),
+        "adam_beta2": (0.0, 1.0, True),
+        "adam_epsilon": (0.0, None, True),
+        "max_grad_norm": (0.0, None, True),
+        "warmup_steps": (0.0, None, True),
+        "label_smoothing_factor": (0.0, 1.0, True),
+        "logging_steps": (0.0, None, False),
+        "save_steps": (0.0, None, False),
+        "eval_steps": (0.0, None, False),
+        "seed": (0, None, True),
+        "data_seed": (0, None, True),
+        "dataloader_num_workers": (0, None, True),
+    }
 
     w2s_loss: str = field(
         default="adapt_conf",
@@ -112,6 +142,12 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
                   "the examples where all supervisors agree, in [0, 1]."},
     )
 
+    check_images: bool = field(
+        default=True,
+        metadata={"help": "Decode every image of the training and evaluation datasets before training, so that an "
+                  "image that does not decode stops the run before any compute, with its row and path (each dataset "
+                  "once per process; ~1 s per 20,000 small PNGs). Turn off for very large datasets you trust."},
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Replace a run already in output_dir (its checkpoint-* folders are removed). Without it, "
@@ -139,31 +175,43 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
         return new
 
     def __post_init__(self):
+        if isinstance(self.resume_from_checkpoint, bool):  # Trainer.train takes True; the field is a string
+            self.resume_from_checkpoint = "true" if self.resume_from_checkpoint else None
         self.validate_w2s()
+        check_output_path(self.output_dir, "output_dir")
+        resume_target(self.resume_from_checkpoint)
         super().__post_init__()
 
     def validate_w2s(self) -> None:
-        """Check the weak-to-strong knobs; raises ``ValueError`` naming the bad knob before anything runs."""
+        """Check the weak-to-strong options and every numeric one (type, finiteness, ``RANGES``); raises
+        ``ValueError`` naming the bad option before anything runs. The trainer calls it again, so a knob changed
+        after construction is checked too."""
         if self.w2s_loss not in LOSSES:
             raise ValueError(f"w2s_loss={self.w2s_loss!r} is not a known loss; choose one of {sorted(LOSSES)}.")
+        own = {f.name for f in fields(LossKnobs)} | set(vars(WeakToStrongConfig).get("__annotations__", {}))
+        check_options(self, names=own)
+        # transformers' own fields: numbers and booleans (it converts its strings, enums and mappings itself)
+        check_options(self, names={f.name for f in fields(TrainingArguments)}, kinds=(int, float, bool))
         for f in fields(LossKnobs):
             value = getattr(self, f.name)
-            if f.name in LossKnobs.RANGES:
-                check_range(f.name, value, *LossKnobs.RANGES[f.name])
             if "choices" in f.metadata and value not in f.metadata["choices"]:
                 raise ValueError(f"{f.name} must be one of {f.metadata['choices']}, got {value!r}.")
-        for name in ("gt_loss_weight", "weak_loss_weight"):
-            check_range(name, getattr(self, name), 0.0, None, True)
-        check_range("layer_decay", self.layer_decay, 0.0, 1.0, False)
+        self._validate_length()
         self._validate_beyond_the_paper()
 
+    def _validate_length(self) -> None:
+        """Some training must happen: epochs or steps > 0, and a loss that is not 0 by its weights."""
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be > 0 (or -1: train for num_train_epochs), got {self.max_steps}.")
+        if self.max_steps < 0 and not self.num_train_epochs > 0:
+            raise ValueError(f"num_train_epochs must be > 0 (or set max_steps > 0), got {self.num_train_epochs}.")
+        if LOSSES[self.w2s_loss].uses_weak and self.weak_loss_weight == 0 and self.gt_loss_weight == 0:
+            raise ValueError(f"w2s_loss={self.w2s_loss!r} with weak_loss_weight=0 and gt_loss_weight=0 is a loss of "
+                             "0: nothing would be learned. Give one of the two weights a value > 0.")
+
     def _validate_beyond_the_paper(self) -> None:
-        """conf_select and several weak supervisors (hf_w2s.conf_select, hf_w2s.multi_weak)."""
-        check_range("weak_weights_learning_rate", self.weak_weights_learning_rate, 0.0, None, False)
-        for name in ("weak_agreement_warmup", "weak_weights_warmup"):
-            check_range(name, getattr(self, name), 0.0, 1.0, True)
-        if self.student_calibration_steps < 0:
-            raise ValueError(f"student_calibration_steps must be >= 0, got {self.student_calibration_steps}.")
+        """conf_select and several weak supervisors (hf_w2s.conf_select, hf_w2s.multi_weak); their numeric ranges
+        are in ``RANGES``."""
         if self.weak_combination not in COMBINATIONS:
             raise ValueError(f"weak_combination must be one of {COMBINATIONS}, got {self.weak_combination!r}.")
         cols = self.weak_logits_columns
@@ -181,13 +229,21 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
                 raise ValueError(f"{name} is set but weak_logits_columns is not (it is per weak supervisor).")
             if len(values) != k:
                 raise ValueError(f"{name} has {len(values)} values for {k} weak_logits_columns.")
-        if self.weak_accuracies is not None and not all(0.0 <= a <= 1.0 for a in self.weak_accuracies):
-            raise ValueError(f"weak_accuracies must lie in [0, 1], got {self.weak_accuracies}.")
-        if self.weak_temperatures is not None and not all(t > 0 for t in self.weak_temperatures):
-            raise ValueError(f"weak_temperatures must be > 0, got {self.weak_temperatures}.")
         if self.weak_combination == "accuracy" and cols and self.weak_accuracies is None:
             raise ValueError("weak_combination='accuracy' needs weak_accuracies (one per weak_logits_columns entry).")
 
     def loss_knobs(self) -> dict:
         """The knobs the chosen loss reads (``LOSSES[w2s_loss].knobs``) and their values."""
         return knobs_of(self.w2s_loss, self)
+
+
+def check_training_arguments(arguments: dict, where: str) -> None:
+    """Check a mapping of WeakToStrongConfig fields (a config file's ``training:`` section) as the config itself
+    would, before any compute: a ``ValueError`` prefixed with ``where``."""
+    unknown = sorted(set(arguments) - {f.name for f in fields(WeakToStrongConfig) if f.init})
+    if unknown:
+        raise ValueError(f"{where}: {unknown} are not WeakToStrongConfig / TrainingArguments fields.")
+    try:
+        WeakToStrongConfig(**{"output_dir": "unused", "report_to": "none", **arguments})
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{where}: {err}") from None

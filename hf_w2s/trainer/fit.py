@@ -14,18 +14,20 @@ __all__ = ["auxiliary_args", "fit", "predict"]
 
 def auxiliary_args(args, output_dir: str, **overrides):
     """A copy of the training arguments for an auxiliary run (a weak supervisor, a ceiling): no pushing, no saving,
-    no evaluation during training, unless ``overrides`` say otherwise."""
+    no evaluation during training, no resuming, unless ``overrides`` say otherwise."""
     overrides = {"output_dir": str(output_dir), "push_to_hub": False, "save_strategy": "no", "eval_strategy": "no",
-                 "load_best_model_at_end": False, "hub_model_id": None, **overrides}
+                 "load_best_model_at_end": False, "hub_model_id": None, "resume_from_checkpoint": None, **overrides}
     return dataclasses.replace(args, **overrides)
 
 
 def fit(model, args, train_dataset, *, eval_dataset=None, processor=None, collator=None, weak_model=None,
-        weak_processor=None, compute_metrics=None, calibration_dataset=None, quiet: bool = False, callbacks=None):
+        weak_processor=None, compute_metrics=None, calibration_dataset=None, quiet: bool = False, callbacks=None,
+        resume_from_checkpoint=None):
     """Train ``model`` with a :class:`~hf_w2s.WeakToStrongTrainer` built from these parts; returns the trainer.
 
     ``quiet`` drops the printed log dicts (they stay in ``trainer.state.log_history`` and go to ``report_to``);
-    ``callbacks``: further ``TrainerCallback``s (e.g. early stopping)."""
+    ``callbacks``: further ``TrainerCallback``s (e.g. early stopping); ``resume_from_checkpoint``: as
+    ``Trainer.train`` (``True``/``"true"``: the last complete checkpoint)."""
     trainer = WeakToStrongTrainer(
         model=model, args=args, data_collator=collator, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=processor, weak_model=weak_model, weak_processing_class=weak_processor,
@@ -35,7 +37,7 @@ def fit(model, args, train_dataset, *, eval_dataset=None, processor=None, collat
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from collections import defaultdict
 
 import torch
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from ..calibration import StudentCalibrationCallback
@@ -31,7 +33,18 @@ from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
 from .multi_weak import WeakCombiner, ZeroGradCallback, supervisors_agree
 from .optim import apply_layer_decay, layer_ids
-from .validation import check_inputs, check_output_dir, check_weak_logits, run_identity, write_run_file
+from .validation import (
+    check_inputs,
+    check_output_dir,
+    check_weak_logits,
+    checkpoint_to_resume,
+    disk_full_error,
+    is_disk_full,
+    last_complete_checkpoint,
+    run_identity,
+    staged_files,
+    write_run_file,
+)
 
 logger = logging.get_logger(__name__)
 #: file holding the learned weak-supervisor weights in a checkpoint (next to the optimizer state)
@@ -88,7 +101,8 @@ class WeakToStrongTrainer(Trainer):
         self._check_supervision(model, args, train_dataset, weak_model)
         if args.layer_decay < 1.0:
             layer_ids(model)  # a model without one sequence of numbered blocks is refused now, not when training starts
-        check_inputs(model, args, train_dataset, eval_dataset, processing_class, weak_model, weak_processing_class)
+        train_dataset, eval_dataset = check_inputs(model, args, train_dataset, eval_dataset, processing_class,
+                                                   weak_model, weak_processing_class)
         if data_collator is None:
             data_collator = WeakToStrongCollator(
                 image_processor=processing_class,
@@ -265,6 +279,7 @@ class WeakToStrongTrainer(Trainer):
 
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         # refuse an output_dir that holds another run (transformers 5 has no overwrite_output_dir of its own)
+        resume_from_checkpoint = self._checkpoint_to_resume(resume_from_checkpoint)
         identity = run_identity(self.args, self.model)
         check_output_dir(self.args.output_dir, identity, resuming=bool(resume_from_checkpoint),
                          overwrite=self.args.overwrite_output_dir, remove=self.args.should_save)
@@ -273,6 +288,38 @@ class WeakToStrongTrainer(Trainer):
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
+
+    def _checkpoint_to_resume(self, resume_from_checkpoint):
+        """``True`` (or the command line's ``true``) is the last *complete* checkpoint of ``output_dir`` (a save cut
+        short, e.g. by a full disk or a kill, is skipped); a path must exist. Checked before any compute."""
+        return checkpoint_to_resume(resume_from_checkpoint, self.args.output_dir)
+
+    def _save_checkpoint(self, model, trial):
+        """A checkpoint is saved whole or removed: a save that fails (a full disk, ...) leaves no half-written
+        ``checkpoint-N`` behind, and a full disk is reported with the path and the last complete checkpoint."""
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        existed = os.path.exists(folder)
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as err:
+            full = is_disk_full(err, folder)
+            if not existed and self.args.should_save:
+                shutil.rmtree(folder, ignore_errors=True)
+            if full:
+                last = last_complete_checkpoint(self._get_output_dir(trial=trial))
+                kept = f"; the last complete checkpoint is {last}" if last else "; there is no complete checkpoint"
+                raise disk_full_error(err, folder, kept) from err
+            raise
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """The model, its config and processor are saved whole or not at all: into a temporary folder inside
+        ``output_dir`` whose files then replace the old ones (a full disk: reported with the path, nothing
+        half-written left)."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save or getattr(self, "is_distributed_loading_by_transformers", False):
+            return super()._save(output_dir, state_dict)
+        with staged_files(output_dir) as tmp:
+            super()._save(tmp, state_dict)
 
     def _converted_load(self, checkpoint_dir, model) -> bool:
         # transformers 5 saves checkpoints with the Hub's weight names (ViT: ...attention.attention.query), but its
