@@ -210,7 +210,8 @@ class Experiment:
                                         weak_logits_columns=training_args.weak_logits_columns)
         # one line per run instead of every log dict; `training: {disable_tqdm: false}` brings the logs back
         return fit(model, training_args, train, eval_dataset=eval_dataset, processor=processor, collator=collator,
-                   calibration_dataset=calibration_dataset, quiet=training_args.disable_tqdm)
+                   calibration_dataset=calibration_dataset, quiet=training_args.disable_tqdm,
+                   logs_root=self.out / "logs")  # TensorBoard: logs/<run name> (weak-…, ceiling-…, student-…)
 
     def _strong_init(self) -> str | None:
         """Offline pre-training of the strong model (``strong_model.pretrain_dataset``), done once."""

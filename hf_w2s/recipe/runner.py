@@ -28,6 +28,16 @@ __all__ = ["StudentRecipe", "run_recipe", "RESULTS_FILE"]
 RESULTS_FILE = "w2s_results.json"
 
 
+def _value(option) -> str:
+    """An enum option (``hub_strategy``) as its string."""
+    return str(getattr(option, "value", option))
+
+
+def _slug(name: str) -> str:
+    """A model id or path as a run-name part: ``microsoft/resnet-18`` -> ``resnet-18``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(name.rstrip("/")))
+
+
 def _same_processor(a, b) -> bool:
     return a is b or a.to_json_string() == b.to_json_string()
 
@@ -63,7 +73,7 @@ class StudentRecipe:
         self.write_card()
         if self.repo_id:
             self.results["repo_id"] = push_student(self.output_dir, self.repo_id, token=self.args.hub_token,
-                                                   private=self.args.hub_private_repo)
+                                                   private=self.args.hub_private_repo, revision=self.args.hub_revision)
         return self.results
 
     # -- before any compute ----------------------------------------------------------------------------------------
@@ -77,20 +87,45 @@ class StudentRecipe:
                              "pass --overwrite_output_dir to replace it.")
 
     def prepare_push(self) -> None:
-        """``push_to_hub`` is handled here, not by the Trainer (which would push its own card at every save): the
-        login and the repo name are checked now, before any compute."""
+        """``push_to_hub``: the login, the repo and the ``hub_revision`` branch are checked (and made) now, before any
+        compute. The student's Trainer pushes at its saves as ``hub_strategy`` says (``checkpoint``: the last
+        checkpoint too, in ``last-checkpoint/``); the finished student, its card and the logs are pushed at the
+        end (:func:`hf_w2s.hub.push_student`), to ``hub_revision`` if set."""
         from ..hub import resolve_repo_id
 
         if self.args.push_to_hub:
             self.repo_id = resolve_repo_id(self.args.hub_model_id, self.output_dir, self.args.hub_token,
-                                           private=self.args.hub_private_repo)
-        self.args.push_to_hub = False
+                                           private=self.args.hub_private_repo, revision=self.args.hub_revision)
+            self.args.hub_model_id = self.repo_id
+        self.args.push_to_hub = bool(self.repo_id) and _value(self.args.hub_strategy) != "end"
+
+    def hub_resume_checkpoint(self):
+        """``resume_from_checkpoint`` as the Trainer takes it; a checkpoint the Trainer pushed (``last-checkpoint``
+        or ``true`` with no local checkpoint, and ``hub_strategy`` checkpoint / all_checkpoints) is fetched from
+        the Hub first."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        from ..hub import HUB_CHECKPOINT_FOLDERS, hub_checkpoint
+
+        resume, args = self.args.resume_from_checkpoint, self.args
+        local = os.path.isdir(self.output_dir) and get_last_checkpoint(self.output_dir)
+        if not self.repo_id or resume not in ("last-checkpoint", "true", "True") or (resume != "last-checkpoint"
+                                                                                    and local):
+            return resume
+        strategy = _value(args.hub_strategy)
+        path = hub_checkpoint(self.repo_id, self.output_dir, strategy, revision=args.hub_revision,
+                              token=args.hub_token) if strategy in HUB_CHECKPOINT_FOLDERS else None
+        if path is None:
+            raise ValueError(f"resume_from_checkpoint={resume}: {self.repo_id} holds no checkpoint pushed with "
+                             f"hub_strategy checkpoint or all_checkpoints (hub_strategy is {strategy}).")
+        self.results["resumed_from"] = f"{self.repo_id}/{os.path.basename(path)}"
+        return path
 
     # -- data and models -------------------------------------------------------------------------------------------
 
     def _open(self, name: str):
         sa = self.sa
-        data = open_dataset(name, config_name=sa.dataset_config, data_dir=sa.dataset_dir)
+        data = open_dataset(name, config_name=sa.dataset_config, data_dir=sa.dataset_dir, revision=sa.dataset_revision)
         if name.startswith(PACKAGED_PREFIX) or not hasattr(data, "keys"):  # a single pool: carve the splits
             data = w2s_splits(data, tuple(sa.split_sizes), seed=sa.split_seed)
         return data
@@ -165,11 +200,14 @@ class StudentRecipe:
 
     # -- training --------------------------------------------------------------------------------------------------
 
-    def _fit(self, model, args, train, processor, collator, eval_dataset=None, weak_model=None, weak_processor=None):
+    def _fit(self, model, args, train, processor, collator, eval_dataset=None, weak_model=None, weak_processor=None,
+             resume_from_checkpoint=None):
         from ..trainer.fit import fit
 
+        # every run's TensorBoard events under output_dir/runs/<run name>: pushed with the student
         return fit(model, args, train, eval_dataset=eval_dataset, processor=processor, collator=collator,
-                   weak_model=weak_model, weak_processor=weak_processor, compute_metrics=self.compute_metrics)
+                   weak_model=weak_model, weak_processor=weak_processor, compute_metrics=self.compute_metrics,
+                   logs_root=os.path.join(self.output_dir, "runs"), resume_from_checkpoint=resume_from_checkpoint)
 
     def fit_weak_supervisor(self) -> None:
         """Fine-tune the weak model on the ground truth of ``weak_train_split`` (k per class for few-shot)."""
@@ -180,7 +218,8 @@ class StudentRecipe:
         sa = self.sa
         weak_args = auxiliary_args(self.args, os.path.join(self.output_dir, "weak_model"), w2s_loss="ground_truth",
                                    num_train_epochs=sa.weak_num_train_epochs, learning_rate=sa.weak_learning_rate,
-                                   max_steps=-1, layer_decay=1.0, run_name="weak-supervisor")
+                                   max_steps=-1, layer_decay=1.0, run_name=f"weak-{_slug(sa.weak_model_name_or_path)}"
+                                   f"-seed{self.args.seed}")
         trainer = self._fit(self.weak, weak_args, self.weak_train_ds, self.weak_processor,
                             self.collator(self.weak_processor, augment=sa.augment and sa.weak_augment))
         self.weak = trainer.model
@@ -246,7 +285,9 @@ class StudentRecipe:
             self.args.run_name = f"student-{self.args.w2s_loss}-seed{self.args.seed}"
         collator = self.collator(self.processor, weak_proc, self.sa.mixup_alpha, cutmix_alpha=self.sa.cutmix_alpha)
         self.trainer = self._fit(student, self.args, self.train_ds, self.processor, collator,
-                                 eval_dataset=self.eval_ds, weak_model=self.online_weak, weak_processor=weak_proc)
+                                 eval_dataset=self.eval_ds, weak_model=self.online_weak, weak_processor=weak_proc,
+                                 resume_from_checkpoint=self.hub_resume_checkpoint())
+        self.args.push_to_hub = False  # the Trainer's pushes end with training; the student goes with its card
         self.student_logits, metrics = predict(self.trainer, self.eval_ds, prefix="eval")
         self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self.results["metrics"] = self.metrics

@@ -9,6 +9,7 @@ from transformers import TrainingArguments
 
 from ..losses import LOSSES, LossKnobs, knobs_of
 from ..security import redact_obj
+from .integrations import check_hub_strategy, check_report_to
 from .multi_weak import COMBINATIONS
 
 
@@ -141,6 +142,8 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
     def __post_init__(self):
         self.validate_w2s()
         super().__post_init__()
+        check_report_to(self.report_to)  # trackers and Hub pushes: refused now, not after a weak model trained
+        check_hub_strategy(self)
 
     def validate_w2s(self) -> None:
         """Check the weak-to-strong knobs; raises ``ValueError`` naming the bad knob before anything runs."""
