@@ -20,7 +20,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from ..data.loading import column_array, load_image_dataset
 from ..data.splits import canonical_columns, random_subset, w2s_splits
-from ..metrics import accuracy
+from ..metrics import evaluate_metric
 from ..modeling import build_model, load_image_classifier, load_image_processor, tiny_image_processor
 from ..security import redact_obj
 from ..trainer.augment import TrainAugmentation
@@ -278,7 +278,7 @@ class Experiment:
         combiner = trainer.weak_combiner
         return {
             "key": key, "kind": kind, "seed": seed, **extra,
-            "test_accuracy": accuracy(pred, column_array(test, "label")),
+            "test_accuracy": evaluate_metric("accuracy", pred, column_array(test, "label"))["accuracy"],
             "mean_a": _mean_metric(history, "a"),
             "mean_student_selected": _mean_metric(history, "student_selected"),  # conf_select
             "weak_weights": None if combiner is None else combiner.weights().detach().cpu().tolist(),

@@ -18,7 +18,7 @@ import numpy as np
 from ..data.loading import PACKAGED_PREFIX, column_array, open_dataset, select_split
 from ..data.splits import canonical_columns, random_subset, shots_per_class, w2s_splits
 from ..losses import LOSSES
-from ..metrics import accuracy, agreement, build_compute_metrics, performance_gap_recovered
+from ..metrics import accuracy, build_compute_metrics, evaluate_metric
 from ..modeling import TINY_PREFIX, load_image_classifier, load_image_processor, loader_class_name
 from ..security import redact_obj
 from .config import RecipeArguments
@@ -303,7 +303,7 @@ class StudentRecipe:
         weak_acc = self.sa.weak_accuracy
         if weak_logits is not None:
             weak_acc = accuracy(weak_logits, self.labels)
-            self.results["agreement"] = agreement(self.student_logits, weak_logits)
+            self.results["agreement"] = evaluate_metric("agreement", self.student_logits, weak_logits)["agreement"]
         self.results["weak_accuracy"] = weak_acc
 
     def save_student(self) -> None:
@@ -342,7 +342,8 @@ class StudentRecipe:
         weak = self.results["weak_accuracy"]
         pgr = None
         if weak is not None and ceiling is not None:
-            pgr = performance_gap_recovered(weak, self.results["accuracy"], ceiling)
+            pgr = evaluate_metric("pgr", self.student_logits, self.labels, weak_accuracy=weak,
+                                  ceiling_accuracy=ceiling)["pgr"]
             pgr = None if math.isnan(pgr) else pgr
         self.results["pgr"] = pgr
 

@@ -1,0 +1,246 @@
+"""Every Hub recipe (recipes/configs/*.yaml without `_offline`) and every Hub experiment config (recipes/experiments/
+whose dataset is not packaged) run as a user runs them: ``python -m hf_w2s.cli train|experiment --config FILE`` against
+the local Hub serving the recipes' own ids with the real schemas (tests/hub_fixtures.py), at a few steps on the CPU
+(bf16 off by override). One recipe also pushes its student with ``hub_strategy checkpoint`` to a ``hub_revision``
+branch, and a second run resumes from the checkpoint the first one pushed.
+
+All runs start at once (two at a time: the machine has two cores) in a module fixture; each test then reads what its
+run left behind. Expected values come from the fixture's published facts (label names, config names, the Hub's
+commit of the dataset), not from the code under test."""
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hub_fixtures import CIFAR10, CIFAR10_NAMES, CIFAR100, CIFAR100_FINE, IMAGENET, MINI_IMAGENET_SYNSETS
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS, EXPERIMENTS = ROOT / "recipes" / "configs", ROOT / "recipes" / "experiments"
+CLI = [sys.executable, "-m", "hf_w2s.cli"]
+
+# few steps, CPU, no bf16; everything else is the recipe's own
+TRAIN = ["--bf16", "false", "--use_cpu", "true", "--max_steps", "1", "--weak_num_train_epochs", "1",
+         "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--dataloader_num_workers", "0",
+         "--disable_tqdm", "true"]
+EXPERIMENT = ["--seeds", "[0]", "--training.max_steps", "1", "--training.per_device_train_batch_size", "8",
+              "--training.per_device_eval_batch_size", "32", "--training.use_cpu", "true",
+              "--eval_during_training", "false"]
+# what each config needs on top to fit the tiny splits (60 / 40 / 24 / 30 training rows)
+RECIPE_OVERRIDES = {
+    "cifar100_distillation_gt": [],  # the pushing run (see PUSH)
+    "cifar10_noisy_asymmetric": [],
+    "cifar10_noisy_symmetric": [],
+    "imagenet_transfer_mae_vitb": [],
+    "miniimagenet_fewshot": ["--weak_shots_per_class", "1"],  # 30 rows of 100 classes: no class has 5
+}
+EXPERIMENT_OVERRIDES = {
+    "distillation_cifar100": ["--split_sizes", "[0,60,0]", "--weak_supervisors.0.epochs", "1"],
+    "few_shot_cifar100": ["--split_sizes", "[30,30,0]", "--weak_supervisors.0.epochs", "1",
+                          "--weak_supervisors.1.epochs", "2", "--weak_supervisors.1.shots_per_class", "1",
+                          "--weak_supervisors.2.epochs", "3", "--weak_supervisors.2.shots_per_class", "1"],
+    "noisy_labels_cifar10": ["--split_sizes", "[0,40,0]"],
+    "transfer_cifar10": ["--split_sizes", "[20,20,0]", "--weak_supervisors.0.epochs", "1"],
+}
+PUSHED = "cifar100_distillation_gt"
+BRANCH = "w2s-run"
+
+
+def hub_recipes():
+    return sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.endswith("_offline"))
+
+
+def hub_experiments():
+    return sorted(p.stem for p in EXPERIMENTS.glob("*.yaml")
+                  if not str(yaml.safe_load(p.read_text()).get("dataset", "hf_w2s:")).startswith("hf_w2s:"))
+
+
+def test_every_hub_config_is_run_here():
+    assert hub_recipes() == sorted(RECIPE_OVERRIDES) and hub_experiments() == sorted(EXPERIMENT_OVERRIDES)
+
+
+@pytest.fixture(scope="module")
+def runs(recipe_hub, tmp_path_factory):
+    """Every run, two at a time; ``{name: (ClientRun, output_dir)}``. The resume run starts once the push is done."""
+    tmp = tmp_path_factory.mktemp("hub_recipes")
+    repo = recipe_hub.new_repo_id("cifar100-student")
+    jobs = {}
+    for name, extra in RECIPE_OVERRIDES.items():
+        push = ["--report_to", "tensorboard", "--push_to_hub", "true", "--hub_model_id", repo, "--hub_strategy",
+                "checkpoint", "--hub_revision", BRANCH] if name == PUSHED else []
+        jobs[name] = ["train", "--config", str(CONFIGS / f"{name}.yaml"), *TRAIN, *extra, *push]
+    for name, extra in EXPERIMENT_OVERRIDES.items():
+        jobs[name] = ["experiment", "--config", str(EXPERIMENTS / f"{name}.yaml"), *EXPERIMENT, *extra]
+    # the same student, two steps, resumed from the checkpoint the first run pushed (the first step)
+    jobs["resume"] = ["train", "--config", str(CONFIGS / f"{PUSHED}.yaml"), *TRAIN, "--max_steps", "2",
+                      "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
+                      "--hub_strategy", "checkpoint", "--hub_revision", BRANCH,
+                      "--resume_from_checkpoint", "last-checkpoint"]
+    order = [PUSHED, "resume", *[n for n in jobs if n not in (PUSHED, "resume")]]
+    done, running = {}, {}
+    for name in [*order, None]:
+        while running and (name is None or len(running) == 2 or (name == "resume" and PUSHED in running)):
+            first = next(iter(running))
+            done[first] = (running.pop(first).wait(), tmp / first)
+        if name is not None:
+            running[name] = recipe_hub.spawn_command(
+                [*CLI, *jobs[name], "--output_dir", str(tmp / name)], cwd=tmp, check=False, timeout=600,
+                env={"TRANSFORMERS_VERBOSITY": "info"} if name == "resume" else None)
+    done["repo"] = repo
+    return done
+
+
+def _ok(runs, name):
+    run, out = runs[name]
+    assert run.returncode == 0, f"{name} failed:\n{run.stderr[-4000:]}"
+    return run, out
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "w2s_results.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_OVERRIDES))
+def test_hub_recipe_runs_end_to_end(runs, name):
+    run, out = _ok(runs, name)
+    results = _results(out)
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["accuracy"] == results["accuracy"] and 0.0 <= results["accuracy"] <= 1.0
+    assert (out / "model.safetensors").exists() and (out / "README.md").exists()
+    expected = {"cifar100_distillation_gt": CIFAR100_FINE, "cifar10_noisy_asymmetric": CIFAR10_NAMES,
+                "cifar10_noisy_symmetric": CIFAR10_NAMES, "miniimagenet_fewshot": MINI_IMAGENET_SYNSETS}
+    if name in expected:
+        assert results["label_names"] == expected[name]
+    else:  # ImageNet: the dataset's ClassLabel renames the second "crane"; the ResNet-50 teacher says "crane" twice
+        names = results["label_names"]
+        assert len(names) == 1000 and names[134] == "crane" and names[517] == "crane2"
+        assert results["agreement"] is not None  # the teacher supervised online, matched by index
+        card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+        dataset = card["model-index"][0]["results"][0]["dataset"]
+        assert (dataset["name"], dataset["config"], dataset["split"]) == (IMAGENET, "default", "validation")
+    assert "LOAD REPORT" not in run.stderr  # transformers' table per load: one line of ours at most
+
+
+def test_recipe_pushes_student_logs_and_checkpoint_to_the_revision(runs, recipe_hub):
+    _, out = _ok(runs, PUSHED)
+    repo = runs["repo"]
+    files = set(recipe_hub.files(repo, revision=BRANCH))
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md", "w2s_results.json",
+            "weak_model/model.safetensors", "last-checkpoint/optimizer.pt",
+            "last-checkpoint/trainer_state.json"} <= files
+    logs = {f.split("/")[1] for f in files if f.startswith("runs/") and "tfevents" in f}
+    assert logs == {"weak-resnet-18-seed0", "ceiling-seed0", "student-adapt_conf-seed0"}
+    assert set(recipe_hub.files(repo)) == {".gitattributes"}  # nothing on main: every push went to the branch
+    card = yaml.safe_load(recipe_hub.file_bytes(repo, "README.md", revision=BRANCH).decode().split("---")[1])
+    assert "weak_supervisor" not in card  # not a key of the Hub's card spec
+    (result,) = card["model-index"][0]["results"]
+    assert result["dataset"] == {"name": CIFAR100, "type": CIFAR100, "config": "cifar100", "split": "test",
+                                 "revision": recipe_hub.recipe_repos[CIFAR100]["sha"]}
+    metrics = {m["type"]: m for m in result["metrics"]}
+    assert metrics["agreement"]["args"]["weak_supervisor"] == "microsoft/resnet-18"
+    assert metrics["accuracy"]["value"] == pytest.approx(_results(out)["accuracy"])
+    assert "args" not in metrics["accuracy"]
+
+
+def test_second_run_resumes_from_the_checkpoint_on_the_hub(runs, recipe_hub):
+    run, out = _ok(runs, "resume")
+    assert _results(out)["resumed_from"] == f"{runs['repo']}/last-checkpoint"
+    assert re.search(r"Resuming training from checkpoint with epoch \d+ and global step 1\b", run.stderr)  # transformers
+    state = json.loads(recipe_hub.file_bytes(runs["repo"], "last-checkpoint/trainer_state.json",
+                                             revision=BRANCH).decode())
+    assert state["global_step"] == 2  # the resumed run pushed its own checkpoint in turn
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENT_OVERRIDES))
+def test_hub_experiment_runs_end_to_end(runs, name):
+    _, out = _ok(runs, name)
+    config = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    n_weak = len(config["weak_supervisors"])
+    assert kinds.count("weak") == n_weak and kinds.count("ceiling") == 1
+    assert kinds.count("w2s") == n_weak * len(config["losses"])
+    names = {CIFAR100: CIFAR100_FINE, CIFAR10: CIFAR10_NAMES}[config["dataset"]]
+    (info,) = (out / "data").glob("splits-*/test/dataset_info.json")
+    assert json.loads(info.read_text())["features"]["label"]["names"] == names  # the Hub's label column, by name
+    assert "| strong ceiling (ground truth) |" in (out / "report" / "report.md").read_text()
+    # report_to: tensorboard (the configs' own): each strong run's events under logs/<run name>
+    assert config["report_to"] == "tensorboard"
+    logged = {p.parent.name for p in (out / "logs").glob("*/events.out.tfevents.*")}
+    assert "ceiling-seed0" in logged and len([n for n in logged if n.startswith("student-")]) == kinds.count("w2s")
+
+
+# ---- refused before any compute ---------------------------------------------------------------------------------
+def _cli(argv, capsys):
+    from hf_w2s.cli import main
+
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("trackio") is not None, reason="trackio is installed")
+@pytest.mark.parametrize("command, config", [("train", CONFIGS / "cifar10_noisy_symmetric.yaml"),
+                                             ("experiment", EXPERIMENTS / "noisy_labels_cifar10.yaml")])
+def test_a_tracker_that_is_not_installed_is_refused_with_the_pip_line(command, config, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, err = _cli([command, "--config", str(config), "--report_to", "trackio", "--output_dir", str(out),
+                      *(["--bf16", "false"] if command == "train" else [])], capsys)
+    assert code == 2 and 'pip install "hf_w2s[trackio]"' in err and len(err.strip().splitlines()) <= 2
+    assert not out.exists()  # nothing computed, nothing written
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--hub_strategy", "checkpoint", "--save_strategy", "no"], "save_strategy is 'no'"),
+    (["--hub_revision", "a" * 40], "is a commit"),
+])
+def test_hub_options_that_cannot_be_honoured_are_refused(extra, match, tmp_path, capsys):
+    code, err = _cli(["train", "--config", str(CONFIGS / "cifar10_noisy_symmetric.yaml"), "--bf16", "false",
+                      "--push_to_hub", "true", "--output_dir", str(tmp_path / "o"), *extra], capsys)
+    assert code == 2 and re.search(match, err)
+
+
+# ---- the README's ten lines and the CLI's help ------------------------------------------------------------------
+def _readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## In ten lines", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def test_readme_ten_lines_run_on_the_hub_schema(recipe_hub, tmp_path):
+    snippet = _readme_snippet()
+    assert 'image_column="img"' in snippet and "num_labels=" not in snippet
+    assert len([line for line in snippet.splitlines() if line.strip() and not line.startswith(" ")]) <= 10
+    weak_repo = "your-name/cifar10-weak-model"
+    assert weak_repo in snippet
+    repo = recipe_hub.new_repo_id("cifar10-weak-model")
+    prelude = f"""
+from hf_w2s.modeling import build_model, tiny_image_processor
+weak = build_model("resnet", {CIFAR10_NAMES!r}, image_size=32, num_channels=3, width=8, depth=1, seed=0)
+weak.push_to_hub({repo!r}); tiny_image_processor(32, 3).push_to_hub({repo!r})
+"""
+    code = snippet.replace(weak_repo, repo).replace('w2s_loss="adapt_conf"', 'w2s_loss="adapt_conf", max_steps=2')
+    run = recipe_hub.run_python(prelude + code + "\nemit({'columns': train.column_names, "
+                                "'labels': [student.config.id2label[i] for i in range(10)]})", cwd=tmp_path)
+    assert {"img", "label", "weak_logits", "weak_label"} <= set(run.result["columns"])
+    assert run.result["labels"] == CIFAR10_NAMES
+    assert "incompatible" not in run.stderr  # no num_labels-vs-id2label warning
+
+
+@pytest.mark.parametrize("command", ["train", "label", "experiment"])
+def test_cli_help_lists_config_and_the_weak_to_strong_options_first(command, capsys):
+    from hf_w2s.cli import main
+
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "``" not in text and ":class:" not in text and ":func:" not in text
+    lines = text.splitlines()
+    assert any(line.strip().startswith("--config") for line in lines[:12])
+    if command == "train":
+        groups = [line for line in lines if line and not line.startswith(" ") and line.endswith(":")]
+        assert groups.index("weak-to-strong options:") < groups.index(
+            "training options (transformers.TrainingArguments):")
+        assert groups[1].startswith("weak-to-strong") and groups[2].startswith("recipe options")
