@@ -25,10 +25,10 @@ from .security import redact, redacted
 CARD_TEMPLATE = "weak_labels.md"
 STUDENT_TEMPLATE = "student.md"
 CARD_TAGS = ["hf_w2s", "weak-to-strong", "weak-labels"]
-#: what a student push leaves out, as Trainer's pushes do (checkpoints, "_*"), plus the pickled arguments; the logs
-#: (runs/) and the fine-tuned weak supervisor (weak_model/) go with the model. A checkpoint fetched from the Hub to
+#: what a student push leaves out, as Trainer's pushes do (checkpoints, "_*"), plus pickled arguments anywhere; the
+#: logs (runs/) and the fine-tuned weak supervisor (weak_model/) go with the model. A checkpoint fetched from the Hub to
 #: resume (last-checkpoint/) is pushed by the Trainer's own hub_strategy, not here.
-PUSH_IGNORE = ["checkpoint-*", "last-checkpoint/*", "_*", "training_args.bin"]
+PUSH_IGNORE = ["checkpoint-*", "last-checkpoint/*", "_*", "*training_args.bin"]
 #: hub_strategy values under which the Trainer pushes checkpoints, and the folder the Hub repo keeps them in
 HUB_CHECKPOINT_FOLDERS = {"checkpoint": "last-checkpoint", "all_checkpoints": "checkpoint-*"}
 #: metrics measured against the weak supervisor: their card entries name it

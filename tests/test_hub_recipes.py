@@ -123,6 +123,7 @@ def test_hub_recipe_runs_end_to_end(runs, name):
         dataset = card["model-index"][0]["results"][0]["dataset"]
         assert (dataset["name"], dataset["config"], dataset["split"]) == (IMAGENET, "default", "validation")
     assert "LOAD REPORT" not in run.stderr  # transformers' table per load: one line of ours at most
+    assert "incompatible to the id2label" not in run.stderr  # no num_labels passed next to id2label
 
 
 def test_recipe_pushes_student_logs_and_checkpoint_to_the_revision(runs, recipe_hub):
@@ -201,6 +202,12 @@ def test_hub_options_that_cannot_be_honoured_are_refused(extra, match, tmp_path,
     code, err = _cli(["train", "--config", str(CONFIGS / "cifar10_noisy_symmetric.yaml"), "--bf16", "false",
                       "--push_to_hub", "true", "--output_dir", str(tmp_path / "o"), *extra], capsys)
     assert code == 2 and re.search(match, err)
+
+
+def test_the_harness_refuses_to_push_its_runs(tmp_path, capsys):
+    code, err = _cli(["experiment", "--config", str(EXPERIMENTS / "transfer_cifar10.yaml"), "--output_dir",
+                      str(tmp_path / "o"), "--training.push_to_hub", "true", "--dry_run", "true"], capsys)
+    assert code == 2 and "push_to_hub is not honoured by the harness" in err and not (tmp_path / "o").exists()
 
 
 # ---- the README's ten lines and the CLI's help ------------------------------------------------------------------

@@ -304,8 +304,8 @@ def test_one_command_trains_pushes_and_a_fresh_process_loads(local_hub, tmp_path
     for name in files:
         assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md",
                 "w2s_results.json"} <= set(files[name])
-        assert not any(p.startswith(("weak_model/", "checkpoint-")) or p.endswith("training_args.bin")
-                       for p in files[name])
+        assert not any(p.startswith("checkpoint-") or p.endswith("training_args.bin") for p in files[name])
+        assert {"weak_model/model.safetensors", "weak_model/config.json"} <= set(files[name])  # the supervisor too
         assert files[name]["model.safetensors"]["lfs"]
     assert {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "base_model/config.json",
             "base_model/model.safetensors"} <= set(files["lora"])
