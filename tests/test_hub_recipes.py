@@ -59,8 +59,27 @@ def hub_experiments():
                   if not str(yaml.safe_load(p.read_text()).get("dataset", "hf_w2s:")).startswith("hf_w2s:"))
 
 
+def _two_losses(name: str) -> list:
+    """The first and the last loss of an experiment config: every config runs end to end with two student rows per
+    weak supervisor (each entry of every config is validated by the dry run below)."""
+    losses = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())["losses"]
+    return [losses[0], losses[-1]]
+
+
 def test_every_hub_config_is_run_here():
     assert hub_recipes() == sorted(RECIPE_OVERRIDES) and hub_experiments() == sorted(EXPERIMENT_OVERRIDES)
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENT_OVERRIDES))
+def test_every_loss_entry_of_the_hub_experiments_validates(name, tmp_path, capsys):
+    from hf_w2s.cli import main
+
+    config = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
+    losses = config["losses"]
+    assert main(["experiment", "--config", str(EXPERIMENTS / f"{name}.yaml"), "--output_dir", str(tmp_path / "o"),
+                 "--dry_run", "true"]) == 0
+    plan = capsys.readouterr().out
+    assert f"{len(losses)} loss(es) x {len(config['seeds'])} seed(s)" in plan and not (tmp_path / "o").exists()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +93,8 @@ def runs(recipe_hub, tmp_path_factory):
                 "checkpoint", "--hub_revision", BRANCH] if name == PUSHED else []
         jobs[name] = ["train", "--config", str(CONFIGS / f"{name}.yaml"), *TRAIN, *extra, *push]
     for name, extra in EXPERIMENT_OVERRIDES.items():
-        jobs[name] = ["experiment", "--config", str(EXPERIMENTS / f"{name}.yaml"), *EXPERIMENT, *extra]
+        jobs[name] = ["experiment", "--config", str(EXPERIMENTS / f"{name}.yaml"), *EXPERIMENT, *extra,
+                      "--losses", json.dumps(_two_losses(name))]
     # the same student, two steps, resumed from the checkpoint the first run pushed (the first step)
     jobs["resume"] = ["train", "--config", str(CONFIGS / f"{PUSHED}.yaml"), *TRAIN, "--max_steps", "2",
                       "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
@@ -164,7 +184,7 @@ def test_hub_experiment_runs_end_to_end(runs, name):
     kinds = [r["kind"] for r in records]
     n_weak = len(config["weak_supervisors"])
     assert kinds.count("weak") == n_weak and kinds.count("ceiling") == 1
-    assert kinds.count("w2s") == n_weak * len(config["losses"])
+    assert kinds.count("w2s") == n_weak * 2  # two losses each (_two_losses)
     names = {CIFAR100: CIFAR100_FINE, CIFAR10: CIFAR10_NAMES}[config["dataset"]]
     (info,) = (out / "data").glob("splits-*/test/dataset_info.json")
     assert json.loads(info.read_text())["features"]["label"]["names"] == names  # the Hub's label column, by name
@@ -229,7 +249,7 @@ from hf_w2s.modeling import build_model, tiny_image_processor
 weak = build_model("resnet", {CIFAR10_NAMES!r}, image_size=32, num_channels=3, width=8, depth=1, seed=0)
 weak.push_to_hub({repo!r}); tiny_image_processor(32, 3).push_to_hub({repo!r})
 """
-    code = snippet.replace(weak_repo, repo).replace('w2s_loss="adapt_conf"', 'w2s_loss="adapt_conf", max_steps=2')
+    code = snippet.replace(weak_repo, repo).replace('w2s_loss="adapt_conf"', 'w2s_loss="adapt_conf", max_steps=1')
     run = recipe_hub.run_python(prelude + code + "\nemit({'columns': train.column_names, "
                                 "'labels': [student.config.id2label[i] for i in range(10)]})", cwd=tmp_path)
     assert {"img", "label", "weak_logits", "weak_label"} <= set(run.result["columns"])
