@@ -3,9 +3,7 @@
 Predictions are class ids (take the argmax of logits first); references equal to ``-100`` are ignored (the
 Trainer's padding value); no valid reference gives ``nan``. The same function as ``hf_w2s.metrics.accuracy``."""
 
-import datasets
-import evaluate
-
+from hf_w2s.metric_modules import class_ids_metric
 from hf_w2s.metrics import accuracy
 
 _KWARGS = """
@@ -19,15 +17,5 @@ Example:
     {'accuracy': 0.6666666666666666}
 """
 
-
-@evaluate.utils.file_utils.add_start_docstrings(__doc__, _KWARGS)
-class W2SAccuracy(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__, citation="", inputs_description=_KWARGS, format="numpy",
-            features=datasets.Features({"predictions": datasets.Value("int64"),
-                                        "references": datasets.Value("int64")}),
-        )
-
-    def _compute(self, predictions, references):
-        return {"accuracy": accuracy(predictions, references)}
+W2SAccuracy = class_ids_metric(lambda predictions, references: {"accuracy": accuracy(predictions, references)},
+                               __doc__, _KWARGS)

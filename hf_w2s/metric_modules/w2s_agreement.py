@@ -4,9 +4,7 @@
 The fraction of examples on which the student predicts the weak supervisor's class: predictions are the student's
 class ids, references the weak supervisor's. The same function as ``hf_w2s.metrics.agreement``."""
 
-import datasets
-import evaluate
-
+from hf_w2s.metric_modules import class_ids_metric
 from hf_w2s.metrics import agreement
 
 _KWARGS = """
@@ -20,15 +18,5 @@ Example:
     {'agreement': 0.75}
 """
 
-
-@evaluate.utils.file_utils.add_start_docstrings(__doc__, _KWARGS)
-class W2SAgreement(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__, citation="", inputs_description=_KWARGS, format="numpy",
-            features=datasets.Features({"predictions": datasets.Value("int64"),
-                                        "references": datasets.Value("int64")}),
-        )
-
-    def _compute(self, predictions, references):
-        return {"agreement": agreement(predictions, references)}
+W2SAgreement = class_ids_metric(lambda predictions, references: {"agreement": agreement(predictions, references)},
+                                __doc__, _KWARGS)

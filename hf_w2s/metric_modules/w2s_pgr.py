@@ -6,9 +6,7 @@ supervisor, 1 means it reaches the ceiling (the same model trained on ground tru
 exceed the weak accuracy. The student's accuracy is computed from its predictions and the references; the weak and
 ceiling accuracies are given. The same function as ``hf_w2s.metrics.performance_gap_recovered``."""
 
-import datasets
-import evaluate
-
+from hf_w2s.metric_modules import class_ids_metric
 from hf_w2s.metrics import accuracy, performance_gap_recovered
 
 _CITATION = """@article{burns2023weak,
@@ -28,16 +26,10 @@ Example:
 """
 
 
-@evaluate.utils.file_utils.add_start_docstrings(__doc__, _KWARGS)
-class W2SPGR(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__, citation=_CITATION, inputs_description=_KWARGS, format="numpy",
-            features=datasets.Features({"predictions": datasets.Value("int64"),
-                                        "references": datasets.Value("int64")}),
-        )
+def _pgr(predictions, references, weak_accuracy: float, ceiling_accuracy: float) -> dict:
+    student = accuracy(predictions, references)
+    return {"pgr": performance_gap_recovered(float(weak_accuracy), student, float(ceiling_accuracy)),
+            "accuracy": student}
 
-    def _compute(self, predictions, references, weak_accuracy: float, ceiling_accuracy: float):
-        student = accuracy(predictions, references)
-        return {"pgr": performance_gap_recovered(float(weak_accuracy), student, float(ceiling_accuracy)),
-                "accuracy": student}
+
+W2SPGR = class_ids_metric(_pgr, __doc__, _KWARGS, _CITATION)
