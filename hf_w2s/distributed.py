@@ -66,7 +66,11 @@ def _inside_shard():
 
 
 def _gather_new_columns(dataset, shard_result, state):
-    """All-gather the columns ``shard_result`` added, concatenated in process (= original row) order."""
+    """All-gather the columns ``shard_result`` added, concatenated in process (= original row) order.
+
+    Accelerate's ``gather_object``, not ``gather_for_metrics``: the latter gathers tensors batch by batch from a
+    dataloader Accelerate prepared (and pads); here each process's shard is a ``datasets.map`` result (cached per
+    shard), whose new Arrow columns travel once, whatever their types."""
     import pyarrow as pa
     from datasets import Dataset, concatenate_datasets
     from datasets.fingerprint import Hasher

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub_fixtures import CIFAR10, CIFAR10_NAMES, CIFAR100, CIFAR100_FINE, IMAGENET, MINI_IMAGENET_SYNSETS
+from hub_fixtures import (CIFAR10, CIFAR10_NAMES, CIFAR100, CIFAR100_FINE, IMAGENET, MINI_IMAGENET_SYNSETS,
+                          VIT_MAE)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS, EXPERIMENTS = ROOT / "recipes" / "configs", ROOT / "recipes" / "experiments"
@@ -95,6 +96,10 @@ def runs(recipe_hub, tmp_path_factory):
     for name, extra in EXPERIMENT_OVERRIDES.items():
         jobs[name] = ["experiment", "--config", str(EXPERIMENTS / f"{name}.yaml"), *EXPERIMENT, *extra,
                       "--losses", json.dumps(_two_losses(name))]
+    # an MAE checkpoint (model_type vit_mae) as the harness's strong model, as in hf-w2s train
+    jobs["mae_strong_model"] = ["experiment", "--config", str(EXPERIMENTS / "transfer_cifar10.yaml"), *EXPERIMENT,
+                                *EXPERIMENT_OVERRIDES["transfer_cifar10"], "--strong_model.model", VIT_MAE,
+                                "--losses", "[kd]", "--ceiling", "false", "--report_to", "none"]
     # the same student, two steps, resumed from the checkpoint the first run pushed (the first step)
     jobs["resume"] = ["train", "--config", str(CONFIGS / f"{PUSHED}.yaml"), *TRAIN, "--max_steps", "2",
                       "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
@@ -193,6 +198,14 @@ def test_hub_experiment_runs_end_to_end(runs, name):
     assert config["report_to"] == "tensorboard"
     logged = {p.parent.name for p in (out / "logs").glob("*/events.out.tfevents.*")}
     assert "ceiling-seed0" in logged and len([n for n in logged if n.startswith("student-")]) == kinds.count("w2s")
+
+
+def test_the_harness_fine_tunes_an_mae_checkpoint(runs):
+    _, out = _ok(runs, "mae_strong_model")
+    (student,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()
+                  if json.loads(line)["kind"] == "w2s"]
+    assert student["loss"] == "kd" and 0.0 <= student["test_accuracy"] <= 1.0
+    assert yaml.safe_load((out / "experiment.yaml").read_text())["strong_model"]["model"] == VIT_MAE
 
 
 # ---- refused before any compute ---------------------------------------------------------------------------------
