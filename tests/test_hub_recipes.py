@@ -284,3 +284,38 @@ def test_cli_help_lists_config_and_the_weak_to_strong_options_first(command, cap
         assert groups.index("weak-to-strong options:") < groups.index(
             "training options (transformers.TrainingArguments):")
         assert groups[1].startswith("weak-to-strong") and groups[2].startswith("recipe options")
+
+
+# ---- pieces the runs above rely on, in process ------------------------------------------------------------------
+def test_overrides_reach_list_entries():
+    from hf_w2s.yaml_config import apply_overrides
+
+    data = {"weak_supervisors": [{"name": "a", "epochs": 10}, {"name": "b"}], "training": {"lr": 1}}
+    out = apply_overrides(data, ["--weak_supervisors.1.epochs", "2", "--training.max_steps", "1"])
+    assert out["weak_supervisors"] == [{"name": "a", "epochs": 10}, {"name": "b", "epochs": 2}]
+    assert out["training"] == {"lr": 1, "max_steps": 1} and data["weak_supervisors"][1] == {"name": "b"}
+    with pytest.raises(ValueError, match=r"--weak_supervisors.2: '2' is not an index of that list \(0..1\)"):
+        apply_overrides(data, ["--weak_supervisors.2.epochs", "1"])
+
+
+def test_a_load_says_in_one_line_what_is_new(tmp_path, caplog, capfd):
+    import logging
+
+    from safetensors.torch import load_file, save_file
+
+    from hf_w2s.modeling import build_model, load_image_classifier
+
+    build_model("vit", ["a", "b"], image_size=8, width=8, depth=1, seed=0).save_pretrained(tmp_path / "m")
+    with caplog.at_level(logging.INFO, logger="hf_w2s.modeling"):
+        load_image_classifier(str(tmp_path / "m"), ["x", "y", "z"])  # other labels: a new head, said at info
+    assert [r.levelname for r in caplog.records] == ["INFO"] and "new classification head for 3" in caplog.text
+    weights = load_file(tmp_path / "m" / "model.safetensors")
+    dropped = sorted(k for k in weights if "layernorm" in k)
+    save_file({k: v for k, v in weights.items() if k not in dropped}, tmp_path / "m" / "model.safetensors",
+              metadata={"format": "pt"})
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        load_image_classifier(str(tmp_path / "m"), ["a", "b"])
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and f"{len(dropped)} weights outside the classification head" in warnings[0].message
+    assert "LOAD REPORT" not in capfd.readouterr().err  # transformers' own table (its logger writes to stderr)
