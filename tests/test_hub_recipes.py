@@ -83,38 +83,90 @@ def test_every_loss_entry_of_the_hub_experiments_validates(name, tmp_path, capsy
     assert f"{len(losses)} loss(es) x {len(config['seeds'])} seed(s)" in plan and not (tmp_path / "o").exists()
 
 
+# Several CLI invocations in one interpreter: `hf_w2s.cli.main(argv)` is what `python -m hf_w2s.cli` runs; each
+# invocation gets its own stdout / stderr files (file descriptors, so transformers' log handler is captured too).
+# Interpreter start-up with torch / transformers / peft costs about as much CPU as a tiny run: three interpreters
+# instead of twelve keep the file within a couple of minutes on two cores.
+SEQUENCE = r"""
+import json, os, sys, time
+from transformers.utils import logging as hf_logging
+from hf_w2s.cli import main
+
+for job in json.loads(open(sys.argv[1]).read()):
+    sys.stdout.flush(); sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(job["stdout"], "w") as out, open(job["stderr"], "w") as err:
+        os.dup2(out.fileno(), 1); os.dup2(err.fileno(), 2)
+        if job["info"]:
+            hf_logging.set_verbosity_info()
+        start = time.time()
+        try:
+            code = main(job["argv"])
+        finally:
+            sys.stdout.flush(); sys.stderr.flush()
+            os.dup2(saved[0], 1); os.dup2(saved[1], 2)
+            os.close(saved[0]); os.close(saved[1])
+            hf_logging.set_verbosity_warning()
+    emit({"name": job["name"], "returncode": code, "seconds": round(time.time() - start, 1)})
+"""
+
+
+class Run:
+    """One CLI invocation of a sequence: its exit code and what it printed."""
+
+    def __init__(self, returncode: int, out: Path):
+        read = [out.with_suffix(s) for s in (".out", ".err")]
+        self.returncode = returncode
+        self.stdout, self.stderr = (p.read_text() if p.exists() else "(never run)" for p in read)
+
+
+def _sequence(hub, tmp: Path, jobs: dict, name: str):
+    """Start one interpreter running ``jobs`` (name -> argv) in order; returns the pending run."""
+    spec = [{"name": n, "argv": [*argv, "--output_dir", str(tmp / n)], "stdout": str(tmp / f"{n}.out"),
+             "stderr": str(tmp / f"{n}.err"), "info": n == "resume"} for n, argv in jobs.items()]
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(spec))
+    return hub.spawn_python(SEQUENCE, args=(str(path),), cwd=tmp, timeout=900)
+
+
 @pytest.fixture(scope="module")
 def runs(recipe_hub, tmp_path_factory):
-    """Every run, two at a time; ``{name: (ClientRun, output_dir)}``. The resume run starts once the push is done."""
+    """Every run; ``{name: (Run, output_dir)}``. The first recipe pushes (its own interpreter, ``python -m
+    hf_w2s.cli``) while the experiments run in a second one; then the resume run (after the push) and the other
+    recipes run in a third."""
     tmp = tmp_path_factory.mktemp("hub_recipes")
     repo = recipe_hub.new_repo_id("cifar100-student")
-    jobs = {}
+    recipes = {}
     for name, extra in RECIPE_OVERRIDES.items():
         push = ["--report_to", "tensorboard", "--push_to_hub", "true", "--hub_model_id", repo, "--hub_strategy",
                 "checkpoint", "--hub_revision", BRANCH] if name == PUSHED else []
-        jobs[name] = ["train", "--config", str(CONFIGS / f"{name}.yaml"), *TRAIN, *extra, *push]
-    for name, extra in EXPERIMENT_OVERRIDES.items():
-        jobs[name] = ["experiment", "--config", str(EXPERIMENTS / f"{name}.yaml"), *EXPERIMENT, *extra,
-                      "--losses", json.dumps(_two_losses(name))]
+        recipes[name] = ["train", "--config", str(CONFIGS / f"{name}.yaml"), *TRAIN, *extra, *push]
+    experiments = {name: ["experiment", "--config", str(EXPERIMENTS / f"{name}.yaml"), *EXPERIMENT, *extra,
+                          "--losses", json.dumps(_two_losses(name))] for name, extra in EXPERIMENT_OVERRIDES.items()}
     # an MAE checkpoint (model_type vit_mae) as the harness's strong model, as in hf-w2s train
-    jobs["mae_strong_model"] = ["experiment", "--config", str(EXPERIMENTS / "transfer_cifar10.yaml"), *EXPERIMENT,
-                                *EXPERIMENT_OVERRIDES["transfer_cifar10"], "--strong_model.model", VIT_MAE,
-                                "--losses", "[kd]", "--ceiling", "false", "--report_to", "none"]
+    experiments["mae_strong_model"] = [
+        "experiment", "--config", str(EXPERIMENTS / "transfer_cifar10.yaml"), *EXPERIMENT,
+        *EXPERIMENT_OVERRIDES["transfer_cifar10"], "--strong_model.model", VIT_MAE, "--losses", "[kd]",
+        "--ceiling", "false", "--report_to", "none"]
     # the same student, two steps, resumed from the checkpoint the first run pushed (the first step)
-    jobs["resume"] = ["train", "--config", str(CONFIGS / f"{PUSHED}.yaml"), *TRAIN, "--max_steps", "2",
-                      "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
-                      "--hub_strategy", "checkpoint", "--hub_revision", BRANCH,
-                      "--resume_from_checkpoint", "last-checkpoint"]
-    order = [PUSHED, "resume", *[n for n in jobs if n not in (PUSHED, "resume")]]
-    done, running = {}, {}
-    for name in [*order, None]:
-        while running and (name is None or len(running) == 2 or (name == "resume" and PUSHED in running)):
-            first = next(iter(running))
-            done[first] = (running.pop(first).wait(), tmp / first)
-        if name is not None:
-            running[name] = recipe_hub.spawn_command(
-                [*CLI, *jobs[name], "--output_dir", str(tmp / name)], cwd=tmp, check=False, timeout=600,
-                env={"TRANSFORMERS_VERBOSITY": "info"} if name == "resume" else None)
+    later = {"resume": ["train", "--config", str(CONFIGS / f"{PUSHED}.yaml"), *TRAIN, "--max_steps", "2",
+                        "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
+                        "--hub_strategy", "checkpoint", "--hub_revision", BRANCH,
+                        "--resume_from_checkpoint", "last-checkpoint"],
+             **{n: argv for n, argv in recipes.items() if n != PUSHED}}
+
+    push = recipe_hub.spawn_command([*CLI, *recipes[PUSHED], "--output_dir", str(tmp / PUSHED)], cwd=tmp,
+                                    check=False, timeout=600)
+    first = _sequence(recipe_hub, tmp, experiments, "experiments")
+    pushed = push.wait()
+    (tmp / f"{PUSHED}.out").write_text(pushed.stdout)
+    (tmp / f"{PUSHED}.err").write_text(pushed.stderr)
+    second = _sequence(recipe_hub, tmp, later, "recipes")
+    codes = {PUSHED: pushed.returncode}
+    for sequence in (first, second):
+        run = sequence.wait()
+        codes.update({r["name"]: r["returncode"] for r in run.results})
+    done = {name: (Run(codes.get(name, -1), tmp / name), tmp / name) for name in [*recipes, *experiments, *later]}
     done["repo"] = repo
     return done
 

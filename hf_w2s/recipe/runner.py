@@ -50,7 +50,7 @@ class StudentRecipe:
         self.output_dir = training_args.output_dir
         self.results: dict = {}
         self.weak = self.weak_processor = self.online_weak = None
-        self.repo_id = None
+        self.repo_id = self.resume_from = None
 
     def run(self) -> dict:
         """Train, evaluate, save, card and (optionally) push one student; returns the results (also written to
@@ -61,6 +61,7 @@ class StudentRecipe:
 
         self.check_output_dir()
         self.prepare_push()
+        self.resume_from = self.hub_resume_checkpoint()
         set_seed(self.args.seed)
         self.load_data()
         self.load_models()
@@ -100,18 +101,20 @@ class StudentRecipe:
         self.args.push_to_hub = bool(self.repo_id) and _value(self.args.hub_strategy) != "end"
 
     def hub_resume_checkpoint(self):
-        """``resume_from_checkpoint`` as the Trainer takes it; a checkpoint the Trainer pushed (``last-checkpoint``
-        or ``true`` with no local checkpoint, and ``hub_strategy`` checkpoint / all_checkpoints) is fetched from
-        the Hub first."""
+        """``resume_from_checkpoint`` as the Trainer takes it. Asked for as ``last-checkpoint`` (not a local folder)
+        or ``true`` with no local checkpoint, while pushing with ``hub_strategy`` checkpoint / all_checkpoints, it is
+        the last checkpoint the Trainer pushed: fetched from the Hub now, before any compute (or refused)."""
         from transformers.trainer_utils import get_last_checkpoint
 
         from ..hub import HUB_CHECKPOINT_FOLDERS, hub_checkpoint
 
         resume, args = self.args.resume_from_checkpoint, self.args
-        local = os.path.isdir(self.output_dir) and get_last_checkpoint(self.output_dir)
-        if not self.repo_id or resume not in ("last-checkpoint", "true", "True") or (resume != "last-checkpoint"
-                                                                                    and local):
-            return resume
+        if resume in ("true", "True"):
+            from_hub = not (os.path.isdir(self.output_dir) and get_last_checkpoint(self.output_dir))
+        else:
+            from_hub = resume == "last-checkpoint" and not os.path.isdir(resume)
+        if not (self.repo_id and from_hub):  # the Trainer's own meaning: a path, or True = output_dir's last one
+            return {"true": True, "false": None, "": None}.get(str(resume).lower(), resume) if resume else None
         strategy = _value(args.hub_strategy)
         path = hub_checkpoint(self.repo_id, self.output_dir, strategy, revision=args.hub_revision,
                               token=args.hub_token) if strategy in HUB_CHECKPOINT_FOLDERS else None
@@ -286,7 +289,7 @@ class StudentRecipe:
         collator = self.collator(self.processor, weak_proc, self.sa.mixup_alpha, cutmix_alpha=self.sa.cutmix_alpha)
         self.trainer = self._fit(student, self.args, self.train_ds, self.processor, collator,
                                  eval_dataset=self.eval_ds, weak_model=self.online_weak, weak_processor=weak_proc,
-                                 resume_from_checkpoint=self.hub_resume_checkpoint())
+                                 resume_from_checkpoint=self.resume_from)
         self.args.push_to_hub = False  # the Trainer's pushes end with training; the student goes with its card
         self.student_logits, metrics = predict(self.trainer, self.eval_ds, prefix="eval")
         self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
