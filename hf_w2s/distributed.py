@@ -73,7 +73,11 @@ def _inside_shard():
 
 
 def _gather_new_columns(dataset, shard_result, state):
-    """All-gather the columns ``shard_result`` added, concatenated in process (= original row) order."""
+    """All-gather the columns ``shard_result`` added, concatenated in process (= original row) order.
+
+    Accelerate's ``gather_object``, not ``gather_for_metrics``: the latter gathers tensors batch by batch from a
+    dataloader Accelerate prepared (and pads); here each process's shard is a ``datasets.map`` result (cached per
+    shard), whose new Arrow columns travel once, whatever their types."""
     import pyarrow as pa
     from datasets import Dataset, concatenate_datasets
     from datasets.fingerprint import Hasher
@@ -173,6 +177,11 @@ def gather_weighted_means(values: dict[str, torch.Tensor], count: int, accelerat
 
     One all-gather of ``[count * v_1, ..., count * v_k, count]`` per call; equals the single-process mean over the
     concatenated batch even when processes hold batches of different sizes.
+
+    Why not ``accelerator.gather_for_metrics``: it drops the samples Accelerate duplicated to even out the last
+    evaluation batch by truncating the gathered tensor to the number of real *samples*, so it needs one row per
+    sample; these values are per-process batch means (the losses return means), one row per process. The
+    predictions and labels behind ``compute_metrics`` are gathered by the Trainer with ``gather_for_metrics``.
     """
     if not values:
         return {}

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
@@ -24,8 +25,14 @@ from .security import redact, redacted
 CARD_TEMPLATE = "weak_labels.md"
 STUDENT_TEMPLATE = "student.md"
 CARD_TAGS = ["hf_w2s", "weak-to-strong", "weak-labels"]
-#: what a student push leaves out: checkpoints, the weak model, pickled arguments (logs under runs/ go with it)
-PUSH_IGNORE = ["checkpoint-*", "checkpoint-*/**", "weak_model/**", "training_args.bin"]
+#: what a student push leaves out, as Trainer's pushes do (checkpoints, "_*"), plus pickled arguments anywhere; the
+#: logs (runs/) and the fine-tuned weak supervisor (weak_model/) go with the model. A checkpoint fetched from the Hub to
+#: resume (last-checkpoint/) is pushed by the Trainer's own hub_strategy, not here.
+PUSH_IGNORE = ["checkpoint-*", "last-checkpoint/*", "_*", "*training_args.bin"]
+#: hub_strategy values under which the Trainer pushes checkpoints, and the folder the Hub repo keeps them in
+HUB_CHECKPOINT_FOLDERS = {"checkpoint": "last-checkpoint", "all_checkpoints": "checkpoint-*"}
+#: metrics measured against the weak supervisor: their card entries name it
+WEAK_METRICS = ("agreement", "pgr")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -109,14 +116,19 @@ def lora_load_snippet(repo_id: str, base_model: str | None, base_class: str = "A
     ])
 
 
-def _eval_results(scores: dict, dataset: str, config: str | None, split: str) -> list:
-    """``model-index`` entries (``EvalResult``) of the scores that are known (a NaN PGR is left out)."""
+def _eval_results(scores: dict, dataset: str, config: str | None, split: str, revision: str | None = None,
+                  weak_args: dict | None = None) -> list:
+    """``model-index`` entries (``EvalResult``) of the scores that are known (a NaN PGR is left out). The dataset's
+    config, split and revision go where the card spec puts them; the metrics measured against the weak supervisor
+    (agreement, PGR) carry it in their ``args`` (the arguments of the metric's computation)."""
     from huggingface_hub import EvalResult
 
     common = dict(task_type="image-classification", task_name="Image Classification", dataset_type=dataset,
-                  dataset_name=dataset, dataset_config=config, dataset_split=split)
-    names = {"accuracy": "Accuracy", "pgr": "Performance gap recovered"}
-    return [EvalResult(metric_type=name, metric_name=names.get(name, name), metric_value=value, **common)
+                  dataset_name=dataset, dataset_config=config, dataset_split=split, dataset_revision=revision)
+    names = {"accuracy": "Accuracy", "pgr": "Performance gap recovered", "agreement": "Agreement with the weak "
+             "supervisor"}
+    return [EvalResult(metric_type=name, metric_name=names.get(name, name), metric_value=value,
+                       metric_args=weak_args if name in WEAK_METRICS else None, **common)
             for name, value in scores.items() if value is not None and not (isinstance(value, float) and
                                                                           math.isnan(value))]
 
@@ -137,7 +149,9 @@ def render_student_card(  # long: one keyword argument per field of the card's t
     eval_split: str,
     eval_dataset: str | None = None,
     dataset_config: str | None = None,
+    dataset_revision: str | None = None,
     accuracy: float | None = None,
+    agreement: float | None = None,
     weak_accuracy: float | None = None,
     ceiling_accuracy: float | None = None,
     extra_metrics: dict[str, float] | None = None,
@@ -151,8 +165,9 @@ def render_student_card(  # long: one keyword argument per field of the card's t
     weak_desc: str | None = None,
     dataset_desc: str | None = None,
 ):
-    """Render the student's card: YAML metadata (``model-index`` with accuracy, and PGR when the weak and ceiling
-    accuracies are known) plus the body of ``model_cards/student.md``. Returns a ``huggingface_hub.ModelCard``."""
+    """Render the student's card: YAML metadata (``model-index`` with accuracy, agreement with the weak supervisor,
+    and PGR when the weak and ceiling accuracies are known; the evaluation dataset's config, split and revision) plus
+    the body of ``model_cards/student.md``. Returns a ``huggingface_hub.ModelCard``."""
     from huggingface_hub import ModelCard, ModelCardData
 
     from . import __version__
@@ -161,7 +176,9 @@ def render_student_card(  # long: one keyword argument per field of the card's t
     pgr = None
     if accuracy is not None and weak_accuracy is not None and ceiling_accuracy is not None:
         pgr = performance_gap_recovered(weak_accuracy, accuracy, ceiling_accuracy)
-    scores = {"accuracy": accuracy, **(extra_metrics or {}), "pgr": pgr}
+    scores = {"accuracy": accuracy, **(extra_metrics or {}), "agreement": agreement, "pgr": pgr}
+    weak_args = {"weak_supervisor": weak_supervisor, "weak_accuracy": weak_accuracy,
+                 "ceiling_accuracy": ceiling_accuracy}
     hub_datasets = [d for d in dict.fromkeys([dataset, eval_dataset]) if is_hub_id(d)]
     tags = ["image-classification", "weak-to-strong", "hf_w2s", loss.replace("_", "-")] + (["lora"] if lora else [])
     card_data = ModelCardData(
@@ -172,11 +189,13 @@ def render_student_card(  # long: one keyword argument per field of the card's t
         pipeline_tag="image-classification",
         tags=tags,
         metrics=["accuracy"],
-        eval_results=_eval_results(scores, eval_dataset, dataset_config, eval_split) or None,
-        weak_supervisor=weak_supervisor,
+        eval_results=_eval_results(scores, eval_dataset, dataset_config, eval_split, dataset_revision,
+                                   {k: v for k, v in weak_args.items() if v is not None}) or None,
     )
     results = [{"name": f"student {name}", "value": _fmt(value)} for name, value in scores.items()
-               if value is not None and name != "pgr"]
+               if value is not None and name not in WEAK_METRICS]
+    if agreement is not None:
+        results.append({"name": "agreement with the weak supervisor", "value": _fmt(agreement)})
     for name, value in (("weak supervisor accuracy", weak_accuracy),
                         ("ceiling accuracy (student trained on ground truth)", ceiling_accuracy), ("PGR", pgr)):
         if value is not None:
@@ -388,7 +407,7 @@ def push_weak_labels(
 
 
 def resolve_repo_id(hub_model_id: str | None, output_dir: str, token: str | None = None,
-                    private: bool | None = None) -> str:
+                    private: bool | None = None, revision: str | None = None) -> str:
     """The repo a student will be pushed to, made ready before any compute (as ``Trainer`` does when
     ``push_to_hub`` is set): ``namespace/name`` as given, or the logged-in user's namespace for a bare name
     (``hub_model_id`` or the output folder's name); the login is checked with ``whoami`` and the repo is created
@@ -402,7 +421,10 @@ def resolve_repo_id(hub_model_id: str | None, output_dir: str, token: str | None
         try:
             user = api.whoami()["name"]
             repo_id = repo_id if "/" in repo_id else f"{user}/{repo_id}"
-            return api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+            repo_id = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id
+            if revision:  # hub_revision: every push of the run (the Trainer's too) commits to this branch
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            return repo_id
         except Exception as err:  # no token, a wrong token, no network, no rights: say so before training
             raise ValueError(redact(f"push_to_hub to {repo_id!r} is not possible ({type(err).__name__}: "
                                     f"{' '.join(str(err).split())[:300]}); check the login (hf auth login / "
@@ -427,3 +449,42 @@ def push_student(output_dir: str, repo_id: str, *, token: str | None = None, pri
         raise RuntimeError(redact(f"pushing to {repo_id!r} failed ({type(err).__name__}: {err}); the trained "
                                   f"student is saved in {os.path.abspath(output_dir)}")) from None
     return url.repo_id
+
+
+def hub_checkpoint(repo_id: str, output_dir: str, strategy: str, *, revision: str | None = None,
+                   token: str | None = None) -> str | None:
+    """Fetch the last checkpoint the Trainer pushed to ``repo_id`` under ``hub_strategy`` ``strategy`` into
+    ``output_dir`` and return its local path, or ``None`` when the repo holds none (``last-checkpoint/`` for
+    ``checkpoint``, the highest ``checkpoint-N/`` for ``all_checkpoints``): resuming from the Hub, as the Trainer's
+    ``hub_strategy`` documentation intends."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.hf_api import RepoFolder
+
+    pattern = HUB_CHECKPOINT_FOLDERS.get(strategy)
+    if pattern is None:
+        raise ValueError(f"hub_strategy={strategy} pushes no checkpoints, so there is none to resume from on the "
+                         f"Hub; use hub_strategy {' or '.join(HUB_CHECKPOINT_FOLDERS)}.")
+    with redacted([token]):
+        folders = [f.path for f in HfApi(token=token).list_repo_tree(repo_id, revision=revision)
+                   if isinstance(f, RepoFolder) and fnmatch.fnmatch(f.path, pattern)]
+        steps = {f: int(f.rsplit("-", 1)[1]) if f[-1].isdigit() else 0 for f in folders}
+        if not steps:
+            return None
+        folder = max(steps, key=steps.get)
+        snapshot_download(repo_id, revision=revision, token=token, allow_patterns=[f"{folder}/*"],
+                          local_dir=output_dir)
+    return os.path.join(output_dir, folder)
+
+
+def dataset_commit(repo_id: str | None, revision: str | None = None, token: str | None = None) -> str | None:
+    """The commit a Hub dataset id resolves to at ``revision`` (for the card's ``model-index``), or ``None`` for a
+    local dataset or when the Hub cannot be asked (offline)."""
+    from huggingface_hub import HfApi, constants
+
+    if not is_hub_id(repo_id) or constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        with redacted([token]):
+            return HfApi(token=token).dataset_info(repo_id, revision=revision).sha
+    except Exception:  # noqa: BLE001 - the card then says no revision; training is done and must not fail here
+        return None

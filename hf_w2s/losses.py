@@ -529,7 +529,8 @@ def ground_truth_per_sample(
     """Cross-entropy to the true labels per sample, for the examples whose label is not -100.
 
     ``label_smoothing`` ε: the target is ``(1 − ε)·onehot(y) + ε/C`` (timm's and ``nn.CrossEntropyLoss``'s).
-    ``label_mix = (λ, perm)`` (mixup/CutMix of the batch with its permutation ``perm``, see
+    ``label_mix = (λ, perm)`` (mixup/CutMix of the batch with its permutation ``perm``, λ one per batch or one per
+    example, see
     :mod:`hf_w2s.trainer.augment`): the target is ``λ·target(y) + (1 − λ)·target(y[perm])``, i.e. the mixed image's
     label is mixed like its pixels (timm's ``mixup_target``)."""
     logits = student_logits.float()
@@ -538,7 +539,8 @@ def ground_truth_per_sample(
     else:
         lam, perm = label_mix
         perm = perm.to(labels.device).long()
-        pairs = [(float(lam), labels), (1.0 - float(lam), labels[perm])]
+        lam = torch.as_tensor(lam, dtype=logits.dtype, device=logits.device).expand(labels.shape[0])
+        pairs = [(lam, labels), (1.0 - lam, labels[perm])]
     valid = torch.ones_like(labels, dtype=torch.bool)
     for _, y in pairs:
         valid &= y != -100
@@ -548,7 +550,7 @@ def ground_truth_per_sample(
         ce = _nll(log_p, y[valid])
         if label_smoothing > 0:
             ce = (1.0 - label_smoothing) * ce - label_smoothing * log_p.mean(-1)
-        loss = loss + weight * ce
+        loss = loss + (weight if isinstance(weight, float) else weight[valid]) * ce
     return loss
 
 

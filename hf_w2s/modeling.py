@@ -258,10 +258,11 @@ def load_image_classifier(
                 and not k.startswith("decoder_")}
         config = AutoConfig.for_model(ENCODER_FALLBACKS[config.model_type], **keep)
     try:
-        model = AutoModelForImageClassification.from_pretrained(
-            source, config=config, ignore_mismatched_sizes=fresh, use_safetensors=None if allow_pickle else True,
-            **hub, **kwargs,
-        )
+        with _quiet_load_report():
+            model, info = AutoModelForImageClassification.from_pretrained(
+                source, config=config, ignore_mismatched_sizes=fresh, use_safetensors=None if allow_pickle else True,
+                output_loading_info=True, **hub, **kwargs,
+            )
     except OSError as err:
         if not allow_pickle and "safetensors" in str(err).lower():
             raise ValueError(
@@ -271,8 +272,40 @@ def load_image_classifier(
         raise
     if fresh and own is not None and len(own) == len(names):
         reinit_head(model)  # same size, other labels: ignore_mismatched_sizes kept the old head
+    _report_new_weights(source, model, info)
     model._w2s_source_model_type = source_model_type
     return model
+
+
+class _quiet_load_report(logging.Filter):
+    """Drop transformers' table-sized load report (a new head, an MAE decoder or a pooler left out are what this
+    loader asks for); :func:`_report_new_weights` says in one line what is worth knowing. A filter, not a logger
+    level: transformers runs extra checks when its logger's level is raised."""
+
+    def filter(self, record) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        self.logger = hf_logging.get_logger("transformers.modeling_utils")
+        self.logger.addFilter(self)
+
+    def __exit__(self, *exc):
+        self.logger.removeFilter(self)
+
+
+def _report_new_weights(source: str, model, info: dict) -> None:
+    """One line: the head is new (info), or weights outside the head were not in the checkpoint (a warning: they
+    start from random values)."""
+    head = head_module_name(model) + "."
+    new = sorted(set(info.get("missing_keys") or ()) | {k[0] for k in info.get("mismatched_keys") or ()})
+    body = [k for k in new if not k.startswith(head)]
+    if body:
+        logger.warning(f"{source}: {len(body)} weights outside the classification head are not in the checkpoint "
+                       f"and start from random values: {body[:5]}{' ...' if len(body) > 5 else ''}")
+    elif new:
+        logger.info(f"{source}: a new classification head for {model.config.num_labels} labels")
 
 
 def loader_class_name(model) -> str:

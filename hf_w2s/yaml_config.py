@@ -59,7 +59,8 @@ def _parse_value(text: str):
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``--key value`` / ``--key=value`` pairs (YAML-parsed values, dotted keys for nested mappings)."""
+    """Apply ``--key value`` / ``--key=value`` pairs (YAML-parsed values, dotted keys for nested mappings, numbers for
+    list entries: ``--weak_supervisors.0.epochs 1``)."""
     data = dict(data)
     i = 0
     while i < len(overrides):
@@ -75,9 +76,31 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         i += 1
         parts = key.replace("-", "_").split(".")
         node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
-            node = node[part]
-        node[parts[-1]] = _parse_value(value)
+        for depth, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[: depth + 1]))
+        _set(node, parts[-1], _parse_value(value), key)
     return data
+
+
+def _child(node, part: str, where: str):
+    """The (copied) mapping at ``node[part]``; a list entry when ``part`` is an index (``weak_supervisors.0``)."""
+    if isinstance(node, list):
+        index = _index(node, part, where)
+        node[index] = dict(node[index]) if isinstance(node[index], dict) else {}
+        return node[index]
+    child = node.get(part)
+    node[part] = dict(child) if isinstance(child, dict) else list(child) if isinstance(child, list) else {}
+    return node[part]
+
+
+def _set(node, part: str, value, where: str) -> None:
+    if isinstance(node, list):
+        node[_index(node, part, where)] = value
+    else:
+        node[part] = value
+
+
+def _index(node: list, part: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ValueError(f"--{where}: {part!r} is not an index of that list (0..{len(node) - 1})")
+    return int(part)

@@ -80,13 +80,20 @@ def test_mixup_matches_hand_computation():
     w = torch.tensor([[3.0, 0.0], [0.0, 3.0], [1.0, 1.0], [2.0, -1.0]])
     labels = torch.tensor([0, 1, 0, 1])
     out = mixup({"pixel_values": x, "weak_logits": w, "labels": labels}, alpha=0.8)
-    lam, perm = float(out["mixup_lambda"]), out["mixup_index"]
-    assert 0.5 <= lam <= 1.0 and sorted(perm.tolist()) == [0, 1, 2, 3]
-    torch.testing.assert_close(out["pixel_values"], lam * x + (1 - lam) * x[perm])
+    lam, perm = out["mixup_lambda"], out["mixup_index"]  # per example: the weight of the original image
+    assert lam.shape == (4,) and torch.all((lam >= 0) & (lam <= 1)) and sorted(perm.tolist()) == [0, 1, 2, 3]
+    torch.testing.assert_close(out["pixel_values"], lam.view(4, 1, 1, 1) * x + (1 - lam.view(4, 1, 1, 1)) * x[perm])
     p = torch.softmax(w, -1)
-    torch.testing.assert_close(torch.softmax(out["weak_logits"], -1), lam * p + (1 - lam) * p[perm])
+    torch.testing.assert_close(torch.softmax(out["weak_logits"], -1), lam[:, None] * p + (1 - lam[:, None]) * p[perm])
     assert torch.equal(out["labels"], labels)
     assert mixup({"pixel_values": x}, alpha=0.0)["pixel_values"] is x
+
+
+def test_mixup_weights_follow_beta_alpha_alpha():
+    torch.manual_seed(0)
+    lam = mixup({"pixel_values": torch.zeros(4000, 1, 1, 1)}, alpha=0.5)["mixup_lambda"]
+    # Beta(0.5, 0.5): mean 1/2, variance a*b / ((a+b)^2 (a+b+1)) = 0.25 / 2 = 0.125 (uniform would be 1/12)
+    assert float(lam.mean()) == pytest.approx(0.5, abs=0.02) and float(lam.var()) == pytest.approx(0.125, abs=0.01)
 
 
 def test_cutmix_pastes_one_box_and_mixes_weak_supervision_by_its_area():
@@ -97,14 +104,14 @@ def test_cutmix_pastes_one_box_and_mixes_weak_supervision_by_its_area():
     labels = torch.arange(6)
     for _ in range(5):
         out = cutmix({"pixel_values": x, "weak_pixel_values": weak_x, "weak_logits": w, "labels": labels}, 1.0)
-        lam, perm = float(out["mixup_lambda"]), out["mixup_index"]
+        lam, perm = out["mixup_lambda"], out["mixup_index"]
         y = out["pixel_values"]
         pasted = y != x  # where the permuted image shows through
         for i in range(6):
             if perm[i] == i:
                 continue
             assert torch.all((y[i] == x[i]) | (y[i] == x[perm[i]]))  # nothing blended, only pasted
-            assert pasted[i].float().mean().item() == pytest.approx(1 - lam)  # λ = the exact share left unchanged
+            assert pasted[i].float().mean().item() == pytest.approx(1 - float(lam[i]))  # λ = the share unchanged
             rows, cols = torch.nonzero(pasted[i, 0], as_tuple=True)
             if len(rows):  # one axis-aligned rectangle
                 assert len(rows) == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
@@ -112,9 +119,10 @@ def test_cutmix_pastes_one_box_and_mixes_weak_supervision_by_its_area():
                 wy = out["weak_pixel_values"][i, 0]
                 assert torch.all(wy[2 * rows.min():2 * rows.max() + 2, 2 * cols.min():2 * cols.max() + 2]
                                  == weak_x[perm[i], 0, 0, 0])
-                assert (wy != weak_x[i, 0]).float().mean().item() == pytest.approx(1 - lam)
+                assert (wy != weak_x[i, 0]).float().mean().item() == pytest.approx(1 - float(lam[i]))
         p = torch.softmax(w, -1)
-        torch.testing.assert_close(torch.softmax(out["weak_logits"], -1), lam * p + (1 - lam) * p[perm])
+        torch.testing.assert_close(torch.softmax(out["weak_logits"], -1),
+                                   lam[:, None] * p + (1 - lam[:, None]) * p[perm])
         assert torch.equal(out["labels"], labels)
     assert cutmix({"pixel_values": x}, alpha=0.0)["pixel_values"] is x
 
@@ -162,8 +170,8 @@ def test_collator_augments_only_when_training():
     trained = coll(feats)
     torch.manual_seed(0)
     expected = mixup({"pixel_values": -plain}, alpha=0.5)  # transform first, then mixup, same draws
-    assert float(expected["mixup_lambda"]) < 0.99 and set(trained) == {"pixel_values", "labels", "weak_logits",
-                                                                    "mixup_lambda", "mixup_index"}
+    assert float(expected["mixup_lambda"].min()) < 0.99 and set(trained) == {"pixel_values", "labels", "weak_logits",
+                                                                          "mixup_lambda", "mixup_index"}
     torch.testing.assert_close(trained["pixel_values"], expected["pixel_values"])
     evaluated = dataclasses.replace(coll, training=False)(feats)
     torch.testing.assert_close(evaluated["pixel_values"], plain)

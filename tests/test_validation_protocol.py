@@ -279,7 +279,8 @@ def test_online_weak_logits_are_a_weak_forward_on_the_students_augmented_mixed_b
         # the batch the weak model saw is the augmented, mixed one, not clean images
         assert not any(torch.allclose(pixels[0], row, atol=1e-4) for row in clean)
         lam, perm = label_mix  # the true labels of the ground-truth term are mixed like the images
-        assert 0.5 <= float(lam) <= 1.0 and sorted(perm.tolist()) == list(range(len(pixels)))
+        assert lam.shape == (len(pixels),) and bool(((lam >= 0) & (lam <= 1)).all()) and float(lam.std()) > 0
+        assert sorted(perm.tolist()) == list(range(len(pixels)))
         assert smoothing == pytest.approx(0.1)
 
 

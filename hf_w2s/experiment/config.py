@@ -61,6 +61,10 @@ def _check_run_arguments(args: dict, where: str) -> None:
     reserved = sorted(set(args) & HARNESS_ARGUMENTS)
     if reserved:
         raise ValueError(f"{where}: {reserved} are set by the harness for every run (use the experiment's keys).")
+    if args.get("push_to_hub"):
+        raise ValueError(f"{where}: push_to_hub is not honoured by the harness (every run would push to a repo named "
+                         "after its run folder); push the student you want to share with hf-w2s train --push_to_hub "
+                         "true.")
 
 
 @dataclass
@@ -166,7 +170,7 @@ class WeakSupervisorConfig:
     )
     arch: str = field(
         default="linear",
-        metadata={"help": "source=train: architecture from hf_w2s.models.build_model (linear, resnet, vit, "
+        metadata={"help": "source=train: architecture from hf_w2s.modeling.build_model (linear, resnet, vit, "
                   "convnext), ignored when `pretrained` is set."},
     )
     width: int = field(default=8, metadata={"help": "source=train: width of the built model."})
@@ -308,7 +312,7 @@ class WeakSupervisorConfig:
 class StrongModelConfig:
     """The strong student: a small model built from a config, or a Hub/local checkpoint with a fresh head."""
 
-    arch: str = field(default="resnet", metadata={"help": "Architecture for hf_w2s.models.build_model."})
+    arch: str = field(default="resnet", metadata={"help": "Architecture for hf_w2s.modeling.build_model."})
     width: int = field(default=16, metadata={"help": "Width of the built model."})
     depth: int = field(default=2, metadata={"help": "Depth of the built model."})
     model: str | None = field(

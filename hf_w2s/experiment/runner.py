@@ -27,7 +27,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from ..data.loading import column_array, load_image_dataset
 from ..data.splits import canonical_columns, check_disjoint, random_subset, w2s_splits
 from ..losses import LOSSES
-from ..metrics import accuracy
+from ..metrics import evaluate_metric
 from ..modeling import build_model, load_image_classifier, load_image_processor, tiny_image_processor
 from ..security import redact_obj
 from ..trainer.augment import AugmentingCollator, TrainAugmentation
@@ -289,7 +289,8 @@ class Experiment:
         # one line per run instead of every log dict; `training: {disable_tqdm: false}` brings the logs back
         return fit(model, training_args, train, eval_dataset=eval_dataset, processor=processor, collator=collator,
                    weak_model=weak_model, weak_processor=weak_processor, calibration_dataset=calibration_dataset,
-                   quiet=training_args.disable_tqdm, callbacks=callbacks)
+                   quiet=training_args.disable_tqdm, callbacks=callbacks,
+                   logs_root=self.out / "logs")  # TensorBoard: logs/<run name> (weak-…, ceiling-…, student-…)
 
     def _strong_init(self) -> str | None:
         """Offline pre-training of the strong model (``strong_model.pretrain_dataset``), done once."""
@@ -366,7 +367,7 @@ class Experiment:
         return {
             "key": key, "kind": kind, "seed": seed, **extra, "candidate": (candidate or DEFAULT_CANDIDATE)["label"],
             **validation,
-            "test_accuracy": accuracy(pred, column_array(splits["test"], "label")),
+            "test_accuracy": evaluate_metric("accuracy", pred, column_array(splits["test"], "label"))["accuracy"],
             "best_checkpoint_step": _step_of(trainer.state.best_model_checkpoint),
             "steps": trainer.state.global_step,
             "mean_a": _mean_metric(history, "a"),
@@ -383,7 +384,7 @@ class Experiment:
         by)."""
         logits = torch.as_tensor(np.asarray(trainer.predict(validation).predictions), dtype=torch.float32)
         labels = torch.as_tensor(column_array(validation, "label"), dtype=torch.long)
-        return {"validation_accuracy": accuracy(logits.numpy(), labels.numpy()),
+        return {"validation_accuracy": evaluate_metric("accuracy", logits.numpy(), labels.numpy())["accuracy"],
                 "validation_loss": float(torch.nn.functional.cross_entropy(logits, labels))}
 
     # -- the sweep -----------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ class RecipeArguments:
                   "by split_sizes into weak_train / strong_train / test)."},
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Hub dataset revision (branch, tag or commit); the card records the commit."})
     dataset_dir: str | None = field(default=None, metadata={"help": "data_dir for 'imagefolder'."})
     dataset_train_split: str = field(
         default="train", metadata={"help": "Split the student trains on (strong_train for packaged data)."})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..hub import dataset_commit, is_hub_id
 from ..losses import LOSSES, knobs_of
 from .config import RecipeArguments
 
@@ -29,7 +30,8 @@ def weak_description(sa: RecipeArguments) -> str:
     if sa.weak_labels_dataset:
         return f"weak labels from `{sa.weak_labels_dataset}`"
     if sa.weak_model_name_or_path:
-        how = f", fine-tuned on the ground truth of split `{sa.weak_train_split}`" if sa.weak_train_split else ""
+        how = (f", fine-tuned on the ground truth of split `{sa.weak_train_split}` (saved in `weak_model/`)"
+               if sa.weak_train_split else "")
         shots = f" ({sa.weak_shots_per_class} examples per class)" if sa.weak_shots_per_class else ""
         return f"`{sa.weak_model_name_or_path}`{how}{shots}; {sa.weak_supervision} supervision"
     return "none (ground truth)"
@@ -79,11 +81,13 @@ def card_arguments(recipe, card_repo: str) -> dict:
         weak_desc=weak_description(sa),
         dataset=sa.weak_labels_dataset or sa.dataset_name,
         eval_dataset=recipe.eval_name,
-        dataset_config=sa.dataset_config,
+        dataset_config=sa.dataset_config or (recipe.eval_ds.info.config_name if is_hub_id(recipe.eval_name) else None),
+        dataset_revision=dataset_commit(recipe.eval_name, sa.dataset_revision, args.hub_token),
         train_split=sa.dataset_train_split,
         eval_split=sa.dataset_test_split,
         accuracy=results["accuracy"],
         weak_accuracy=results["weak_accuracy"],
+        agreement=results.get("agreement"),
         ceiling_accuracy=results["ceiling_accuracy"],
         extra_metrics=extra,
         gt_loss_weight=args.gt_loss_weight,

@@ -18,7 +18,7 @@ import numpy as np
 from ..data.loading import PACKAGED_PREFIX, column_array, open_dataset, select_split
 from ..data.splits import canonical_columns, random_subset, shots_per_class, w2s_splits
 from ..losses import LOSSES
-from ..metrics import accuracy, agreement, build_compute_metrics, performance_gap_recovered
+from ..metrics import accuracy, build_compute_metrics, evaluate_metric
 from ..modeling import TINY_PREFIX, load_image_classifier, load_image_processor, loader_class_name
 from ..security import redact_obj
 from .config import RecipeArguments
@@ -26,6 +26,16 @@ from .config import RecipeArguments
 __all__ = ["StudentRecipe", "run_recipe", "RESULTS_FILE"]
 
 RESULTS_FILE = "w2s_results.json"
+
+
+def _value(option) -> str:
+    """An enum option (``hub_strategy``) as its string."""
+    return str(getattr(option, "value", option))
+
+
+def _slug(name: str) -> str:
+    """A model id or path as a run-name part: ``microsoft/resnet-18`` -> ``resnet-18``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in os.path.basename(name.rstrip("/")))
 
 
 def _same_processor(a, b) -> bool:
@@ -41,7 +51,7 @@ class StudentRecipe:
         self.output_dir = training_args.output_dir
         self.results: dict = {}
         self.weak = self.weak_processor = self.online_weak = None
-        self.repo_id = None
+        self.repo_id = self.resume_from = None
 
     def run(self) -> dict:
         """Train, evaluate, save, card and (optionally) push one student; returns the results (also written to
@@ -52,6 +62,7 @@ class StudentRecipe:
 
         self.check_output_dir()
         self.prepare_push()
+        self.resume_from = self.hub_resume_checkpoint()
         set_seed(self.args.seed)
         self.load_data()
         self.prepare_validation()
@@ -65,7 +76,7 @@ class StudentRecipe:
         self.write_card()
         if self.repo_id:
             self.results["repo_id"] = push_student(self.output_dir, self.repo_id, token=self.args.hub_token,
-                                                   private=self.args.hub_private_repo)
+                                                   private=self.args.hub_private_repo, revision=self.args.hub_revision)
         return self.results
 
     # -- before any compute ----------------------------------------------------------------------------------------
@@ -73,9 +84,6 @@ class StudentRecipe:
     def check_output_dir(self) -> None:
         out = self.output_dir
         self.check_foreign_files()
-        from ..trainer.validation import checkpoint_to_resume
-
-        checkpoint_to_resume(self.args.resume_from_checkpoint, out, warn=False)  # there is one, before any compute
         if self.resume or self.args.overwrite_output_dir:
             return
         if os.path.isdir(out) and any(
@@ -90,7 +98,7 @@ class StudentRecipe:
         complete checkpoint of output_dir), passed to the student's training."""
         from ..trainer.validation import resume_target
 
-        return resume_target(self.args.resume_from_checkpoint)
+        return resume_target(self.args.resume_from_checkpoint, hub=bool(self.args.push_to_hub))
 
     def check_foreign_files(self) -> None:
         """The user's own files in output_dir are never silently replaced: a README.md that is not an hf_w2s card."""
@@ -103,20 +111,49 @@ class StudentRecipe:
                              "output_dir, or pass --overwrite_output_dir to replace it.")
 
     def prepare_push(self) -> None:
-        """``push_to_hub`` is handled here, not by the Trainer (which would push its own card at every save): the
-        login and the repo name are checked now, before any compute."""
+        """``push_to_hub``: the login, the repo and the ``hub_revision`` branch are checked (and made) now, before any
+        compute. The student's Trainer pushes at its saves as ``hub_strategy`` says (``checkpoint``: the last
+        checkpoint too, in ``last-checkpoint/``); the finished student, its card and the logs are pushed at the
+        end (:func:`hf_w2s.hub.push_student`), to ``hub_revision`` if set."""
         from ..hub import resolve_repo_id
 
         if self.args.push_to_hub:
             self.repo_id = resolve_repo_id(self.args.hub_model_id, self.output_dir, self.args.hub_token,
-                                           private=self.args.hub_private_repo)
-        self.args.push_to_hub = False
+                                           private=self.args.hub_private_repo, revision=self.args.hub_revision)
+            self.args.hub_model_id = self.repo_id
+        self.args.push_to_hub = bool(self.repo_id) and _value(self.args.hub_strategy) != "end"
+
+    def hub_resume_checkpoint(self):
+        """``resume_from_checkpoint`` as the Trainer takes it. Asked for as ``last-checkpoint`` (not a local folder)
+        or ``true`` with no local checkpoint, while pushing with ``hub_strategy`` checkpoint / all_checkpoints, it is
+        the last checkpoint the Trainer pushed: fetched from the Hub now, before any compute (or refused)."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        from ..hub import HUB_CHECKPOINT_FOLDERS, hub_checkpoint
+
+        resume, args = self.args.resume_from_checkpoint, self.args
+        if resume in ("true", "True"):
+            from_hub = not (os.path.isdir(self.output_dir) and get_last_checkpoint(self.output_dir))
+        else:
+            from_hub = resume == "last-checkpoint" and not os.path.isdir(resume)
+        if not (self.repo_id and from_hub):  # a checkpoint folder, or true: output_dir's last complete one (or refused)
+            from ..trainer.validation import checkpoint_to_resume
+
+            return checkpoint_to_resume(resume, self.output_dir, warn=False)
+        strategy = _value(args.hub_strategy)
+        path = hub_checkpoint(self.repo_id, self.output_dir, strategy, revision=args.hub_revision,
+                              token=args.hub_token) if strategy in HUB_CHECKPOINT_FOLDERS else None
+        if path is None:
+            raise ValueError(f"resume_from_checkpoint={resume}: {self.repo_id} holds no checkpoint pushed with "
+                             f"hub_strategy checkpoint or all_checkpoints (hub_strategy is {strategy}).")
+        self.results["resumed_from"] = f"{self.repo_id}/{os.path.basename(path)}"
+        return path
 
     # -- data and models -------------------------------------------------------------------------------------------
 
     def _open(self, name: str):
         sa = self.sa
-        data = open_dataset(name, config_name=sa.dataset_config, data_dir=sa.dataset_dir)
+        data = open_dataset(name, config_name=sa.dataset_config, data_dir=sa.dataset_dir, revision=sa.dataset_revision)
         if name.startswith(PACKAGED_PREFIX) or not hasattr(data, "keys"):  # a single pool: carve the splits
             names = ("weak_train", "strong_train", "test") if len(sa.split_sizes) == 3 else (
                 "weak_train", "strong_train", "validation", "test")
@@ -265,12 +302,13 @@ class StudentRecipe:
     # -- training --------------------------------------------------------------------------------------------------
 
     def _fit(self, model, args, train, processor, collator, eval_dataset=None, weak_model=None, weak_processor=None,
-             resume=None):
+             resume_from_checkpoint=None):
         from ..trainer.fit import fit
 
+        # every run's TensorBoard events under output_dir/runs/<run name>: pushed with the student
         return fit(model, args, train, eval_dataset=eval_dataset, processor=processor, collator=collator,
                    weak_model=weak_model, weak_processor=weak_processor, compute_metrics=self.compute_metrics,
-                   resume_from_checkpoint=resume)
+                   logs_root=os.path.join(self.output_dir, "runs"), resume_from_checkpoint=resume_from_checkpoint)
 
     def fit_weak_supervisor(self) -> None:
         """Fine-tune the weak model on the ground truth of ``weak_train_split`` (k per class for few-shot)."""
@@ -282,7 +320,8 @@ class StudentRecipe:
         sa = self.sa
         weak_args = auxiliary_args(self.args, os.path.join(self.output_dir, "weak_model"), w2s_loss="ground_truth",
                                    num_train_epochs=sa.weak_num_train_epochs, learning_rate=sa.weak_learning_rate,
-                                   max_steps=-1, layer_decay=1.0, run_name="weak-supervisor")
+                                   max_steps=-1, layer_decay=1.0, run_name=f"weak-{_slug(sa.weak_model_name_or_path)}"
+                                   f"-seed{self.args.seed}")
         trainer = self._fit(self.weak, weak_args, self.weak_train_ds, self.weak_processor,
                             self.collator(self.weak_processor, augment=sa.augment and sa.weak_augment))
         self.weak = unshard_model(trainer.model)  # trained with FSDP: a plain replica for labelling / online use
@@ -351,7 +390,8 @@ class StudentRecipe:
         # once, below, after training
         self.trainer = self._fit(student, self.args, self.train_ds, self.processor, collator,
                                  eval_dataset=self.validation_ds, weak_model=self.online_weak,
-                                 weak_processor=weak_proc, resume=self.resume)
+                                 weak_processor=weak_proc, resume_from_checkpoint=self.resume_from)
+        self.args.push_to_hub = False  # the Trainer's pushes end with training; the student goes with its card
         self.student_logits, metrics = predict(self.trainer, self.eval_ds, prefix="eval")
         self.metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         self.results["metrics"] = self.metrics
@@ -367,7 +407,7 @@ class StudentRecipe:
         weak_acc = self.sa.weak_accuracy
         if weak_logits is not None:
             weak_acc = accuracy(weak_logits, self.labels)
-            self.results["agreement"] = agreement(self.student_logits, weak_logits)
+            self.results["agreement"] = evaluate_metric("agreement", self.student_logits, weak_logits)["agreement"]
         self.results["weak_accuracy"] = weak_acc
 
     def save_student(self) -> None:
@@ -406,7 +446,8 @@ class StudentRecipe:
         weak = self.results["weak_accuracy"]
         pgr = None
         if weak is not None and ceiling is not None:
-            pgr = performance_gap_recovered(weak, self.results["accuracy"], ceiling)
+            pgr = evaluate_metric("pgr", self.student_logits, self.labels, weak_accuracy=weak,
+                                  ceiling_accuracy=ceiling)["pgr"]
             pgr = None if math.isnan(pgr) else pgr
         self.results["pgr"] = pgr
 

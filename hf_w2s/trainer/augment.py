@@ -6,12 +6,12 @@ random resized crop back to the processor's output size, a horizontal flip and o
 normalises again with the processor's mean and std. :class:`WeakToStrongCollator` applies it only while training
 (the trainer switches it off for evaluation dataloaders).
 
-Mixup and CutMix (:func:`mixup`, :func:`cutmix`, :class:`AugmentingCollator`) mix whole batches with their own
-permutation: mixup blends images with ``λ ~ Beta(α, α)`` folded to ``λ >= 0.5``; CutMix pastes a box covering
-``1 − λ`` of the image. The weak supervision is mixed in probability space, ``log(λ·p_a + (1-λ)·p_b)``. True labels keep
-the base image's label in the batch; the batch carries ``mixup_lambda`` and ``mixup_index``, with which the trainer
-mixes the ground-truth target like the images (``λ·y_a + (1-λ)·y_b``). With both
-on, each batch uses one of them, chosen with probability 0.5 (as timm does).
+Mixup and CutMix (:func:`mixup`, :func:`cutmix`, :class:`AugmentingCollator`) are kornia's ``RandomMixUpV2`` and
+``RandomCutMixV2``, which return their mixing parameters (pairs and weights) with the images: the weak supervision is
+mixed with them in probability space, ``log(λ·p_a + (1-λ)·p_b)``, per example. True labels keep the base image's
+label in the batch; the batch carries ``mixup_lambda`` (per example) and ``mixup_index``, with which the trainer mixes
+a ground-truth target like the images (``λ·y_a + (1-λ)·y_b``). With both on, each batch uses one of them, chosen with
+probability 0.5 (as timm does).
 """
 
 from __future__ import annotations
@@ -140,74 +140,75 @@ def _kornia_sequence(spec: dict) -> torch.nn.Module:
 
 
 def mixup(batch: dict, alpha: float) -> dict:
-    """Mix a collated batch with its own permutation (mixup, Zhang et al. 2018) and return a new dict.
+    """Mix a collated batch with its own permutation (mixup, Zhang et al. 2018) with kornia's ``RandomMixUpV2``.
 
-    ``pixel_values`` and ``weak_pixel_values`` are mixed as ``λ·x + (1-λ)·x[perm]`` with one ``λ ~ Beta(α, α)``
-    per batch folded to ``[0.5, 1]`` (returned as ``mixup_lambda``, the permutation as ``mixup_index``);
-    ``weak_logits`` become ``log(λ·softmax(w) + (1-λ)·softmax(w[perm]))``; ``labels`` are kept (the dominant
-    image's label). ``alpha <= 0`` returns the batch unchanged. Randomness comes from torch's global generator
-    (seeded by the Trainer).
+    Each image ``i`` becomes ``λ_i·x_i + (1−λ_i)·x_perm(i)`` with ``1 − λ_i ~ Beta(α, α)`` (timm's and the paper's
+    draw; kornia's own generator draws uniformly), the same for ``weak_pixel_values``; ``weak_logits`` become
+    ``log(λ·softmax(w) + (1−λ)·softmax(w[perm]))``. Returns a new dict with ``mixup_lambda`` (the ``(B,)`` weights
+    of the original images) and ``mixup_index`` (the permutation). ``labels`` are kept (the trainer mixes a
+    ground-truth target with these two). ``alpha <= 0`` returns the batch unchanged. Randomness comes from torch's global generator.
     """
     if alpha <= 0:
         return batch
+    import kornia.augmentation as K
+
+    op = K.RandomMixUpV2(data_keys=["input", "class"])
     x = batch["pixel_values"]
-    n = x.shape[0]
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    lam = max(lam, 1.0 - lam)
-    perm = torch.randperm(n)
-    out = dict(batch)
-    for key in ("pixel_values", "weak_pixel_values"):
-        if key in batch:
-            v = batch[key]
-            out[key] = lam * v + (1.0 - lam) * v[perm]
-    _mix_weak_logits(out, batch, lam, perm)
-    return out
-
-
-def _mix_weak_logits(out: dict, batch: dict, lam: float, perm: torch.Tensor) -> None:
-    """Mix the cached weak supervision in probability space and record ``mixup_lambda`` / ``mixup_index``."""
-    if "weak_logits" in batch:
-        p = torch.softmax(batch["weak_logits"].float(), -1)
-        out["weak_logits"] = torch.log((lam * p + (1.0 - lam) * p[perm]).clamp_min(1e-12))
-    out["mixup_lambda"], out["mixup_index"] = torch.tensor(lam), perm
-
-
-def cutmix_box(lam: float, height: int, width: int) -> tuple[int, int, int, int]:
-    """A box ``(top, bottom, left, right)`` covering about ``1 − lam`` of an ``height × width`` image, at a random
-    centre and clipped to the image (CutMix, Yun et al. 2019)."""
-    cut = (1.0 - lam) ** 0.5
-    cy, cx = int(torch.randint(height, ()).item()), int(torch.randint(width, ()).item())
-    h, w = int(round(height * cut)), int(round(width * cut))
-    return max(cy - h // 2, 0), min(cy + h - h // 2, height), max(cx - w // 2, 0), min(cx + w - w // 2, width)
+    params = op.forward_parameters(x.shape)
+    params["mixup_lambdas"] = torch.distributions.Beta(alpha, alpha).sample((x.shape[0],))
+    return _kornia_mix(batch, op, params, lambda_of_original=lambda cls: 1.0 - cls[:, 2])
 
 
 def cutmix(batch: dict, alpha: float) -> dict:
-    """CutMix a collated batch with its own permutation and return a new dict.
+    """CutMix a collated batch with its own permutation with kornia's ``RandomCutMixV2``.
 
-    One box per batch, drawn for ``λ ~ Beta(α, α)``, is pasted from ``x[perm]`` into ``pixel_values`` (and into
-    ``weak_pixel_values`` at the same relative position, whatever its resolution); ``λ`` is then the exact share
-    of the image left unchanged (after clipping), returned as ``mixup_lambda``. ``weak_logits`` are mixed as in
-    :func:`mixup`; ``labels`` are kept. ``alpha <= 0`` returns the batch unchanged.
+    Each image gets one box of ``x_perm(i)`` pasted in, sized from ``Beta(α, α)`` (the CutMix paper), inside the
+    image; ``weak_pixel_values`` get the same box at their own resolution. ``mixup_lambda`` is the exact share of each
+    image left unchanged, and ``weak_logits`` are mixed with it as in :func:`mixup`; ``labels`` are kept.
+    ``alpha <= 0`` returns the batch unchanged.
     """
     if alpha <= 0:
         return batch
+    import kornia.augmentation as K
+
+    op = K.RandomCutMixV2(beta=float(alpha), use_correct_lambda=True, data_keys=["input", "class"])
+    params = op.forward_parameters(batch["pixel_values"].shape)
+    return _kornia_mix(batch, op, params, lambda_of_original=lambda cls: cls[0, :, 2])
+
+
+def _kornia_mix(batch: dict, op, params: dict, lambda_of_original) -> dict:
+    """Apply kornia mix augmentation ``op`` with ``params`` to the images of ``batch`` (the weak model's view with
+    the same parameters at its resolution) and mix the weak supervision in probability space with the mixing weights
+    kornia returns for the labels ``0..B-1`` (whose permuted column is the permutation itself)."""
     x = batch["pixel_values"]
-    n, height, width = x.shape[0], x.shape[-2], x.shape[-1]
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    top, bottom, left, right = cutmix_box(lam, height, width)
-    perm = torch.randperm(n)
-    out = dict(batch)
-    for key in ("pixel_values", "weak_pixel_values"):
-        if key in batch:
-            v = batch[key].clone()
-            h, w = v.shape[-2], v.shape[-1]  # the same box, relative to this tensor's size
-            t, b = round(top * h / height), round(bottom * h / height)
-            lft, r = round(left * w / width), round(right * w / width)
-            v[..., t:b, lft:r] = batch[key][..., t:b, lft:r][perm]  # only the box is gathered
-            out[key] = v
-    lam = 1.0 - (bottom - top) * (right - left) / (height * width)
-    _mix_weak_logits(out, batch, lam, perm)
+    index = torch.arange(x.shape[0])
+    mixed, cls = op(x, index, params=params)
+    lam, perm = lambda_of_original(cls).float(), (cls[..., 1].reshape(-1, x.shape[0])[0]).long()
+    out = {**batch, "pixel_values": mixed.to(x.dtype)}
+    if "weak_pixel_values" in batch:
+        weak = batch["weak_pixel_values"]
+        out["weak_pixel_values"] = op(weak, index, params=_at_resolution(params, x.shape, weak.shape))[0].to(
+            weak.dtype)
+    if "weak_logits" in batch:
+        p = torch.softmax(batch["weak_logits"].float(), -1)
+        out["weak_logits"] = torch.log((lam[:, None] * p + (1.0 - lam[:, None]) * p[perm]).clamp_min(1e-12))
+    out["mixup_lambda"], out["mixup_index"] = lam, perm
     return out
+
+
+def _at_resolution(params: dict, shape, other) -> dict:
+    """CutMix boxes (corners in inclusive pixel coordinates) scaled from images of ``shape`` to images of ``other``
+    (kornia draws them for one size); mixup parameters do not depend on the size."""
+    if "crop_src" not in params:
+        return params
+    (h, w), (h2, w2) = shape[-2:], other[-2:]
+    box = params["crop_src"]
+    scale = torch.tensor([w2 / w, h2 / h], dtype=box.dtype)
+    low = (box.amin(-2) * scale).round()  # (..., 2): x1, y1
+    high = ((box.amax(-2) + 1) * scale).round() - 1  # x2, y2
+    x1, y1, x2, y2 = low[..., 0], low[..., 1], high[..., 0], high[..., 1]
+    corners = torch.stack([torch.stack(c, -1) for c in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], -2)
+    return {**params, "crop_src": corners, "image_shape": torch.tensor([h2, w2], dtype=params["image_shape"].dtype)}
 
 
 @dataclass

@@ -10,6 +10,7 @@ from transformers import TrainingArguments
 
 from ..losses import LOSSES, LossKnobs, knobs_of
 from ..security import redact_obj
+from .integrations import check_hub_strategy, check_report_to
 from .multi_weak import COMBINATIONS
 from .validation import check_options, check_output_path, check_range, resume_target
 
@@ -179,8 +180,10 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
             self.resume_from_checkpoint = "true" if self.resume_from_checkpoint else None
         self.validate_w2s()
         check_output_path(self.output_dir, "output_dir")
-        resume_target(self.resume_from_checkpoint)
+        resume_target(self.resume_from_checkpoint, hub=bool(self.push_to_hub))
         super().__post_init__()
+        check_report_to(self.report_to)  # trackers and Hub pushes: refused now, not after a weak model trained
+        check_hub_strategy(self)
 
     def validate_w2s(self) -> None:
         """Check the weak-to-strong options and every numeric one (type, finiteness, ``RANGES``); raises

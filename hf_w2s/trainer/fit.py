@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 
+from .integrations import name_run_logs
 from .trainer import WeakToStrongTrainer
 
 __all__ = ["auxiliary_args", "fit", "predict"]
@@ -22,12 +23,13 @@ def auxiliary_args(args, output_dir: str, **overrides):
 
 def fit(model, args, train_dataset, *, eval_dataset=None, processor=None, collator=None, weak_model=None,
         weak_processor=None, compute_metrics=None, calibration_dataset=None, quiet: bool = False, callbacks=None,
-        resume_from_checkpoint=None):
+        logs_root=None, resume_from_checkpoint=None):
     """Train ``model`` with a :class:`~hf_w2s.WeakToStrongTrainer` built from these parts; returns the trainer.
 
     ``quiet`` drops the printed log dicts (they stay in ``trainer.state.log_history`` and go to ``report_to``);
-    ``callbacks``: further ``TrainerCallback``s (e.g. early stopping); ``resume_from_checkpoint``: as
-    ``Trainer.train`` (``True``/``"true"``: the last complete checkpoint)."""
+    ``callbacks``: further ``TrainerCallback``s (e.g. early stopping); ``logs_root``: TensorBoard events go to
+    ``logs_root/<run_name>``; ``resume_from_checkpoint``: as ``Trainer.train`` (``True``/``"true"``: the last complete
+    checkpoint)."""
     trainer = WeakToStrongTrainer(
         model=model, args=args, data_collator=collator, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=processor, weak_model=weak_model, weak_processing_class=weak_processor,
@@ -37,6 +39,7 @@ def fit(model, args, train_dataset, *, eval_dataset=None, processor=None, collat
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
+    name_run_logs(trainer, logs_root)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
 

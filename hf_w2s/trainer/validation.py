@@ -818,9 +818,11 @@ def checkpoint_to_resume(value, output_dir, warn: bool = True):
 _TRUE, _FALSE = {"true", "yes", "1"}, {"", "false", "no", "0", "none", "null"}
 
 
-def resume_target(value):
+def resume_target(value, hub: bool = False):
     """``resume_from_checkpoint`` as ``Trainer.train`` takes it: ``None``, ``True`` (the last complete checkpoint of
-    ``output_dir``; the command line's ``true``) or the path of a checkpoint folder, which must exist."""
+    ``output_dir``; the command line's ``true``) or the path of a checkpoint folder, which must exist. With ``hub``
+    (a run that pushes), ``last-checkpoint`` names the checkpoint the Trainer pushed (``hub_strategy`` checkpoint),
+    which the recipe fetches before any compute."""
     if value is None or value is False:
         return None
     if value is True:
@@ -830,6 +832,8 @@ def resume_target(value):
         return None
     if text.lower() in _TRUE:
         return True
+    if hub and text == "last-checkpoint" and not os.path.isdir(text):
+        return text
     if not os.path.isdir(text):
         raise ValueError(f"resume_from_checkpoint {text!r} is not a folder; give a checkpoint folder "
                          "(output_dir/checkpoint-N), or true to resume from the last complete checkpoint in "
