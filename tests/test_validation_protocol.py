@@ -344,3 +344,5 @@ def test_train_evaluates_and_chooses_the_checkpoint_on_validation(validation, tm
     assert len(val) == 100 and not val & train and not val & test and len(test) == 300
     results = json.loads((out / "w2s_results.json").read_text())
     assert results["validation"]["examples"] == 100
+    card = (out / "README.md").read_text()
+    assert "validation: " in card and "100 examples" in card  # the card says where the run chose

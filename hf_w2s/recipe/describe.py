@@ -65,6 +65,10 @@ def card_arguments(recipe, card_repo: str) -> dict:
              "gradient_accumulation_steps": args.gradient_accumulation_steps, "weight_decay": args.weight_decay,
              "lr_scheduler_type": getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type),
              "warmup_steps": args.warmup_steps, "seed": args.seed}
+    validation = results.get("validation")  # where the run evaluated and chose; the test split is read once
+    hyper["evaluated_during_training_on"] = (f"validation: {validation['split']}, {validation['examples']} examples"
+                                             if validation else "nothing (eval_strategy no)")
+    hyper["load_best_model_at_end"] = bool(args.load_best_model_at_end)
     metrics = recipe.metrics
     extra = {m: metrics[f"eval_{m}"] for m in sa.metrics if m != "accuracy" and f"eval_{m}" in metrics}
     model = recipe.trainer.model
