@@ -139,7 +139,7 @@ class StudentRecipe:
         if not (self.repo_id and from_hub):  # a checkpoint folder, or true: output_dir's last complete one (or refused)
             from ..trainer.validation import checkpoint_to_resume
 
-            return checkpoint_to_resume(resume, self.output_dir, warn=False)
+            return checkpoint_to_resume(resume, self.output_dir)
         strategy = _value(args.hub_strategy)
         path = hub_checkpoint(self.repo_id, self.output_dir, strategy, revision=args.hub_revision,
                               token=args.hub_token) if strategy in HUB_CHECKPOINT_FOLDERS else None
