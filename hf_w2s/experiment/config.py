@@ -300,6 +300,12 @@ class StrongModelConfig:
         metadata={"help": "Hub id or path of a (pretrained) image classifier to fine-tune instead of building one; "
                   "its head is re-sized to the label set (ignore_mismatched_sizes)."},
     )
+    input_size: int | None = field(
+        default=None,
+        metadata={"help": "With `model`: resize its inputs to this square size instead of its processor's own (e.g. "
+                  "32 or 64 for hf_w2s:efficientnet-lite0 on digits; its own is 224). What part of it trains is a "
+                  "training argument: training.student_mode (full, linear_probe, last_blocks, lora)."},
+    )
     pretrain_dataset: str | None = field(
         default=None,
         metadata={"help": "Offline stand-in for a pretrained checkpoint: first train the built model on the ground "
@@ -312,6 +318,11 @@ class StrongModelConfig:
     pretrain_epochs: float = field(default=5.0, metadata={"help": "Epochs of that pre-training."})
     pretrain_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of that pre-training."})
     pretrain_batch_size: int = field(default=64, metadata={"help": "Batch size of that pre-training."})
+
+    def __post_init__(self):
+        if self.input_size is not None and not self.model:
+            raise ValueError("strong_model.input_size resizes a checkpoint's inputs (strong_model.model); a model "
+                             "built from a config takes the experiment's image_size.")
 
 
 @dataclass

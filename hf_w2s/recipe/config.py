@@ -18,7 +18,7 @@ class RecipeArguments:
     """What to train, on what, supervised by whom. Training hyper-parameters and the loss live in
     :class:`~hf_w2s.WeakToStrongConfig`."""
 
-    _argument_group_name = "recipe options (the student, the data, the weak supervision, augmentation, LoRA)"
+    _argument_group_name = "recipe options (the student, the data, the weak supervision, augmentation)"
 
     # -- the strong student ---------------------------------------------------------------------------------------
     model_name_or_path: str | None = field(
@@ -157,16 +157,6 @@ class RecipeArguments:
                   "batch gets one of the two with probability 0.5; not with true-label losses."},
     )
 
-    # -- LoRA -----------------------------------------------------------------------------------------------------
-    lora_r: int = field(default=0, metadata={"help": "LoRA rank; > 0 trains a LoRA student (PEFT)."})
-    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={"help": "Layer names LoRA adapts (default per architecture: q_proj v_proj for ViT/DINOv2/Swin, "
-                  "pwconv1 pwconv2 for ConvNeXt, convolution for ResNet)."},
-    )
-
     # -- evaluation and the model card ----------------------------------------------------------------------------
     metrics: list[str] = field(
         default_factory=lambda: ["accuracy"], metadata={"help": f"Evaluation metrics, from {list(METRICS)}."})
@@ -225,10 +215,6 @@ class RecipeArguments:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}.")
-        if self.lora_r < 0:
-            raise ValueError(f"lora_r must be >= 0, got {self.lora_r}.")
-        if self.lora_r == 0 and (self.lora_alpha is not None or self.lora_target_modules):
-            raise ValueError("lora_alpha / lora_target_modules are set but lora_r is 0: set lora_r > 0.")
         if len(self.split_sizes) not in (3, 4):
             raise ValueError(f"split_sizes needs 3 sizes (weak_train, strong_train, test) or 4 (weak_train, "
                              f"strong_train, validation, test), got {self.split_sizes}.")

@@ -21,6 +21,7 @@ from ..losses import LOSSES
 from ..metrics import accuracy, agreement, build_compute_metrics, performance_gap_recovered
 from ..modeling import TINY_PREFIX, load_image_classifier, load_image_processor, loader_class_name
 from ..security import redact_obj
+from ..trainer.student_modes import FULL_TRAINING, is_peft_model
 from .config import RecipeArguments
 
 __all__ = ["StudentRecipe", "run_recipe", "RESULTS_FILE"]
@@ -222,7 +223,7 @@ class StudentRecipe:
         sa = self.sa
         weak_args = auxiliary_args(self.args, os.path.join(self.output_dir, "weak_model"), w2s_loss="ground_truth",
                                    num_train_epochs=sa.weak_num_train_epochs, learning_rate=sa.weak_learning_rate,
-                                   max_steps=-1, layer_decay=1.0, run_name="weak-supervisor")
+                                   max_steps=-1, layer_decay=1.0, run_name="weak-supervisor", **FULL_TRAINING)
         trainer = self._fit(self.weak, weak_args, self.weak_train_ds, self.weak_processor,
                             self.collator(self.weak_processor, augment=sa.augment and sa.weak_augment))
         self.weak = trainer.model
@@ -264,17 +265,14 @@ class StudentRecipe:
                 self.online_weak = self.weak
 
     def new_student(self, save_tiny_base: bool = False):
-        """The student (LoRA-wrapped when ``lora_r > 0``)."""
+        """The student (the trainer applies its ``student_mode``: LoRA, frozen parts)."""
         sa = self.sa
         model = load_image_classifier(sa.model_name_or_path, self.names, revision=sa.model_revision,
                                       seed=self.args.seed, **self.tiny)  # a fresh head unless it has these labels
-        if sa.lora_r > 0:
-            from ..lora import apply_lora
-
-            if save_tiny_base and sa.model_name_or_path.startswith(TINY_PREFIX):
-                # a tiny base exists nowhere else: keep its weights for the adapter's load path
-                model.save_pretrained(os.path.join(self.output_dir, "base_model"))
-            model = apply_lora(model, sa.lora_r, sa.lora_alpha, sa.lora_target_modules, sa.lora_dropout)
+        if self.args.student_mode_in_effect() == "lora" and save_tiny_base \
+                and sa.model_name_or_path.startswith(TINY_PREFIX):
+            # a tiny base exists nowhere else: keep its weights for the adapter's load path
+            model.save_pretrained(os.path.join(self.output_dir, "base_model"))
         return model
 
     def train_student(self) -> None:
@@ -314,7 +312,7 @@ class StudentRecipe:
         """The plain student at ``output_dir``; for LoRA also the adapter in ``adapter/`` (merged at the root)."""
         os.makedirs(self.output_dir, exist_ok=True)
         self.lora_info = None
-        if self.sa.lora_r <= 0:
+        if not is_peft_model(self.trainer.model):
             self.trainer.save_model(self.output_dir)
             return
         from ..lora import save_lora_student

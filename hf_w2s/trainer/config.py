@@ -10,6 +10,7 @@ from transformers import TrainingArguments
 from ..losses import LOSSES, LossKnobs, knobs_of
 from ..security import redact_obj
 from .multi_weak import COMBINATIONS
+from .student_modes import StudentModeArguments
 
 
 def check_range(name: str, value, low, high, closed: bool) -> None:
@@ -23,12 +24,14 @@ def check_range(name: str, value, low, high, closed: bool) -> None:
 
 
 @dataclass
-class WeakToStrongConfig(LossKnobs, TrainingArguments):
+class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
     r"""Configuration for [`WeakToStrongTrainer`].
 
     Extends `transformers.TrainingArguments` with the loss of weak-to-strong training and its knobs (the fields of
     [`~hf_w2s.losses.LossKnobs`], whose defaults are the only ones). With student logits `s`, weak logits `w` and true
     labels `y`, the trainer minimises `gt_loss_weight * CE(s, y) + weak_loss_weight * mean(LOSSES[w2s_loss](s, w))`.
+    What part of the student trains (`student_mode`: full, linear_probe, last_blocks, lora) comes from
+    [`~hf_w2s.trainer.student_modes.StudentModeArguments`].
     """
 
     w2s_loss: str = field(
@@ -155,6 +158,7 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
         for name in ("gt_loss_weight", "weak_loss_weight"):
             check_range(name, getattr(self, name), 0.0, None, True)
         check_range("layer_decay", self.layer_decay, 0.0, 1.0, False)
+        self.validate_student_mode()
         self._validate_beyond_the_paper()
 
     def _validate_beyond_the_paper(self) -> None:
