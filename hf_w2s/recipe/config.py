@@ -35,6 +35,11 @@ class RecipeArguments:
                   "normalise processor at image_size with mean/std 0.5)."},
     )
     image_size: int = field(default=28, metadata={"help": "Input size of tiny models and their processor."})
+    input_size: int | None = field(
+        default=None,
+        metadata={"help": "Resize a checkpoint student's inputs to this square size instead of its processor's own "
+                  "(e.g. 32 for hf_w2s:efficientnet-lite0 on digits; tiny models use image_size)."},
+    )
     num_channels: int = field(default=1, metadata={"help": "Channels of tiny models (1 = grayscale, 3 = RGB)."})
 
     # -- the data -------------------------------------------------------------------------------------------------
@@ -174,6 +179,8 @@ class RecipeArguments:
         """Check the arguments together; raise ``ValueError`` naming the problem before anything is loaded."""
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is required (a Hub id, a local path or 'tiny:ARCH').")
+        if self.input_size is not None and self.model_name_or_path.startswith(TINY_PREFIX):
+            raise ValueError("input_size resizes a checkpoint's inputs; a tiny model is built for image_size.")
         if not self.dataset_name and not self.weak_labels_dataset:
             raise ValueError("give dataset_name (or a weak_labels_dataset to train from).")
         sources = [n for n, on in (("weak_labels_dataset", self.weak_labels_dataset),

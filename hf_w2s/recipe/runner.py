@@ -182,7 +182,7 @@ class StudentRecipe:
         sa = self.sa
         self.tiny = dict(image_size=sa.image_size, num_channels=sa.num_channels)
         self.processor = load_image_processor(sa.image_processor_name_or_path or sa.model_name_or_path,
-                                              revision=sa.model_revision, **self.tiny)
+                                              revision=sa.model_revision, input_size=sa.input_size, **self.tiny)
         self.compute_metrics = build_compute_metrics(sa.metrics)
         if sa.weak_model_name_or_path:
             self.weak = load_image_classifier(sa.weak_model_name_or_path, self.names, revision=sa.model_revision,
