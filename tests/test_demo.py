@@ -135,4 +135,4 @@ def test_demo_help_is_plain_text(capsys):
     assert main(["demo", "--help"]) == 0
     text = capsys.readouterr().out
     assert "``" not in text and "--strong_model" in text and "--student_mode" in text
-    assert re.search(r"--quick.*\n?.*300 / 600 / 500", text)
+    assert re.search(r"--quick.*\n?.*300 / 600 / 200 / 500", text)

@@ -27,8 +27,8 @@ MARKER = "hf_w2s_demo.json"
 DEFAULT_STUDENT = "hf_w2s:efficientnet-lite0"
 SUPERVISOR = "linear"
 #: --quick: sizes and epochs of a smoke run in which the students still beat their supervisor
-QUICK = {"weak_train_size": 300, "strong_train_size": 600, "test_size": 500, "weak_epochs": 20.0,
-         "strong_epochs": 2.0}
+QUICK = {"weak_train_size": 300, "strong_train_size": 600, "validation_size": 200, "test_size": 500,
+         "weak_epochs": 20.0, "strong_epochs": 2.0}
 
 
 @dataclass
@@ -53,7 +53,9 @@ class DemoArguments:
                                                             "sklearn_digits (1,797 8x8 digits)."})
     weak_train_size: int = field(default=500, metadata={"help": "Ground-truth examples the weak supervisor sees."})
     strong_train_size: int = field(default=1500, metadata={"help": "Examples the student sees through weak labels."})
-    test_size: int = field(default=1500, metadata={"help": "Held-out test examples."})
+    validation_size: int = field(
+        default=300, metadata={"help": "Validation examples (ground truth; where the harness makes its choices)."})
+    test_size: int = field(default=1500, metadata={"help": "Held-out test examples, read once per run."})
     weak_epochs: float = field(default=30.0, metadata={"help": "Epochs of the weak supervisor (a linear model)."})
     strong_epochs: float = field(default=2.0, metadata={"help": "Epochs of each student and of the ceiling."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the students and the ceiling."})
@@ -63,7 +65,8 @@ class DemoArguments:
     quick: bool = field(
         default=False,
         metadata={"help": f"A smoke run: {QUICK['weak_train_size']} / {QUICK['strong_train_size']} / "
-                  f"{QUICK['test_size']} digits, {QUICK['strong_epochs']:g} student epochs."},
+                  f"{QUICK['validation_size']} / {QUICK['test_size']} digits, {QUICK['strong_epochs']:g} student "
+                  "epochs."},
     )
     verbose: bool = field(default=False, metadata={"help": "Show the training logs and every library notice."})
     overwrite: bool = field(default=False, metadata={"help": "Allow writing into a non-empty output directory that "
@@ -82,7 +85,8 @@ class DemoArguments:
             raise ValueError(f"unknown loss(es) {unknown}; choose from {sorted(LOSSES)}")
         if not self.loss_names:
             raise ValueError("give at least one loss in --losses")
-        for name in ("weak_train_size", "strong_train_size", "test_size", "batch_size", "input_size"):
+        for name in ("weak_train_size", "strong_train_size", "validation_size", "test_size", "batch_size",
+                     "input_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -118,7 +122,7 @@ def experiment_config(args: DemoArguments, out: Path):
     return ExperimentConfig(
         output_dir=str(out / "experiment"),
         dataset=f"hf_w2s:{args.dataset}",
-        split_sizes=[args.weak_train_size, args.strong_train_size, args.test_size],
+        split_sizes=[args.weak_train_size, args.strong_train_size, args.validation_size, args.test_size],
         split_seed=args.seed,
         num_channels=3,  # digits as RGB: pipeline("image-classification") feeds RGB to the saved student
         weak_supervisors=[{"name": SUPERVISOR, "arch": "linear", "width": 8, "epochs": args.weak_epochs,
@@ -171,9 +175,9 @@ def _quiet_libraries() -> None:
 def _describe(args: DemoArguments) -> list[str]:
     from ..convert import MODEL_PREFIX, is_cached
 
-    lines = [f"hf-w2s demo: {args.weak_train_size:,} / {args.strong_train_size:,} / {args.test_size:,} "
-             f"{args.dataset} digits (weak supervisor's ground truth / seen by the students only through its labels "
-             "/ test)",
+    lines = [f"hf-w2s demo: {args.weak_train_size:,} / {args.strong_train_size:,} / {args.validation_size:,} / "
+             f"{args.test_size:,} {args.dataset} digits (the weak supervisor's ground truth / seen by the students "
+             "only through its labels / validation / test)",
              f"  weak supervisor: a linear model on the pixels, {args.weak_epochs:g} epochs",
              f"  strong student:  {args.strong_model}"
              + ("" if args.strong_model.startswith("tiny:") else f" at {args.input_size} px")
