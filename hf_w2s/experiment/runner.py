@@ -27,12 +27,14 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from ..data.loading import column_array, load_image_dataset
 from ..data.splits import canonical_columns, check_disjoint, random_subset, w2s_splits
 from ..losses import LOSSES
+from ..lora import save_lora_student
 from ..metrics import evaluate_metric
 from ..modeling import build_model, load_image_classifier, load_image_processor, tiny_image_processor
 from ..security import redact_obj
 from ..trainer.augment import AugmentingCollator, TrainAugmentation
 from ..trainer.config import WeakToStrongConfig
 from ..trainer.fit import fit
+from ..trainer.student_modes import is_peft_model
 from .config import SPLIT_NAMES, ExperimentConfig, LossSpec, WeakSupervisorConfig
 from .report import choose_candidate
 from .store import ResultStore, non_default, slug, stable_hash
@@ -333,7 +335,7 @@ class Experiment:
         checkpoint = s.model or self._strong_init()
         if checkpoint is not None:
             return (load_image_classifier(checkpoint, self.label_names, fresh_head=True, seed=seed),
-                    load_image_processor(checkpoint))
+                    load_image_processor(checkpoint, input_size=s.input_size if s.model else None))
         model = build_model(s.arch, self.label_names, image_size=c.image_size, num_channels=c.num_channels,
                             width=s.width, depth=s.depth, seed=seed)
         return model, tiny_image_processor(c.image_size, c.num_channels)
@@ -361,7 +363,7 @@ class Experiment:
         # the test split, read once, after training (and after the best checkpoint was loaded back)
         pred = np.asarray(trainer.predict(splits["test"]).predictions).argmax(-1)
         if self.config.save_students:
-            trainer.save_model(str(run_dir / "model"))
+            save_student(trainer, run_dir / "model", processor)
         history = trainer.state.log_history
         combiner = trainer.weak_combiner
         return {
@@ -493,6 +495,15 @@ def _step_of(checkpoint: str | None) -> int | None:
         return None
     tail = Path(checkpoint).name.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else None
+
+
+def save_student(trainer, path: Path, processor) -> None:
+    """A trained model as a plain transformers checkpoint with its processor (a LoRA student merged, its adapter in
+    ``adapter/``)."""
+    if is_peft_model(trainer.model):
+        save_lora_student(trainer.model, str(path), image_processor=processor)
+    else:
+        trainer.save_model(str(path))
 
 
 class _Progress:

@@ -21,7 +21,7 @@ class RecipeArguments:
     """What to train, on what, supervised by whom. Training hyper-parameters and the loss live in
     :class:`~hf_w2s.WeakToStrongConfig`."""
 
-    _argument_group_name = "recipe options (the student, the data, the weak supervision, augmentation, LoRA)"
+    _argument_group_name = "recipe options (the student, the data, the weak supervision, augmentation)"
     #: ``name: (low, high, closed)`` of the numeric options (checked with their types by ``validate``)
     RANGES: ClassVar[dict[str, tuple]] = {
         "image_size": (1, None, True), "num_channels": (1, None, True), "split_sizes": (0, None, True),
@@ -31,8 +31,8 @@ class RecipeArguments:
         "label_noise_transition": (0, None, True), "label_noise_seed": (0, None, True),
         "label_noise_confidence": (0.0, 1.0, False), "crop_scale_min": (0.0, 1.0, False),
         "randaugment_n": (0, None, True), "randaugment_m": (0, None, True), "random_erasing": (0.0, 1.0, True),
-        "mixup_alpha": (0.0, None, True), "cutmix_alpha": (0.0, None, True), "lora_r": (0, None, True),
-        "lora_alpha": (0.0, None, False), "lora_dropout": (0.0, 1.0, True), "weak_accuracy": (0.0, 1.0, True),
+        "mixup_alpha": (0.0, None, True), "cutmix_alpha": (0.0, None, True), "input_size": (1, None, True),
+        "weak_accuracy": (0.0, 1.0, True),
         "ceiling_accuracy": (0.0, 1.0, True), "validation_size": (0.0, None, True),
     }
 
@@ -51,6 +51,11 @@ class RecipeArguments:
                   "normalise processor at image_size with mean/std 0.5)."},
     )
     image_size: int = field(default=28, metadata={"help": "Input size of tiny models and their processor."})
+    input_size: int | None = field(
+        default=None,
+        metadata={"help": "Resize a checkpoint student's inputs to this square size instead of its processor's own "
+                  "(e.g. 32 for hf_w2s:efficientnet-lite0 on digits; tiny models use image_size)."},
+    )
     num_channels: int = field(default=1, metadata={"help": "Channels of tiny models (1 = grayscale, 3 = RGB)."})
 
     # -- the data -------------------------------------------------------------------------------------------------
@@ -175,16 +180,6 @@ class RecipeArguments:
                   "batch gets one of the two with probability 0.5; not with true-label losses."},
     )
 
-    # -- LoRA -----------------------------------------------------------------------------------------------------
-    lora_r: int = field(default=0, metadata={"help": "LoRA rank; > 0 trains a LoRA student (PEFT)."})
-    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={"help": "Layer names LoRA adapts (default per architecture: q_proj v_proj for ViT/DINOv2/Swin, "
-                  "pwconv1 pwconv2 for ConvNeXt, convolution for ResNet)."},
-    )
-
     # -- evaluation and the model card ----------------------------------------------------------------------------
     metrics: list[str] = field(
         default_factory=lambda: ["accuracy"], metadata={"help": f"Evaluation metrics, from {list(METRICS)}."})
@@ -214,6 +209,8 @@ class RecipeArguments:
             raise ValueError(f"class_names must be distinct, but {twice} appear more than once.")
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is required (a Hub id, a local path or 'tiny:ARCH').")
+        if self.input_size is not None and self.model_name_or_path.startswith(TINY_PREFIX):
+            raise ValueError("input_size resizes a checkpoint's inputs; a tiny model is built for image_size.")
         if not self.dataset_name and not self.weak_labels_dataset:
             raise ValueError("give dataset_name (or a weak_labels_dataset to train from).")
         sources = [n for n, on in (("weak_labels_dataset", self.weak_labels_dataset),
@@ -243,8 +240,6 @@ class RecipeArguments:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; choose from {list(METRICS)}.")
-        if self.lora_r == 0 and (self.lora_alpha is not None or self.lora_target_modules):
-            raise ValueError("lora_alpha / lora_target_modules are set but lora_r is 0: set lora_r > 0.")
         if len(self.split_sizes) not in (3, 4):
             raise ValueError(f"split_sizes needs 3 sizes (weak_train, strong_train, test) or 4 (weak_train, "
                              f"strong_train, validation, test), got {self.split_sizes}.")

@@ -21,6 +21,7 @@ from ..losses import LOSSES
 from ..metrics import accuracy, build_compute_metrics, evaluate_metric
 from ..modeling import TINY_PREFIX, load_image_classifier, load_image_processor, loader_class_name
 from ..security import redact_obj
+from ..trainer.student_modes import FULL_TRAINING, is_peft_model
 from .config import RecipeArguments
 
 __all__ = ["StudentRecipe", "run_recipe", "RESULTS_FILE"]
@@ -275,7 +276,7 @@ class StudentRecipe:
         sa = self.sa
         self.tiny = dict(image_size=sa.image_size, num_channels=sa.num_channels)
         self.processor = load_image_processor(sa.image_processor_name_or_path or sa.model_name_or_path,
-                                              revision=sa.model_revision, **self.tiny)
+                                              revision=sa.model_revision, input_size=sa.input_size, **self.tiny)
         self.compute_metrics = build_compute_metrics(sa.metrics)
         if sa.weak_model_name_or_path:
             self.weak = load_image_classifier(sa.weak_model_name_or_path, self.names, revision=sa.model_revision,
@@ -321,7 +322,7 @@ class StudentRecipe:
         weak_args = auxiliary_args(self.args, os.path.join(self.output_dir, "weak_model"), w2s_loss="ground_truth",
                                    num_train_epochs=sa.weak_num_train_epochs, learning_rate=sa.weak_learning_rate,
                                    max_steps=-1, layer_decay=1.0, run_name=f"weak-{_slug(sa.weak_model_name_or_path)}"
-                                   f"-seed{self.args.seed}")
+                                   f"-seed{self.args.seed}", **FULL_TRAINING)
         trainer = self._fit(self.weak, weak_args, self.weak_train_ds, self.weak_processor,
                             self.collator(self.weak_processor, augment=sa.augment and sa.weak_augment))
         self.weak = unshard_model(trainer.model)  # trained with FSDP: a plain replica for labelling / online use
@@ -363,17 +364,14 @@ class StudentRecipe:
                 self.online_weak = self.weak
 
     def new_student(self, save_tiny_base: bool = False):
-        """The student (LoRA-wrapped when ``lora_r > 0``)."""
+        """The student (the trainer applies its ``student_mode``: LoRA, frozen parts)."""
         sa = self.sa
         model = load_image_classifier(sa.model_name_or_path, self.names, revision=sa.model_revision,
                                       seed=self.args.seed, **self.tiny)  # a fresh head unless it has these labels
-        if sa.lora_r > 0:
-            from ..lora import apply_lora
-
-            if save_tiny_base and sa.model_name_or_path.startswith(TINY_PREFIX):
-                # a tiny base exists nowhere else: keep its weights for the adapter's load path
-                model.save_pretrained(os.path.join(self.output_dir, "base_model"))
-            model = apply_lora(model, sa.lora_r, sa.lora_alpha, sa.lora_target_modules, sa.lora_dropout)
+        if self.args.student_mode_in_effect() == "lora" and save_tiny_base \
+                and sa.model_name_or_path.startswith(TINY_PREFIX):
+            # a tiny base exists nowhere else: keep its weights for the adapter's load path
+            model.save_pretrained(os.path.join(self.output_dir, "base_model"))
         return model
 
     def train_student(self) -> None:
@@ -414,7 +412,7 @@ class StudentRecipe:
         """The plain student at ``output_dir``; for LoRA also the adapter in ``adapter/`` (merged at the root)."""
         os.makedirs(self.output_dir, exist_ok=True)
         self.lora_info = None
-        if self.sa.lora_r <= 0:
+        if not is_peft_model(self.trainer.model):
             self.trainer.save_model(self.output_dir)
             return
         from ..lora import save_lora_student

@@ -13,12 +13,13 @@ from ..security import redact_obj
 from .integrations import check_hub_strategy, check_report_to
 from .multi_weak import COMBINATIONS
 from .validation import check_options, check_output_path, check_range, resume_target
+from .student_modes import StudentModeArguments
 
 __all__ = ["WeakToStrongConfig", "check_range", "check_training_arguments"]
 
 
 @dataclass
-class WeakToStrongConfig(LossKnobs, TrainingArguments):
+class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
     r"""Configuration for [`WeakToStrongTrainer`].
 
     Extends `transformers.TrainingArguments` with the loss of weak-to-strong training and its knobs (the fields of
@@ -27,6 +28,8 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
 
     Every option is checked when the config is built (and again by the trainer): its type, finiteness and the range
     in `RANGES` ([`~hf_w2s.trainer.validation.check_options`]); epochs or steps must be positive.
+    What part of the student trains (`student_mode`: full, linear_probe, last_blocks, lora) comes from
+    [`~hf_w2s.trainer.student_modes.StudentModeArguments`].
     """
 
     #: ``name: (low, high, closed)`` of every numeric option: the loss knobs', hf_w2s's own and TrainingArguments'
@@ -60,6 +63,11 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
         "seed": (0, None, True),
         "data_seed": (0, None, True),
         "dataloader_num_workers": (0, None, True),
+        # the student modes (StudentModeArguments)
+        "trainable_blocks": (1, None, True),
+        "lora_r": (0, None, True),
+        "lora_alpha": (0.0, None, False),
+        "lora_dropout": (0.0, 1.0, True),
     }
 
     w2s_loss: str = field(
@@ -191,7 +199,8 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
         after construction is checked too."""
         if self.w2s_loss not in LOSSES:
             raise ValueError(f"w2s_loss={self.w2s_loss!r} is not a known loss; choose one of {sorted(LOSSES)}.")
-        own = {f.name for f in fields(LossKnobs)} | set(vars(WeakToStrongConfig).get("__annotations__", {}))
+        own = {f.name for f in fields(LossKnobs)} | {f.name for f in fields(StudentModeArguments)} | set(
+            vars(WeakToStrongConfig).get("__annotations__", {}))
         check_options(self, names=own)
         # transformers' own fields: numbers and booleans (it converts its strings, enums and mappings itself)
         check_options(self, names={f.name for f in fields(TrainingArguments)}, kinds=(int, float, bool))
@@ -200,6 +209,7 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
             if "choices" in f.metadata and value not in f.metadata["choices"]:
                 raise ValueError(f"{f.name} must be one of {f.metadata['choices']}, got {value!r}.")
         self._validate_length()
+        self.validate_student_mode()
         self._validate_beyond_the_paper()
 
     def _validate_length(self) -> None:

@@ -33,6 +33,7 @@ from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
 from .multi_weak import WeakCombiner, ZeroGradCallback, supervisors_agree
 from .optim import apply_layer_decay, layer_ids
+from .student_modes import apply_student_mode
 from .validation import (
     check_inputs,
     check_output_dir,
@@ -96,6 +97,7 @@ class WeakToStrongTrainer(Trainer):
         args.validate_w2s()
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
+        model = apply_student_mode(model, args)  # full, linear_probe, last_blocks or lora (hf_w2s.trainer.student_modes)
         train_dataset = _resolve_dataset(train_dataset, "train", None, model, args.weak_logits_column)  # id / path
         eval_dataset = _resolve_dataset(eval_dataset, "test", args.eval_dataset_split, model, args.weak_logits_column)
         self._check_supervision(model, args, train_dataset, weak_model)
