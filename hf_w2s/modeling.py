@@ -256,11 +256,7 @@ def load_image_classifier(
         id2label, label2id = label_maps(names)
         config.id2label, config.label2id = id2label, label2id  # num_labels follows id2label
     source_model_type = config.model_type
-    if source_model_type in ENCODER_FALLBACKS:
-        keep = {k: v for k, v in config.to_dict().items()
-                if k not in ("model_type", "architectures", "mask_ratio", "norm_pix_loss")
-                and not k.startswith("decoder_")}
-        config = AutoConfig.for_model(ENCODER_FALLBACKS[config.model_type], **keep)
+    config = _encoder_config(config)
     try:
         with _quiet_load_report():
             model, info = AutoModelForImageClassification.from_pretrained(
@@ -279,6 +275,18 @@ def load_image_classifier(
     _report_new_weights(source, model, info)
     model._w2s_source_model_type = source_model_type
     return model
+
+
+def _encoder_config(config):
+    """A pre-training config (e.g. ViT-MAE's) as the config of its encoder for classification (its decoder and
+    masking fields dropped); any other config as it is."""
+    if config.model_type not in ENCODER_FALLBACKS:
+        return config
+    from transformers import AutoConfig
+
+    keep = {k: v for k, v in config.to_dict().items()
+            if k not in ("model_type", "architectures", "mask_ratio", "norm_pix_loss") and not k.startswith("decoder_")}
+    return AutoConfig.for_model(ENCODER_FALLBACKS[config.model_type], **keep)
 
 
 class _quiet_load_report(logging.Filter):

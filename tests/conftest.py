@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,14 @@ import pytest
 # machine has 2 cores, and several multi-threaded processes on them made a busy machine up to 50x slower.
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+# A datasets cache of this session's own (hf_w2s's labelling cache lives under HF_DATASETS_CACHE/hf_w2s): labels
+# cached by an earlier session must not make a "first" labelling free. Spawned processes inherit it.
+_DATASETS_CACHE = tempfile.mkdtemp(prefix="hf_w2s-tests-datasets-")
+os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
+atexit.register(shutil.rmtree, _DATASETS_CACHE, True)
+if "datasets" in sys.modules:  # imported by a plugin before this file: point it there too
+    sys.modules["datasets"].config.HF_DATASETS_CACHE = _DATASETS_CACHE
 
 
 # ---- local Hugging Face Hub (tests/hub_server.py) ------------------------------------------------------------------

@@ -24,8 +24,10 @@ processor = AutoImageProcessor.from_pretrained(path)
 image = Image.fromarray(np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)).convert("RGB")
 logits = model(**processor(image, return_tensors="pt")).logits[0].tolist()
 top = pipeline("image-classification", model=path)(image, top_k=1)[0]["label"]
+size = processor.size  # a dict, or transformers' SizeDict (its unset fields None)
+size = dict(size) if isinstance(size, dict) else {k: v for k, v in vars(size).items() if v is not None}
 print(json.dumps({"logits": logits, "top": top, "id2label": model.config.id2label, "type": model.config.model_type,
-                  "size": processor.size, "hf_w2s_imported": any(m.startswith("hf_w2s") for m in sys.modules)}))
+                  "size": size, "hf_w2s_imported": any(m.startswith("hf_w2s") for m in sys.modules)}))
 """
 
 

@@ -27,25 +27,27 @@ CLI = [sys.executable, "-m", "hf_w2s.cli"]
 # few steps, CPU, no bf16; everything else is the recipe's own
 TRAIN = ["--bf16", "false", "--use_cpu", "true", "--max_steps", "1", "--weak_num_train_epochs", "1",
          "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--dataloader_num_workers", "0",
-         "--disable_tqdm", "true"]
+         "--disable_tqdm", "true", "--validation_size", "0.2"]
 EXPERIMENT = ["--seeds", "[0]", "--training.max_steps", "1", "--training.per_device_train_batch_size", "8",
-              "--training.per_device_eval_batch_size", "32", "--training.use_cpu", "true",
-              "--eval_during_training", "false"]
-# what each config needs on top to fit the tiny splits (60 / 40 / 24 / 30 training rows)
+              "--training.per_device_eval_batch_size", "32", "--training.use_cpu", "true"]
+# what each config needs on top to fit the tiny splits (60 / 40 / 24 / 30 training rows); four split sizes: the
+# validation split is where the harness chooses (the fourth size 0 = the whole test split)
 RECIPE_OVERRIDES = {
     "cifar100_distillation_gt": [],  # the pushing run (see PUSH)
     "cifar10_noisy_asymmetric": [],
     "cifar10_noisy_symmetric": [],
     "imagenet_transfer_mae_vitb": [],
+    "imagenet_transfer_mae_vitb_paper": [],
     "miniimagenet_fewshot": ["--weak_shots_per_class", "1"],  # 30 rows of 100 classes: no class has 5
 }
 EXPERIMENT_OVERRIDES = {
-    "distillation_cifar100": ["--split_sizes", "[0,60,0]", "--weak_supervisors.0.epochs", "1"],
-    "few_shot_cifar100": ["--split_sizes", "[30,30,0]", "--weak_supervisors.0.epochs", "1",
-                          "--weak_supervisors.1.epochs", "2", "--weak_supervisors.1.shots_per_class", "1",
-                          "--weak_supervisors.2.epochs", "3", "--weak_supervisors.2.shots_per_class", "1"],
-    "noisy_labels_cifar10": ["--split_sizes", "[0,40,0]"],
-    "transfer_cifar10": ["--split_sizes", "[20,20,0]", "--weak_supervisors.0.epochs", "1"],
+    "distillation_cifar100": ["--split_sizes", "[0,50,10,0]", "--weak_supervisors.0.epochs", "1"],
+    "few_shot_supervisor_cifar100": ["--split_sizes", "[30,20,10,0]", "--weak_supervisors.0.epochs", "1",
+                                     "--weak_supervisors.1.epochs", "2", "--weak_supervisors.1.shots_per_class", "1",
+                                     "--weak_supervisors.2.epochs", "3", "--weak_supervisors.2.shots_per_class", "1"],
+    "noisy_labels_cifar10": ["--split_sizes", "[0,30,10,0]"],
+    "transfer_cifar10": ["--split_sizes", "[15,15,10,0]", "--weak_supervisors.0.epochs", "1"],
+    "transfer_cifar10_paper": ["--split_sizes", "[0,30,10,0]", "--weak_supervisors.0.epochs", "1"],
 }
 PUSHED = "cifar100_distillation_gt"
 BRANCH = "w2s-run"
@@ -280,7 +282,8 @@ def test_a_tracker_that_is_not_installed_is_refused_with_the_pip_line(command, c
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["--hub_strategy", "checkpoint", "--save_strategy", "no"], "save_strategy is 'no'"),
+    (["--hub_strategy", "checkpoint", "--save_strategy", "no", "--load_best_model_at_end", "false"],
+     "save_strategy is 'no'"),
     (["--hub_revision", "a" * 40], "is a commit"),
 ])
 def test_hub_options_that_cannot_be_honoured_are_refused(extra, match, tmp_path, capsys):

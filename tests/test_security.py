@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import traceback
-import types
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +62,8 @@ def test_loaders_pass_safe_defaults(monkeypatch):
     def fake(kind, value):
         def from_pretrained(name, **kwargs):
             seen[kind] = kwargs
+            if kwargs.get("output_loading_info"):  # (model, what was not in the checkpoint)
+                return value, {"missing_keys": [], "mismatched_keys": []}
             return value
 
         return from_pretrained
@@ -70,7 +71,7 @@ def test_loaders_pass_safe_defaults(monkeypatch):
     config = transformers.ConvNextConfig(id2label={0: "a", 1: "b"})
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", fake("config", config))
     monkeypatch.setattr(transformers.AutoModelForImageClassification, "from_pretrained",
-                        fake("model", types.SimpleNamespace()))
+                        fake("model", build_model("linear", ["a", "b"], image_size=4, num_channels=1)))
     monkeypatch.setattr(transformers.AutoImageProcessor, "from_pretrained", fake("processor", "processor"))
     load_image_classifier("org/model", dtype="float32")
     load_image_processor("org/model")

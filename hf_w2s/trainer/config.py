@@ -63,8 +63,7 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
         "seed": (0, None, True),
         "data_seed": (0, None, True),
         "dataloader_num_workers": (0, None, True),
-        # the student modes (StudentModeArguments)
-        "trainable_blocks": (1, None, True),
+        # the student modes (StudentModeArguments; trainable_blocks is checked by validate_student_mode)
         "lora_r": (0, None, True),
         "lora_alpha": (0.0, None, False),
         "lora_dropout": (0.0, 1.0, True),
