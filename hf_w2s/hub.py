@@ -473,7 +473,28 @@ def hub_checkpoint(repo_id: str, output_dir: str, strategy: str, *, revision: st
         folder = max(steps, key=steps.get)
         snapshot_download(repo_id, revision=revision, token=token, allow_patterns=[f"{folder}/*"],
                           local_dir=output_dir)
-    return os.path.join(output_dir, folder)
+    path = os.path.join(output_dir, folder)
+    _localise_best_checkpoint(path)
+    return path
+
+
+def _localise_best_checkpoint(path: str) -> None:
+    """The pushed ``trainer_state.json`` names the best checkpoint by a path of the machine that pushed it: the
+    fetched checkpoint itself when that was the best (``checkpoint-N`` of its own step), otherwise unknown here
+    (``None``; the Trainer then keeps the best of the resumed run). Left as it was, the Trainer would load (or fail
+    to find) another machine's folder at the end and rotate the new checkpoints away in its favour."""
+    state_file = os.path.join(path, "trainer_state.json")
+    if not os.path.isfile(state_file):
+        return
+    with open(state_file) as f:
+        state = json.load(f)
+    best = state.get("best_model_checkpoint")
+    if best is None:
+        return
+    own = f"checkpoint-{state.get('global_step')}"
+    state["best_model_checkpoint"] = path if os.path.basename(os.path.normpath(best)) == own else None
+    with open(state_file, "w") as f:
+        json.dump(state, f, indent=2, sort_keys=True)
 
 
 def dataset_commit(repo_id: str | None, revision: str | None = None, token: str | None = None) -> str | None:

@@ -452,10 +452,11 @@ class Experiment:
         if key in done:
             return progress(f"{what}: done before, skipped")
         sub = "" if candidate["label"] == "default" else f"/{slug(candidate['label'])}"
+        named = "" if candidate["label"] == "default" else f"-{slug(candidate['label'])}"  # one log folder per run
         if spec is None:
             record = self._strong_run(key, "ceiling", self.splits()["strong_train"], seed=seed, loss="ground_truth",
                                       spec=None, run_dir=self.out / "runs" / f"ceiling{sub}" / f"seed{seed}",
-                                      run_name=f"ceiling-seed{seed}", extra={}, candidate=candidate)
+                                      run_name=f"ceiling{named}-seed{seed}", extra={}, candidate=candidate)
         else:
             sup = self.supervisors.of(w)
             train = sup.train_dataset
@@ -464,7 +465,7 @@ class Experiment:
             record = self._strong_run(
                 key, "w2s", train, seed=seed, loss=spec.name, spec=spec,
                 run_dir=self.out / "runs" / slug(w.name) / f"{slug(spec.label)}{sub}" / f"seed{seed}",
-                run_name=f"student-{slug(spec.label)}-{slug(w.name)}-seed{seed}",
+                run_name=f"student-{slug(spec.label)}{named}-{slug(w.name)}-seed{seed}",
                 extra={"weak": w.name, "loss": spec.label, "loss_name": spec.name, "knobs": spec.knobs},
                 supervision=sup, candidate=candidate,
             )

@@ -161,6 +161,18 @@ class StudentRecipe:
             data = w2s_splits(data, tuple(sa.split_sizes), seed=sa.split_seed, names=names)
         return data
 
+    def _weak_train_without(self, held_out) -> None:
+        """A weak model that trains on the student's own split (distillation) never trains on the validation rows
+        carved from that split: they are removed from its training rows (matched by content)."""
+        sa = self.sa
+        if self.weak_train_ds is None or sa.weak_train_split != sa.dataset_train_split or sa.weak_labels_dataset:
+            return
+        from ..data.splits import example_hashes
+
+        held = set(example_hashes(held_out, self.args.image_column))
+        keep = [i for i, h in enumerate(example_hashes(self.weak_train_ds, self.args.image_column)) if h not in held]
+        self.weak_train_ds = self.weak_train_ds.select(keep)
+
     def prepare_validation(self) -> None:
         """The validation split (evaluated during training, where checkpoints are chosen): a named split, or
         ``validation_size`` seeded examples carved out of the training split; then the check that training,
@@ -177,6 +189,7 @@ class StudentRecipe:
             self.validation_ds = self.train_ds.select(np.sort(order[:n]))
             self.train_ds = self.train_ds.select(np.sort(order[n:]))
             where = f"{n} examples carved from {sa.dataset_train_split}"
+            self._weak_train_without(self.validation_ds)
         elif sa.dataset_validation_split:
             data = self._open(sa.dataset_name or sa.weak_labels_dataset)
             self.validation_ds = canonical_columns(
@@ -189,6 +202,8 @@ class StudentRecipe:
                 raise ValueError(f"the validation split ({where}) has no label column {sa.label_column!r}: choosing "
                                  "on it needs ground truth.")
             self.results["validation"] = {"split": where, "examples": len(self.validation_ds)}
+        if self.weak_train_ds is not None and sa.weak_shots_per_class:
+            self.weak_train_ds = shots_per_class(self.weak_train_ds, sa.weak_shots_per_class, seed=sa.split_seed)
         if sa.check_disjoint:
             from ..data.splits import check_disjoint
 
@@ -234,10 +249,7 @@ class StudentRecipe:
         if sa.weak_train_split:
             weak_train = canonical_columns(select_split(data, sa.weak_train_split, "weak_train_split"),
                                            label_column=sa.label_column, where="the weak_train split")
-            weak_train = self.checked(weak_train, "weak_train", True)
-            if sa.weak_shots_per_class:
-                weak_train = shots_per_class(weak_train, sa.weak_shots_per_class, seed=sa.split_seed)
-            self.weak_train_ds = weak_train
+            self.weak_train_ds = self.checked(weak_train, "weak_train", True)  # k shots: prepare_validation
 
     def check_label_columns(self, train, test) -> bool:
         """``label_column`` exists in the evaluation split, and in the training split unless that split has no
