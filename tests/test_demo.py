@@ -1,5 +1,7 @@
-"""``hf-w2s demo --quick`` end to end on the converted ImageNet EfficientNet-Lite0: what it prints (one screen, no raw
-logs), that its students beat their supervisor, and that the saved student loads with plain transformers."""
+"""``hf-w2s demo --quick`` end to end (the small ResNet student from scratch: the pretrained EfficientNet-Lite0 of the
+default demo needs the full sizes, minutes of CPU, to beat its supervisor): what it prints (one screen, no raw logs),
+that its students beat their supervisor, that the best one is chosen on validation, and that the saved student loads
+with plain transformers. The pretrained default's configuration is checked without training."""
 
 import json
 import os
@@ -58,7 +60,7 @@ def test_demo_output_fits_one_screen(demo):
     out, stdout, stderr = demo
     lines = stdout.splitlines()
     assert len(lines) <= 24, stdout
-    assert "hf_w2s:efficientnet-lite0 at 32 px" in lines[2]
+    assert "tiny:resnet,width=16,depth=2, student_mode full, 10 epochs" in lines[2]
     assert not any(line.lstrip().startswith("{") for line in lines)  # no raw log dicts
     assert "it/s" not in stdout + stderr and "s/it" not in stdout + stderr  # no progress bars
     assert "LOAD REPORT" not in stdout + stderr and "pin_memory" not in stderr
@@ -75,13 +77,16 @@ def test_demo_students_beat_their_supervisor(demo):
     assert 0.5 < weak < ceiling
     for loss in ("weak_hard", "adapt_conf"):
         r = results[loss]
-        assert r["test_accuracy"] > weak, (loss, r, weak)  # the pretrained student generalises past its supervisor
+        assert r["test_accuracy"] > weak + 0.02, (loss, r, weak)  # the student generalises past its supervisor
         assert r["pgr"] == pytest.approx((r["test_accuracy"] - weak) / (ceiling - weak))
         assert 0 < r["agreement"] <= 1
         row = next(line for line in stdout.splitlines() if f"`{loss}`" in line)
         assert f"| {100 * r['test_accuracy']:.1f} |" in row and f"| {r['pgr']:.2f} |" in row
     # the test split has 500 digits: accuracies are multiples of 1/500
     assert round(weak * 500) == pytest.approx(weak * 500)
+    # the saved student is the one with the best VALIDATION accuracy (never chosen on test)
+    best = max(("weak_hard", "adapt_conf"), key=lambda loss: results[loss]["validation_accuracy"])
+    assert results["best_student"]["loss"] == best
 
 
 def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo, hf_home):
@@ -91,7 +96,7 @@ def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo, hf_h
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not got["hf_w2s_imported"]
-    assert got["type"] == "efficientnet" and got["size"] == {"height": 32, "width": 32}
+    assert got["type"] == "resnet" and got["size"] == {"height": 28, "width": 28}
     assert got["id2label"] == {str(i): str(i) for i in range(10)}
     assert got["top"] in {str(i) for i in range(10)}
     from PIL import Image
@@ -108,12 +113,15 @@ def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo, hf_h
 def test_tiny_student_from_scratch_stays_an_option(tmp_path):
     from hf_w2s.scripts.demo import DemoArguments, experiment_config
 
-    config = experiment_config(DemoArguments(strong_model="tiny:resnet,width=16", quick=True), tmp_path)
+    default = experiment_config(DemoArguments(), tmp_path)  # the pretrained benchmark's weak85 setting, seed 0
+    assert default.strong_model.model == "hf_w2s:efficientnet-lite0" and default.strong_model.input_size == 32
+    assert default.split_sizes == [500, 2000, 500, 1500] and default.training["load_best_model_at_end"]
+    assert default.weak_supervisors[0].width == 16 and default.eval_during_training
+    config = experiment_config(DemoArguments(quick=True), tmp_path)
     assert (config.strong_model.model, config.strong_model.arch, config.strong_model.width) == (None, "resnet", 16)
-    pretrained = experiment_config(DemoArguments(quick=True, strong_epochs=5), tmp_path)
-    assert pretrained.strong_model.model == "hf_w2s:efficientnet-lite0" and pretrained.strong_model.input_size == 32
-    assert pretrained.training["num_train_epochs"] == 5  # a flag given with --quick wins over the quick size
-    assert pretrained.split_sizes[:2] == [300, 600]
+    assert config.split_sizes == [200, 1500, 300, 500]
+    given = experiment_config(DemoArguments(quick=True, strong_epochs=5), tmp_path)
+    assert given.training["num_train_epochs"] == 5  # a flag given with --quick wins over the quick size
 
 
 def test_demo_refuses_a_foreign_non_empty_output_dir(tmp_path, hf_home):
@@ -137,4 +145,4 @@ def test_demo_help_is_plain_text(capsys):
     assert main(["demo", "--help"]) == 0
     text = capsys.readouterr().out
     assert "``" not in text and "--strong_model" in text and "--student_mode" in text
-    assert re.search(r"--quick.*\n?.*300 / 600 / 200 / 500", text)
+    assert re.search(r"--quick.*\n?.*200 / 1500 / 300 / 500", text)
