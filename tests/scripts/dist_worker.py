@@ -91,6 +91,28 @@ def label(dataset: Dataset):
     return label_dataset(dataset, weak_model(), processor(), batch_size=4)
 
 
+#: per-process batches of different sizes for gather_weighted_means: 4 values on process 0, 3 on process 1
+UNEQUAL_BATCHES = ([1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0])
+
+
+def unequal_batch_means(state) -> dict:
+    """gather_weighted_means over the two processes of each one's batch mean of UNEQUAL_BATCHES (through
+    Accelerate's real all-gather)."""
+    from accelerate.utils import gather
+
+    from hf_w2s.distributed import gather_weighted_means
+
+    class Gatherer:  # what gather_weighted_means uses of an Accelerator
+        device, num_processes = state.device, state.num_processes
+
+        @staticmethod
+        def gather(tensor):
+            return gather(tensor)
+
+    batch = torch.tensor(UNEQUAL_BATCHES[state.process_index])
+    return gather_weighted_means({"m": batch.mean(), "square": (batch**2).mean()}, len(batch), Gatherer())
+
+
 def main(out_dir: str) -> None:
     from safetensors.torch import save_file
 
@@ -121,6 +143,7 @@ def main(out_dir: str) -> None:
         if state.is_main_process:
             save_file(weights, os.path.join(out_dir, f"{mode}.safetensors"))
             results[mode] = logs
+    results["unequal_means"] = unequal_batch_means(state)
     if state.is_main_process:
         with open(os.path.join(out_dir, "results.json"), "w") as f:
             json.dump(results, f)
