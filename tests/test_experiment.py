@@ -462,3 +462,65 @@ def test_offline_twin_runs_end_to_end(path, tmp_path, capsys):
         assert f"| {loss.label} |" in report
     for name in ("accuracy.png", "pgr.png", "curves.png"):
         assert (out / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    SCENARIO_CHECKS[path.name.removesuffix("_tiny.yaml")](records, config)
+
+
+def _by_kind(records, kind):
+    return [r for r in records if r["kind"] == kind]
+
+
+def _weak(records):
+    return {r["weak"]: r for r in _by_kind(records, "weak")}
+
+
+def _students(records):
+    return {(r["weak"], r["loss"]): r for r in _by_kind(records, "w2s")}
+
+
+def _check_benchmark(records, config):
+    # a weak supervisor from 30 labelled digits: well above chance (0.1) and well below the ground-truth ceiling
+    (weak,), (ceiling,) = _weak(records).values(), _by_kind(records, "ceiling")
+    assert 0.4 < weak["test_accuracy"] < ceiling["test_accuracy"] - 0.1
+    # the students learn its labels: the best one is far above chance and within reach of its supervisor
+    best = max(r["test_accuracy"] for r in _by_kind(records, "w2s"))
+    assert best > 0.5 and best > weak["test_accuracy"] - 0.1
+
+
+def _check_distillation(records, config):
+    # ground truth plus a teacher: every student is close to the ground-truth ceiling, far above chance
+    (ceiling,) = _by_kind(records, "ceiling")
+    assert ceiling["test_accuracy"] > 0.8
+    for r in _by_kind(records, "w2s"):
+        assert r["test_accuracy"] > ceiling["test_accuracy"] - 0.1, r["loss"]
+
+
+def _check_few_shot(records, config):
+    # the more shots per class the supervisor saw, the better it is; each saw exactly k images of each class
+    weak = _weak(records)
+    accs = [weak[f"{k}-shot"]["test_accuracy"] for k in (1, 5, 10)]
+    assert accs[0] < accs[1] < accs[2] and accs[0] > 0.2, accs
+    students = _students(records)
+    assert students[("1-shot", "weak_hard")]["test_accuracy"] < students[("10-shot", "weak_hard")]["test_accuracy"]
+
+
+def _check_noisy(records, config):
+    # the supervision is the ground truth with exactly the configured noise rate
+    weak = _weak(records)
+    assert weak["symmetric-0.4"]["supervision_accuracy"] == pytest.approx(0.6)
+    assert weak["asymmetric-0.3"]["supervision_accuracy"] == pytest.approx(0.7)
+    # a student trained on 40 % symmetric noise beats its supervision: the noise averages out, the digits do not
+    students = _students(records)
+    assert students[("symmetric-0.4", "weak_hard")]["test_accuracy"] > 0.6 + 0.05
+
+
+def _check_transfer(records, config):
+    # an online teacher trained on the student's own split, and a student pre-trained on MNIST: the runs finish and
+    # the supervisor is well above chance (the tiny students themselves are a smoke test, see docs/testing.md)
+    (weak,) = _weak(records).values()
+    assert weak["test_accuracy"] > 0.5
+    assert all(r["test_accuracy"] is not None for r in _by_kind(records, "w2s"))
+
+
+SCENARIO_CHECKS = {"benchmark_digits": _check_benchmark, "distillation_digits": _check_distillation,
+                   "few_shot_supervisor_digits": _check_few_shot, "noisy_labels_digits": _check_noisy,
+                   "transfer_digits": _check_transfer, "transfer_digits_paper": _check_transfer}
