@@ -91,6 +91,7 @@ def test_offline_twin_end_to_end(twin, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     results = json.loads((out / "w2s_results.json").read_text())
     assert summary["accuracy"] == results["accuracy"] and 0.0 <= results["accuracy"] <= 1.0
+    assert results["accuracy"] * 100 == pytest.approx(round(results["accuracy"] * 100))  # over the 100 test digits
     assert results["label_names"] == [str(i) for i in range(10)]
     assert (out / "config.json").exists() and (out / "model.safetensors").exists()
     assert (out / "preprocessor_config.json").exists()
@@ -102,14 +103,14 @@ def test_offline_twin_end_to_end(twin, tmp_path, capsys):
     assert "weak-to-strong" in card.data.tags and card.data.pipeline_tag == "image-classification"
     sa, args = parse_train_args(["--config", twin])
     assert f"Loss: **`{args.w2s_loss}`**" in card.text and "## How to load" in card.text
-    if sa.compute_ceiling:
-        assert results["ceiling_accuracy"] is not None
-    if results["weak_accuracy"] is not None and results["ceiling_accuracy"] is not None:
-        if results["pgr"] is not None:
-            assert metrics["pgr"] == pytest.approx(results["pgr"])
-            expected = (results["accuracy"] - results["weak_accuracy"]) / (
-                results["ceiling_accuracy"] - results["weak_accuracy"])
-            assert results["pgr"] == pytest.approx(expected)
+    weak, ceiling = results["weak_accuracy"], results["ceiling_accuracy"]
+    assert (ceiling is not None) == bool(sa.compute_ceiling)
+    assert (weak is not None) == bool(sa.weak_model_name_or_path)  # label-noise twins have no weak model
+    if weak is not None and ceiling is not None and ceiling > weak:  # PGR = (w2s - weak) / (ceiling - weak)
+        assert results["pgr"] == pytest.approx((results["accuracy"] - weak) / (ceiling - weak))
+        assert metrics["pgr"] == pytest.approx(results["pgr"])
+    else:  # no weak model, no ceiling, or no gap between them: PGR is undefined and not reported
+        assert results["pgr"] is None and "pgr" not in metrics
     if sa.label_noise_rate:
         noise = results["label_noise"]
         assert noise["kind"] == sa.label_noise_kind and noise["realised"] == pytest.approx(sa.label_noise_rate)
