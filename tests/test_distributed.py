@@ -77,7 +77,8 @@ def test_logged_metrics_are_gathered_over_both_processes(dist_run, mode):
         if mode == "cached":
             w = torch.tensor(data["weak_logits"])
         else:
-            w = dist_worker.weak_model()(pixel_values=pixel_values).logits.flip(-1)  # reversed label names
+            columns = [dist_worker.WEAK_NAMES.index(name) for name in dist_worker.NAMES]  # by name
+            w = dist_worker.weak_model()(pixel_values=pixel_values).logits[:, columns]
     labels = torch.tensor(data["label"])
     # AdaptConf (T = 0.5, tau = 1) written out: a = sigmoid((CE(s, s^) - CE(s, w^)) / T)
     rows = torch.arange(8)

@@ -226,18 +226,21 @@ def test_given_weak_model_is_matched_by_label_names(tmp_path, bands_dataset):
     from hf_w2s.data.images import pixel_values_from_images
     from hf_w2s.modeling import build_model, tiny_image_processor
 
-    reversed_model = build_model("linear", ["c", "b", "a"], image_size=8, num_channels=1, width=4, seed=0)
+    # the weak model's names are a 3-cycle of the dataset's (a, b, c): not their own inverse
+    weak_names = ["b", "c", "a"]
+    cycled_model = build_model("linear", weak_names, image_size=8, num_channels=1, width=4, seed=0)
     tiny_image_processor(8, 1).save_pretrained(tmp_path / "weak")
-    reversed_model.save_pretrained(tmp_path / "weak")
+    cycled_model.save_pretrained(tmp_path / "weak")
     cfg = tiny_config(bands_dataset, tmp_path / "out",
                       weak_supervisors=[{"name": "rev", "model": str(tmp_path / "weak")}])
     exp = Experiment(ExperimentConfig(**cfg), log=lambda *_: None)
     sup = exp.supervisors.build(exp.config.weak_supervisors[0])
     strong = exp.splits()["strong_train"]
     with torch.no_grad():
-        raw = reversed_model(pixel_values=pixel_values_from_images(strong["image"], tiny_image_processor(8, 1))).logits
+        raw = cycled_model(pixel_values=pixel_values_from_images(strong["image"], tiny_image_processor(8, 1))).logits
     logits = np.asarray(sup.train_dataset.with_format("numpy")["weak_logits"])
-    np.testing.assert_allclose(logits, raw.numpy()[:, ::-1], atol=1e-5)  # columns follow the dataset's names
+    columns = [weak_names.index(name) for name in ["a", "b", "c"]]  # the columns follow the dataset's names
+    np.testing.assert_allclose(logits, raw.numpy()[:, columns], atol=1e-5)
     build_model("linear", ["a", "b", "z"], image_size=8, num_channels=1, width=4).save_pretrained(tmp_path / "other")
     tiny_image_processor(8, 1).save_pretrained(tmp_path / "other")
     exp.config.weak_supervisors[0].model = str(tmp_path / "other")

@@ -118,16 +118,18 @@ def test_eval_with_weak_logits_reports_agreement(tmp_path):
     assert m["test_agreement"] == pytest.approx(expected)
 
 
-def reversed_names(ds):
-    """The same examples with the ClassLabel's names in reverse order (each row keeps its class *name*)."""
-    n = len(NAMES) - 1
-    out = ds.map(lambda b: {"label": [n - y for y in b["label"]]}, batched=True)
-    return out.cast_column("label", ClassLabel(names=NAMES[::-1]))
+ROTATED = NAMES[1:] + NAMES[:1]  # b, c, d, a: a 4-cycle, not its own inverse (a reversal or a swap would be)
+
+
+def rotated_names(ds):
+    """The same examples with the ClassLabel's names in the order ROTATED (each row keeps its class *name*)."""
+    out = ds.map(lambda b: {"label": [ROTATED.index(NAMES[y]) for y in b["label"]]}, batched=True)
+    return out.cast_column("label", ClassLabel(names=ROTATED))
 
 
 def test_ground_truth_is_matched_to_the_student_by_name(tmp_path):
     ds = make_dataset(64, seed=8)
-    rev = reversed_names(ds)
+    rev = rotated_names(ds)
     assert rev[0]["label"] != ds[0]["label"] and rev.features["label"].names[rev[0]["label"]] == NAMES[ds[0]["label"]]
     model = build_model("resnet", NAMES, image_size=8, width=8, depth=1, seed=0)
     tr = WeakToStrongTrainer(model=model, args=config(tmp_path), eval_dataset={"orig": ds, "rev": rev},
@@ -165,13 +167,13 @@ def test_online_weak_model_equals_cached_logits_and_remaps_names(tmp_path):
     base = make_dataset(16, seed=5)
     weak = vit(seed=7)
     cached = label_dataset(base, weak, PROC)
-    # a weak model whose label order is reversed: same function, names permuted
-    rev_names = NAMES[::-1]
-    weak_rev = vit(seed=7, names=rev_names)
+    # a weak model whose labels are in the order ROTATED: the same function, output k is class ROTATED[k]
+    rows = [NAMES.index(name) for name in ROTATED]
+    weak_rev = vit(seed=7, names=ROTATED)
     weak_rev.load_state_dict(weak.state_dict())
     with torch.no_grad():
-        weak_rev.classifier.weight.copy_(weak.classifier.weight.flip(0))
-        weak_rev.classifier.bias.copy_(weak.classifier.bias.flip(0))
+        weak_rev.classifier.weight.copy_(weak.classifier.weight[rows])
+        weak_rev.classifier.bias.copy_(weak.classifier.bias[rows])
     losses = []
     for ds, weak_model in [(cached, None), (base, weak), (base, weak_rev)]:
         model = vit(seed=0)

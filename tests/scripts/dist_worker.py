@@ -18,6 +18,7 @@ from datasets import Dataset, Features, Image
 from tiny_data import labelled_images, random_images, tiny_run_args
 
 NAMES = ["a", "b", "c", "d"]
+WEAK_NAMES = ["b", "c", "d", "a"]  # the online weak model's order: a 4-cycle of NAMES, not its own inverse
 N_TRAIN = 8
 N_LABEL = 11
 IMAGE_SIZE = 8
@@ -59,7 +60,7 @@ def weak_model():
     from hf_w2s.modeling import build_model
 
     # label names in another order: the trainer must reorder the online weak logits by name
-    return build_model("linear", NAMES[::-1], image_size=IMAGE_SIZE, num_channels=1, width=8, seed=1)
+    return build_model("linear", WEAK_NAMES, image_size=IMAGE_SIZE, num_channels=1, width=8, seed=1)
 
 
 def processor():
