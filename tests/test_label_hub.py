@@ -188,7 +188,6 @@ def test_label_cache_push_load_train(local_hub, assets, pushed, tmp_path):
 
     # a 10-cycle, not a reversal: the Hub labels were reordered to the student's id2label
     assert student["trained_names"] == NAMES[3:] + NAMES[:3]
-    assert student["trained_names"] == NAMES[3:] + NAMES[:3]  # a 10-cycle, not a reversal: the Hub labels were reordered to the student's id2label
     assert student["before"] < 0.3 and student["after"] > 0.7, student
     assert np.isfinite(student["train_loss"])
 
