@@ -10,6 +10,7 @@ from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
 from hf_w2s.data.weak_labels import align_to_model
 from hf_w2s.modeling import build_model, tiny_image_processor
 from hf_w2s.data.weak_labels import label_dataset
+from scripts.tiny_data import weak_model_with_dropout_and_batch_norm
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -263,17 +264,18 @@ def test_one_step_follows_the_weighted_loss_by_hand(tmp_path):
 
 
 def test_online_weak_model_uses_its_own_preprocessing(tmp_path):
-    """An online weak model with its own image processor sees the weak pixel values: its loss equals the loss on
-    the logits label_dataset cached with that processor, and differs from the loss on the student's pixels."""
+    """An online weak model with its own image processor (and dropout and batch norm) sees the weak pixel values in
+    evaluation mode: its loss equals the loss on the logits label_dataset cached with that processor, and differs from
+    the loss on the student's pixels."""
     base = make_dataset(16, seed=5)
-    weak = vit(seed=7)
+    weak = weak_model_with_dropout_and_batch_norm(NAMES, seed=7)  # must run in eval mode online as when cached
     weak_proc = tiny_image_processor(image_size=8)
     weak_proc.image_mean, weak_proc.image_std = [0.2, 0.3, 0.4], [0.25, 0.2, 0.3]
     images = list(base["image"])
     assert not torch.allclose(pixel_values(images, weak_proc), pixel_values(images))
     cached = label_dataset(base, weak, weak_proc)
     with torch.no_grad():
-        on_student_pixels = weak(pixel_values=pixel_values(images)).logits
+        on_student_pixels = weak.eval()(pixel_values=pixel_values(images)).logits
     on_wrong = make_dataset(16, seed=5, weak_logits=on_student_pixels.numpy())
     losses = []
     for ds, weak_model in [(cached, None), (base, weak), (on_wrong, None)]:
