@@ -186,6 +186,7 @@ def test_label_cache_push_load_train(local_hub, assets, pushed, tmp_path):
     assert f"--revision {weak_sha}" in text and f'train_dataset="{labels_repo}"' in text
     assert f"{out['accuracy']:.4f}" in text
 
+    student = pulled["student"]
     # a 10-cycle, not a reversal: the Hub labels were reordered to the student's id2label
     assert student["trained_names"] == NAMES[3:] + NAMES[:3]
     assert student["before"] < 0.3 and student["after"] > 0.7, student
@@ -217,7 +218,17 @@ def test_cli_from_the_shell(local_hub, assets, pushed, tmp_path):
     out = tmp_path / "labels"
     args = ["label", "--weak-model", weak_repo, "--dataset", str(assets / "images"), "--output", str(out),
             "--push-to-hub", labels_repo, "--batch-size", "100"]
+    # a user who may not write to that namespace (checked below), run at the same time on the second core
+    local_hub.add_user("hf_reader_token", "reader")
+    out2 = tmp_path / "labels2"
+    denied_run = subprocess.Popen(
+        cli + ["label", "--weak-model", weak_repo, "--dataset", str(assets / "images"), "--output", str(out2),
+               "--push-to-hub", local_hub.new_repo_id("not-yours")],
+        env=local_hub.env(hf_home=tmp_path / "hf_home_reader", token="hf_reader_token"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
     run = subprocess.run(cli + args, env=local_hub.env(hf_home=hf_home), capture_output=True, text=True, timeout=300)
+    _, denied_stderr = denied_run.communicate(timeout=300)
     assert run.returncode == 0, run.stderr
     assert "weak accuracy: " in run.stdout and f"pushed to the Hub dataset {labels_repo!r}" in run.stdout
 
@@ -236,14 +247,7 @@ def test_cli_from_the_shell(local_hub, assets, pushed, tmp_path):
     assert f"hf-w2s label --weak-model {weak_repo} --dataset {assets / 'images'} --output {out}" in card.text
     assert f"--push-to-hub {labels_repo}" in card.text and f"--revision {weak_sha}" in card.text
 
-    # a user who may not write to that namespace: the push fails, the local copy stays and the error says where
-    local_hub.add_user("hf_reader_token", "reader")
-    out2 = tmp_path / "labels2"
-    denied = subprocess.run(
-        cli + ["label", "--weak-model", weak_repo, "--dataset", str(assets / "images"), "--output", str(out2),
-               "--push-to-hub", local_hub.new_repo_id("not-yours")],
-        env=local_hub.env(hf_home=hf_home, token="hf_reader_token"), capture_output=True, text=True, timeout=300,
-    )
-    assert denied.returncode == 1, denied.stderr
-    assert f"kept at {str(out2)!r}" in denied.stderr and "403" in denied.stderr
+    # the user who may not write to that namespace: the push fails, the local copy stays and the error says where
+    assert denied_run.returncode == 1, denied_stderr
+    assert f"kept at {str(out2)!r}" in denied_stderr and "403" in denied_stderr
     assert list(load_from_disk(str(out2))["weak_logits"]) == list(local["weak_logits"])
