@@ -204,6 +204,7 @@ def test_also_weak_logits_check_reads_arrow_not_python_lists(monkeypatch):
     from hf_w2s.trainer.validation import check_weak_logits
 
     ds = dataset(n=20)
+    bad, wide = with_bad_value(dataset(n=20), 13, 2, float("nan")), dataset(n=20, width=len(NAMES) + 1)
 
     def boom(*a, **k):
         raise AssertionError("the check read rows into Python")
@@ -211,6 +212,12 @@ def test_also_weak_logits_check_reads_arrow_not_python_lists(monkeypatch):
     monkeypatch.setattr(Dataset, "__getitem__", boom)
     monkeypatch.setattr(Dataset, "to_list", boom)
     check_weak_logits(ds, "weak_logits", len(NAMES))
+    # and it still checks, reading the Arrow data: a NaN, a wrong width and a missing row are each found
+    with raises("weak-logits-nan") as err:
+        check_weak_logits(bad, "weak_logits", len(NAMES))
+    assert "in 1 example(s) (rows 13)" in str(err.value)
+    with pytest.raises(ValueError, match=f"{len(NAMES) + 1} values per example but the student has {len(NAMES)}"):
+        check_weak_logits(wide, "weak_logits", len(NAMES))
 
 
 def test_label_names(tmp_path):

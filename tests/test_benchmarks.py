@@ -1,7 +1,9 @@
-"""The speed benchmarks run (tiny sizes) and print their figures; the figures themselves are measured by hand."""
+"""The speed benchmarks run at tiny sizes, in one interpreter, and print figures within bounds that hold at those sizes
+(the figures themselves are measured by hand, at full size, on a quiet machine)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,22 +14,62 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
+NUMBER = r"(\d+\.\d+)"
+# arguments at tiny sizes, the line with the benchmark's figure, and bounds on that figure that hold at tiny sizes on a
+# busy machine but not when the measured property breaks (CPU time, not wall time, where the line has both)
 CASES = {
+    # the W2S trainer's step costs about what a plain Trainer's does (not several times more)
     "trainer_overhead": (["--steps", "8", "--repeats", "1", "--batch_size", "16", "--loss_iterations", "4"],
-                         r"ratio W2S / plain\s+: wall \d+\.\d+, CPU \d+\.\d+"),
+                         rf"ratio W2S / plain\s+: wall {NUMBER}, CPU {NUMBER}", 2, (0.5, 2.0)),
+    # an online ResNet weak model adds its forward pass to every step; at 8 steps the ratio to cached logits is noise
+    # around its value (measured 0.76 once on a busy machine), so only an order of magnitude is checked here
     "online_vs_cached": (["--steps", "8", "--repeats", "1", "--batch_size", "16"],
-                         r"online ResNet weak\s*: .* ratio to cached \(median of paired runs\): wall \d+\.\d+"),
+                         rf"online ResNet weak\s*: .* ratio to cached \(median of paired runs\): wall {NUMBER}, "
+                         rf"CPU {NUMBER}", 2, (0.2, 20.0)),
+    # label_dataset runs at a good fraction of a bare loop over the same model
     "label_throughput": (["--n", "64", "--batch_size", "32", "--repeats", "1"],
-                         r"throughput ratio label_dataset / bare: wall \d+\.\d+"),
-    "label_memory": (["--sizes", "64", "128"], r"peak RSS ratio N=128 / N=64: \d+\.\d+"),
+                         rf"throughput ratio label_dataset / bare: wall {NUMBER}, CPU {NUMBER}", 2, (0.2, 5.0)),
+    # labelling twice the rows does not take twice the memory (labels go to Arrow)
+    "label_memory": (["--sizes", "64", "128"], rf"peak RSS ratio N=128 / N=64: {NUMBER}", 1, (0.8, 1.3)),
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_benchmark_script_runs_and_prints_its_ratio(name, tmp_path):
-    args, pattern = CASES[name]
+# every script in one interpreter, one after the other, as its own __main__ (saves an interpreter start with torch and
+# transformers per script); a script that fails is reported with its traceback and the others still run
+RUNNER = r"""
+import contextlib, io, json, runpy, sys, traceback
+benchmarks, cases = sys.argv[1], json.loads(sys.argv[2])
+sys.path.insert(0, benchmarks)
+out = {}
+for name, args in cases.items():
+    buf = io.StringIO()
+    sys.argv = [f"{benchmarks}/{name}.py", *args]
+    try:
+        with contextlib.redirect_stdout(buf):
+            runpy.run_path(sys.argv[0], run_name="__main__")
+        out[name] = {"ok": True, "stdout": buf.getvalue()}
+    except BaseException:
+        out[name] = {"ok": False, "stdout": buf.getvalue(), "error": traceback.format_exc()[-3000:]}
+print("RESULTS " + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    res = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), *args], capture_output=True, text=True,
-                         env=env, cwd=tmp_path, timeout=600)
+    cases = json.dumps({name: case[0] for name, case in CASES.items()})
+    res = subprocess.run([sys.executable, "-c", RUNNER, str(BENCHMARKS), cases], capture_output=True, text=True,
+                         env=env, cwd=tmp_path_factory.mktemp("benchmarks"), timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert re.search(pattern, res.stdout), res.stdout
+    line = next(x for x in res.stdout.splitlines() if x.startswith("RESULTS "))
+    return json.loads(line[len("RESULTS "):])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_script_runs_and_prints_its_ratio(name, outputs):
+    _, pattern, group, (low, high) = CASES[name]
+    result = outputs[name]
+    assert result["ok"], result.get("error")
+    found = re.search(pattern, result["stdout"])
+    assert found, result["stdout"]
+    assert low < float(found.group(group)) < high, result["stdout"]

@@ -65,15 +65,16 @@ def test_commands_never_show_or_write_the_token(local_hub, assets, tmp_path):
         "label", "--weak_model", str(assets["root"] / "weak"), "--dataset", str(assets["root"] / "digits"),
         "--output", str(tmp_path / "labels"), "--push_to_hub", "tok-user/labels"), env=env, check=False,
         cwd=str(tmp_path))
-    runs = {"train": train.wait(), "label": label.wait()}
-    runs["experiment"] = local_hub.run_command(hf_w2s(
+    experiment = local_hub.spawn_command(hf_w2s(
         "experiment", "--config", str(REPO / "recipes" / "experiments" / "benchmark_digits_tiny.yaml"),
         "--output_dir", str(tmp_path / "exp"), "--training.hub_token", TOKEN, "--seeds", "[0]",
         "--losses", "[weak_hard]", "--training.num_train_epochs", "1"), env=env, check=False, cwd=str(tmp_path))
     # a refused push: the error names the repo, never the token
-    runs["refused"] = local_hub.run_command(hf_w2s(
+    refused = local_hub.spawn_command(hf_w2s(
         "train", "--config", TWIN, "--output_dir", str(tmp_path / "refused"), *TINY, "--push_to_hub", "true",
         "--hub_model_id", f"w2s-org/{TOKEN}", "--hub_token", TOKEN), env=env, check=False, cwd=str(tmp_path))
+    # the four commands run at the same time (independent outputs), then each is checked
+    runs = {"train": train.wait(), "label": label.wait(), "experiment": experiment.wait(), "refused": refused.wait()}
     for name, run in runs.items():
         assert TOKEN not in run.stdout + run.stderr, name
     for name in ("train", "label", "experiment"):
@@ -95,23 +96,38 @@ def test_commands_never_show_or_write_the_token(local_hub, assets, tmp_path):
     assert "hub_token: '***'" in (tmp_path / "exp" / "experiment.yaml").read_text()
 
 
-@pytest.mark.parametrize("command", ["label", "train-weak", "train-student"])
-def test_pickled_weights_are_refused_through_the_commands(assets, tmp_path, command):
+PICKLE_COMMANDS = ("label", "train-weak", "train-student")
+
+
+@pytest.fixture(scope="module")
+def pickle_refusals(assets, tmp_path_factory):
+    """Each command given the pickle-only checkpoint, all three run at the same time: ``{command: (stderr, return
+    code, output dir)}``."""
+    pickled = str(assets["root"] / "pickled")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    procs = {}
+    for command in PICKLE_COMMANDS:
+        out = tmp_path_factory.mktemp(command) / "out"
+        if command == "label":
+            argv = ["label", "--weak_model", pickled, "--dataset", str(assets["root"] / "digits"), "--output", str(out)]
+        else:
+            which = "--weak_model_name_or_path" if command == "train-weak" else "--model_name_or_path"
+            argv = ["train", "--config", TWIN, "--output_dir", str(out), *TINY, which, pickled]
+            if command == "train-weak":
+                argv += ["--weak_train_split", "weak_train"]
+        procs[command] = (subprocess.Popen(hf_w2s(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                           env=env), out)
+    return {c: (p.communicate(timeout=300)[1], p.returncode, out) for c, (p, out) in procs.items()}
+
+
+@pytest.mark.parametrize("command", PICKLE_COMMANDS)
+def test_pickled_weights_are_refused_through_the_commands(assets, pickle_refusals, command):
     pickled = str(assets["root"] / "pickled")
     assert sorted(os.listdir(pickled)) == ["config.json", "preprocessor_config.json", "pytorch_model.bin"]
-    if command == "label":
-        argv = ["label", "--weak_model", pickled, "--dataset", str(assets["root"] / "digits"),
-                "--output", str(tmp_path / "out")]
-    else:
-        which = "--weak_model_name_or_path" if command == "train-weak" else "--model_name_or_path"
-        argv = ["train", "--config", TWIN, "--output_dir", str(tmp_path / "out"), *TINY, which, pickled]
-        if command == "train-weak":
-            argv += ["--weak_train_split", "weak_train"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(hf_w2s(*argv), capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert PICKLE_MESSAGE in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "out").exists()  # refused before anything was written
+    stderr, returncode, out = pickle_refusals[command]
+    assert returncode == 2, stderr[-2000:]
+    assert PICKLE_MESSAGE in stderr and "Traceback" not in stderr
+    assert not out.exists()  # refused before anything was written
 
 
 def test_remote_code_is_refused_without_a_prompt_in_a_terminal(assets, tmp_path):

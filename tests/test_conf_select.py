@@ -18,6 +18,15 @@ def sigmoid(x):
     return 1.0 / (1.0 + math.exp(-x))
 
 
+def grid_temperature(logits, labels, lo=0.05, hi=20.0, n=6001):
+    """The temperature minimising mean CE(logits / T, labels), by brute force over a log-spaced grid (~0.1 % apart):
+    an independent check of fit_temperature's LBFGS."""
+    ts = torch.logspace(math.log10(lo), math.log10(hi), n, dtype=torch.float64)
+    log_p = (torch.as_tensor(logits).double()[None] / ts[:, None, None]).log_softmax(-1)
+    index = torch.as_tensor(labels).long()[None, :, None].expand(n, -1, 1)
+    return ts[(-log_p.gather(-1, index)).mean((1, 2)).argmin()].item()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # temperature scaling
 
@@ -48,6 +57,7 @@ def test_fit_temperature_lowers_nll_and_clips():
     assert t > 1.5
     nll = lambda temp: torch.nn.functional.cross_entropy(logits / temp, labels).item()  # noqa: E731
     assert nll(t) < nll(1.0) - 0.5
+    assert t == pytest.approx(grid_temperature(logits, labels), rel=2e-3)
     # all right: the optimum runs toward 0 and is clipped to the lower bound's range
     assert fit_temperature(logits, preds) < 0.5
     # no signal at all (the same logits, half the labels each): clipped at the upper bound
@@ -200,7 +210,7 @@ def test_predict_logits_and_callback_refit():
     knobs = {}
     cb = StudentCalibrationCallback(ds, collator, knobs, every_n_steps=3)
     t = cb.refit(model, step=0)
-    assert knobs["student_calibration_temperature"] == t == pytest.approx(fit_temperature(logits, labels))
+    assert knobs["student_calibration_temperature"] == t == pytest.approx(grid_temperature(logits, labels), rel=2e-3)
     with pytest.raises(ValueError, match="every_n_steps must be >= 0"):
         StudentCalibrationCallback(ds, collator, {}, every_n_steps=-1)
 
@@ -223,5 +233,5 @@ def test_trainer_refits_the_student_temperature(tmp_path):
     # the last refit is what the loss uses now, and it is the temperature of the trained student on the GT split
     logits, labels = predict_logits(trainer.model, calib, WeakToStrongCollator(training=False))
     assert trainer.loss_knobs["student_calibration_temperature"] == pytest.approx(
-        fit_temperature(logits, labels), rel=1e-4
+        grid_temperature(logits, labels), rel=2e-3
     )

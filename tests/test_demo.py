@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,18 +123,24 @@ def test_tiny_student_from_scratch_stays_an_option(tmp_path):
     assert given.training["num_train_epochs"] == 5  # a flag given with --quick wins over the quick size
 
 
-def test_demo_refuses_a_foreign_non_empty_output_dir(tmp_path, hf_home):
+# the two refusals run the command in this process (hf_w2s.cli.main, as the console script does): they happen before
+# any compute, so they need neither the converted student nor an interpreter of their own
+
+
+def test_demo_refuses_a_foreign_non_empty_output_dir(tmp_path, capsys):
+    from hf_w2s.cli import main
+
     (tmp_path / "precious.txt").write_text("keep me")
-    proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--quick", "--output_dir", str(tmp_path)], hf_home)
-    assert proc.returncode == 2
-    assert "is not empty and does not hold an earlier demo run" in proc.stderr
+    assert main(["demo", "--quick", "--output_dir", str(tmp_path)]) == 2
+    assert "is not empty and does not hold an earlier demo run" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
 
 
-def test_demo_rejects_unknown_loss_before_compute(tmp_path, hf_home):
-    proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--output_dir", str(tmp_path / "x"), "--losses", "nope"],
-               hf_home)
-    assert proc.returncode == 2 and "unknown loss(es) ['nope']" in proc.stderr
+def test_demo_rejects_unknown_loss_before_compute(tmp_path, capsys):
+    from hf_w2s.cli import main
+
+    assert main(["demo", "--output_dir", str(tmp_path / "x"), "--losses", "nope"]) == 2
+    assert "unknown loss(es) ['nope']" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

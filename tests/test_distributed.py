@@ -22,7 +22,6 @@ sys.path.insert(0, str(SCRIPTS))
 import dist_worker  # noqa: E402
 
 from hf_w2s.distributed import gather_weighted_means, prepare_weak_model, weak_model_deepspeed_config  # noqa: E402
-from hf_w2s.losses import compute_w2s_loss  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,11 +77,20 @@ def test_logged_metrics_are_gathered_over_both_processes(dist_run, mode):
         if mode == "cached":
             w = torch.tensor(data["weak_logits"])
         else:
-            w = dist_worker.weak_model()(pixel_values=pixel_values).logits.flip(-1)  # reversed label names
+            columns = [dist_worker.WEAK_NAMES.index(name) for name in dist_worker.NAMES]  # by name
+            w = dist_worker.weak_model()(pixel_values=pixel_values).logits[:, columns]
     labels = torch.tensor(data["label"])
-    _, comps = compute_w2s_loss("adapt_conf", s, w, labels, gt_loss_weight=0.5, progress=0.0)
-    for name in ("a", "kd", "ce_self", "ce_gt", "agreement", "loss_w2s"):
-        assert logged[name] == pytest.approx(comps[name].item(), rel=1e-5, abs=1e-6), name
+    # AdaptConf (T = 0.5, tau = 1) written out: a = sigmoid((CE(s, s^) - CE(s, w^)) / T)
+    rows = torch.arange(8)
+    log_p, p_w = torch.log_softmax(s, -1), torch.softmax(w, -1)
+    ce_self, ce_weak = -log_p[rows, s.argmax(-1)], -log_p[rows, w.argmax(-1)]
+    a = torch.sigmoid((ce_self - ce_weak) / 0.5)
+    kd = (p_w * (torch.log(p_w) - log_p)).sum(-1)
+    expected = {"a": a, "kd": kd, "ce_self": ce_self, "ce_gt": -log_p[rows, labels],
+                "agreement": (s.argmax(-1) == w.argmax(-1)).float(), "loss_w2s": (1 - a) * kd + a * ce_self}
+    for name, per_example in expected.items():
+        assert logged[name] == pytest.approx(per_example.mean().item(), rel=1e-5, abs=1e-6), name
+    assert logged["loss"] == pytest.approx(logged["loss_w2s"] + 0.5 * logged["ce_gt"], rel=1e-4)
     # agreement over 8 examples moves in steps of 1/8; one process alone would log a multiple of 1/4
     assert logged["agreement"] * 8 == pytest.approx(round(logged["agreement"] * 8))
 
@@ -118,6 +126,14 @@ def test_a_labelling_error_in_one_shard_reaches_every_process_with_global_rows(d
 
 
 # -- single-process pieces ------------------------------------------------------------------------------------------
+
+
+def test_gather_weighted_means_weights_each_process_by_its_batch_size(dist_run):
+    """Process 0 held 4 values, process 1 held 3: the gathered mean is the mean of all 7, not of the two means."""
+    _, results = dist_run
+    values = [v for batch in dist_worker.UNEQUAL_BATCHES for v in batch]
+    assert results["unequal_means"]["m"] == pytest.approx(sum(values) / 7)  # 10.0 (the means' mean is 11.25)
+    assert results["unequal_means"]["square"] == pytest.approx(sum(v * v for v in values) / 7)
 
 
 def test_gather_weighted_means_single_process_is_identity():

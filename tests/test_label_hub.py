@@ -73,10 +73,11 @@ def pull(repo):
     }
 
 def train_student(repo, ds, output_dir):
-    """A student whose id2label is in *reverse* order, trained from the Hub id; agreement is measured by name."""
+    """A student whose id2label is in another order (3, 4, ..., 9, 0, 1, 2), trained from the Hub id; agreement is
+    measured by name."""
     processor = tiny_image_processor(8)
     names = [str(i) for i in range(10)]
-    student = build_model("resnet", names[::-1], image_size=8, width=8, depth=1, seed=0)
+    student = build_model("resnet", names[3:] + names[:3], image_size=8, width=8, depth=1, seed=0)
     pixel_values = pixel_values_from_images(ds["image"], processor).float()
     weak_names = [names[k] for k in ds["weak_label"]]
 
@@ -186,7 +187,8 @@ def test_label_cache_push_load_train(local_hub, assets, pushed, tmp_path):
     assert f"{out['accuracy']:.4f}" in text
 
     student = pulled["student"]
-    assert student["trained_names"] == NAMES[::-1]  # the Hub labels were reordered to the student's id2label
+    # a 10-cycle, not a reversal: the Hub labels were reordered to the student's id2label
+    assert student["trained_names"] == NAMES[3:] + NAMES[:3]
     assert student["before"] < 0.3 and student["after"] > 0.7, student
     assert np.isfinite(student["train_loss"])
 
@@ -216,7 +218,17 @@ def test_cli_from_the_shell(local_hub, assets, pushed, tmp_path):
     out = tmp_path / "labels"
     args = ["label", "--weak-model", weak_repo, "--dataset", str(assets / "images"), "--output", str(out),
             "--push-to-hub", labels_repo, "--batch-size", "100"]
+    # a user who may not write to that namespace (checked below), run at the same time on the second core
+    local_hub.add_user("hf_reader_token", "reader")
+    out2 = tmp_path / "labels2"
+    denied_run = subprocess.Popen(
+        cli + ["label", "--weak-model", weak_repo, "--dataset", str(assets / "images"), "--output", str(out2),
+               "--push-to-hub", local_hub.new_repo_id("not-yours")],
+        env=local_hub.env(hf_home=tmp_path / "hf_home_reader", token="hf_reader_token"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
     run = subprocess.run(cli + args, env=local_hub.env(hf_home=hf_home), capture_output=True, text=True, timeout=300)
+    _, denied_stderr = denied_run.communicate(timeout=300)
     assert run.returncode == 0, run.stderr
     assert "weak accuracy: " in run.stdout and f"pushed to the Hub dataset {labels_repo!r}" in run.stdout
 
@@ -235,14 +247,7 @@ def test_cli_from_the_shell(local_hub, assets, pushed, tmp_path):
     assert f"hf-w2s label --weak-model {weak_repo} --dataset {assets / 'images'} --output {out}" in card.text
     assert f"--push-to-hub {labels_repo}" in card.text and f"--revision {weak_sha}" in card.text
 
-    # a user who may not write to that namespace: the push fails, the local copy stays and the error says where
-    local_hub.add_user("hf_reader_token", "reader")
-    out2 = tmp_path / "labels2"
-    denied = subprocess.run(
-        cli + ["label", "--weak-model", weak_repo, "--dataset", str(assets / "images"), "--output", str(out2),
-               "--push-to-hub", local_hub.new_repo_id("not-yours")],
-        env=local_hub.env(hf_home=hf_home, token="hf_reader_token"), capture_output=True, text=True, timeout=300,
-    )
-    assert denied.returncode == 1, denied.stderr
-    assert f"kept at {str(out2)!r}" in denied.stderr and "403" in denied.stderr
+    # the user who may not write to that namespace: the push fails, the local copy stays and the error says where
+    assert denied_run.returncode == 1, denied_stderr
+    assert f"kept at {str(out2)!r}" in denied_stderr and "403" in denied_stderr
     assert list(load_from_disk(str(out2))["weak_logits"]) == list(local["weak_logits"])

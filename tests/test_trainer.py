@@ -10,6 +10,7 @@ from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
 from hf_w2s.data.weak_labels import align_to_model
 from hf_w2s.modeling import build_model, tiny_image_processor
 from hf_w2s.data.weak_labels import label_dataset
+from scripts.tiny_data import weak_model_with_dropout_and_batch_norm
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -88,8 +89,15 @@ def test_training_logs_components_and_improves_accuracy(tmp_path):
     after = trainer.evaluate()
     assert after["eval_accuracy"] > before["eval_accuracy"] + 0.3
     assert after["eval_accuracy"] > 0.85  # better than its 70 %-accurate supervisor
-    # plain (image, label) evaluation: the eval loss is cross-entropy on the true labels
-    assert after["eval_ce_gt"] == pytest.approx(after["eval_loss"], rel=1e-4)
+    # plain (image, label) evaluation: the eval loss is cross-entropy on the true labels, computed here by hand
+    trainer.model.eval()
+    with torch.no_grad():
+        s = trainer.model(pixel_values=pixel_values(test["image"])).logits
+    truth = torch.tensor(test["label"])
+    ce = -torch.log_softmax(s, -1)[torch.arange(len(truth)), truth]
+    assert after["eval_loss"] == pytest.approx(ce.mean().item(), rel=1e-4)
+    assert after["eval_ce_gt"] == pytest.approx(ce.mean().item(), rel=1e-4)
+    assert after["eval_accuracy"] == pytest.approx((s.argmax(-1) == truth).float().mean().item())
     logged = [h for h in trainer.state.log_history if "loss" in h]
     assert logged and all({"kd", "ce_self", "a", "agreement", "loss_w2s"} <= set(h) for h in logged)
     assert all(0 < h["a"] <= 0.5 for h in logged)
@@ -111,16 +119,18 @@ def test_eval_with_weak_logits_reports_agreement(tmp_path):
     assert m["test_agreement"] == pytest.approx(expected)
 
 
-def reversed_names(ds):
-    """The same examples with the ClassLabel's names in reverse order (each row keeps its class *name*)."""
-    n = len(NAMES) - 1
-    out = ds.map(lambda b: {"label": [n - y for y in b["label"]]}, batched=True)
-    return out.cast_column("label", ClassLabel(names=NAMES[::-1]))
+ROTATED = NAMES[1:] + NAMES[:1]  # b, c, d, a: a 4-cycle, not its own inverse (a reversal or a swap would be)
+
+
+def rotated_names(ds):
+    """The same examples with the ClassLabel's names in the order ROTATED (each row keeps its class *name*)."""
+    out = ds.map(lambda b: {"label": [ROTATED.index(NAMES[y]) for y in b["label"]]}, batched=True)
+    return out.cast_column("label", ClassLabel(names=ROTATED))
 
 
 def test_ground_truth_is_matched_to_the_student_by_name(tmp_path):
     ds = make_dataset(64, seed=8)
-    rev = reversed_names(ds)
+    rev = rotated_names(ds)
     assert rev[0]["label"] != ds[0]["label"] and rev.features["label"].names[rev[0]["label"]] == NAMES[ds[0]["label"]]
     model = build_model("resnet", NAMES, image_size=8, width=8, depth=1, seed=0)
     tr = WeakToStrongTrainer(model=model, args=config(tmp_path), eval_dataset={"orig": ds, "rev": rev},
@@ -158,13 +168,13 @@ def test_online_weak_model_equals_cached_logits_and_remaps_names(tmp_path):
     base = make_dataset(16, seed=5)
     weak = vit(seed=7)
     cached = label_dataset(base, weak, PROC)
-    # a weak model whose label order is reversed: same function, names permuted
-    rev_names = NAMES[::-1]
-    weak_rev = vit(seed=7, names=rev_names)
+    # a weak model whose labels are in the order ROTATED: the same function, output k is class ROTATED[k]
+    rows = [NAMES.index(name) for name in ROTATED]
+    weak_rev = vit(seed=7, names=ROTATED)
     weak_rev.load_state_dict(weak.state_dict())
     with torch.no_grad():
-        weak_rev.classifier.weight.copy_(weak.classifier.weight.flip(0))
-        weak_rev.classifier.bias.copy_(weak.classifier.bias.flip(0))
+        weak_rev.classifier.weight.copy_(weak.classifier.weight[rows])
+        weak_rev.classifier.bias.copy_(weak.classifier.bias[rows])
     losses = []
     for ds, weak_model in [(cached, None), (base, weak), (base, weak_rev)]:
         model = vit(seed=0)
@@ -211,3 +221,69 @@ def test_schedule_progress_comes_from_trainer_state(tmp_path):
 def test_config_validation(tmp_path, kw, msg):
     with pytest.raises(ValueError, match=msg):
         config(tmp_path, **kw)
+
+
+def hand_kd(s, w, tau):
+    """tau^2 * KL(softmax(w / tau) || softmax(s / tau)) per row, written out with torch primitives."""
+    p_w = torch.softmax(w / tau, -1)
+    return tau**2 * (p_w * (torch.log(p_w) - torch.log_softmax(s / tau, -1))).sum(-1)
+
+
+def pixel_values(images, processor=PROC):
+    return torch.as_tensor(np.stack([processor(im.convert("RGB"), return_tensors="np")["pixel_values"][0]
+                                     for im in images]))
+
+
+def test_one_step_follows_the_weighted_loss_by_hand(tmp_path):
+    """One SGD step of the trainer = one step on gt_loss_weight * CE(s, y) + weak_loss_weight * KD(s, w) written
+    out in the test, with weights that are neither 0 nor 1 (a trainer that ignored either would step elsewhere)."""
+    images, labels = block_images(8, seed=12)
+    weak = noisy_weak_logits(labels, 0.5, seed=12)
+    ds = make_dataset(8, seed=12, weak_logits=weak)
+    lr, gt_w, weak_w, tau = 0.5, 0.3, 1.7, 2.0
+    args = config(tmp_path, w2s_loss="kd", kd_temperature=tau, gt_loss_weight=gt_w, weak_loss_weight=weak_w,
+                  per_device_train_batch_size=8, max_steps=1, learning_rate=lr, optim="sgd",
+                  lr_scheduler_type="constant", max_grad_norm=0.0, logging_steps=1)
+    trained = vit(seed=0)
+    tr = WeakToStrongTrainer(model=trained, args=args, train_dataset=ds, processing_class=PROC)
+    tr.train()
+
+    ref = vit(seed=0)
+    s = ref(pixel_values=pixel_values(images)).logits
+    w = torch.tensor(weak, dtype=torch.float32)
+    ce = -torch.log_softmax(s, -1)[torch.arange(8), torch.as_tensor(labels)]
+    loss = gt_w * ce.mean() + weak_w * hand_kd(s, w, tau).mean()
+    loss.backward()
+    assert tr.state.log_history[0]["loss"] == pytest.approx(loss.item(), rel=1e-4)
+    assert tr.state.log_history[0]["ce_gt"] == pytest.approx(ce.mean().item(), rel=1e-4)
+    moved = 0.0
+    for (name, p), (_, q) in zip(ref.named_parameters(), trained.named_parameters()):
+        torch.testing.assert_close(q.detach(), p.detach() - lr * p.grad, rtol=1e-4, atol=1e-6, msg=name)
+        moved = max(moved, (lr * p.grad).abs().max().item())
+    assert moved > 1e-3
+
+
+def test_online_weak_model_uses_its_own_preprocessing(tmp_path):
+    """An online weak model with its own image processor (and dropout and batch norm) sees the weak pixel values in
+    evaluation mode: its loss equals the loss on the logits label_dataset cached with that processor, and differs from
+    the loss on the student's pixels."""
+    base = make_dataset(16, seed=5)
+    weak = weak_model_with_dropout_and_batch_norm(NAMES, seed=7)  # must run in eval mode online as when cached
+    weak_proc = tiny_image_processor(image_size=8)
+    weak_proc.image_mean, weak_proc.image_std = [0.2, 0.3, 0.4], [0.25, 0.2, 0.3]
+    images = list(base["image"])
+    assert not torch.allclose(pixel_values(images, weak_proc), pixel_values(images))
+    cached = label_dataset(base, weak, weak_proc)
+    with torch.no_grad():
+        on_student_pixels = weak.eval()(pixel_values=pixel_values(images)).logits
+    on_wrong = make_dataset(16, seed=5, weak_logits=on_student_pixels.numpy())
+    losses = []
+    for ds, weak_model in [(cached, None), (base, weak), (on_wrong, None)]:
+        args = config(tmp_path, w2s_loss="kd", per_device_train_batch_size=16, max_steps=1, learning_rate=0.1,
+                      optim="sgd", logging_steps=1)
+        tr = WeakToStrongTrainer(model=vit(seed=0), args=args, train_dataset=ds, processing_class=PROC,
+                                 weak_model=weak_model, weak_processing_class=weak_proc if weak_model else None)
+        tr.train()
+        losses.append(tr.state.log_history[0]["loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert abs(losses[2] - losses[0]) > 1e-3 * losses[0]

@@ -23,6 +23,7 @@ from hf_w2s.cli import main as cli_main
 from hf_w2s.scripts.label import LabelConfig, parse_args
 from hf_w2s.modeling import build_model, tiny_image_processor
 from hf_w2s.data.weak_labels import align_weak_labels, model_identity, weak_logits_array
+from scripts.tiny_data import weak_model_with_dropout_and_batch_norm
 
 NAMES = [str(i) for i in range(10)]
 N = 48
@@ -76,12 +77,16 @@ def direct_logits(model, processor, images):
 
 
 def test_columns_equal_a_direct_forward(digits):
-    model, processor = weak(), tiny_image_processor(8)
+    # batch norm and dropout: a forward in training mode gives other logits than the evaluation forward below
+    model, processor = weak_model_with_dropout_and_batch_norm(NAMES, seed=0), tiny_image_processor(8)
     model.train()
     out = label_dataset(digits, model, processor, batch_size=16)
     assert model.training  # labelling ran in eval mode and left the caller's model as it was
     model.eval()
     expected = direct_logits(model, processor, digits["image"])
+    model.train()
+    assert not np.allclose(direct_logits(model, processor, digits["image"]), expected, atol=1e-3)
+    model.eval()
     logits = weak_logits_array(out)
     assert logits.shape == (N, 10) and logits.dtype == np.float32
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
@@ -93,6 +98,18 @@ def test_columns_equal_a_direct_forward(digits):
     assert out["label"] == digits["label"]  # the original columns are kept
     acc = weak_label_accuracy(out)
     assert acc == pytest.approx(float((expected.argmax(-1) == np.array(digits["label"])).mean()))
+
+
+def test_labelling_forward_runs_without_autograd(digits):
+    """The weak model runs under inference mode (no autograd graph, no gradient memory), also for a frozen model
+    whose outputs would not need gradients anyway."""
+    model = weak(seed=6).requires_grad_(False)
+    modes = []
+    model.register_forward_hook(lambda *_: modes.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled())))
+    in_memory = digits.flatten_indices(keep_in_memory=True)  # never read from a cache
+    label_dataset(in_memory, model, tiny_image_processor(8), batch_size=16)
+    assert modes == [(False, True)] * 3
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
 
 
 def test_shuffled_input_and_relabelling_a_labelled_dataset(digits):
@@ -221,10 +238,13 @@ def test_weak_label_accuracy_by_hand():
 
 def test_align_weak_labels_reorders_for_the_student(digits):
     labelled = label_dataset(digits, weak(seed=4), tiny_image_processor(8))
-    order = NAMES[::-1]
+    # the student's names in another order: a 3-cycle of 0 -> 1 -> 2 -> 0 and a swap of 8, 9 (a permutation that is
+    # not its own inverse: mapping the ids with the forward permutation instead of the inverse would show)
+    order = ["1", "2", "0", "3", "4", "5", "6", "7", "9", "8"]
     student = build_model("resnet", order, image_size=8, width=4, depth=1, seed=0)
     aligned = resolve_train_dataset(labelled, student)
-    np.testing.assert_array_equal(weak_logits_array(aligned), weak_logits_array(labelled)[:, ::-1])
+    by_hand = np.stack([weak_logits_array(labelled)[:, NAMES.index(n)] for n in order], axis=1)
+    np.testing.assert_array_equal(weak_logits_array(aligned), by_hand)
     assert aligned.features["weak_label"].names == order
     assert [order[i] for i in aligned["weak_label"]] == [NAMES[i] for i in labelled["weak_label"]]
     with pytest.raises(ValueError, match=r"missing from the weak-label dataset: \['ten'\]"):

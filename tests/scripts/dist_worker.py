@@ -18,6 +18,7 @@ from datasets import Dataset, Features, Image
 from tiny_data import labelled_images, random_images, tiny_run_args
 
 NAMES = ["a", "b", "c", "d"]
+WEAK_NAMES = ["b", "c", "d", "a"]  # the online weak model's order: a 4-cycle of NAMES, not its own inverse
 N_TRAIN = 8
 N_LABEL = 11
 IMAGE_SIZE = 8
@@ -59,7 +60,7 @@ def weak_model():
     from hf_w2s.modeling import build_model
 
     # label names in another order: the trainer must reorder the online weak logits by name
-    return build_model("linear", NAMES[::-1], image_size=IMAGE_SIZE, num_channels=1, width=8, seed=1)
+    return build_model("linear", WEAK_NAMES, image_size=IMAGE_SIZE, num_channels=1, width=8, seed=1)
 
 
 def processor():
@@ -89,6 +90,28 @@ def label(dataset: Dataset):
     from hf_w2s.data.weak_labels import label_dataset
 
     return label_dataset(dataset, weak_model(), processor(), batch_size=4)
+
+
+#: per-process batches of different sizes for gather_weighted_means: 4 values on process 0, 3 on process 1
+UNEQUAL_BATCHES = ([1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0])
+
+
+def unequal_batch_means(state) -> dict:
+    """gather_weighted_means over the two processes of each one's batch mean of UNEQUAL_BATCHES (through
+    Accelerate's real all-gather)."""
+    from accelerate.utils import gather
+
+    from hf_w2s.distributed import gather_weighted_means
+
+    class Gatherer:  # what gather_weighted_means uses of an Accelerator
+        device, num_processes = state.device, state.num_processes
+
+        @staticmethod
+        def gather(tensor):
+            return gather(tensor)
+
+    batch = torch.tensor(UNEQUAL_BATCHES[state.process_index])
+    return gather_weighted_means({"m": batch.mean(), "square": (batch**2).mean()}, len(batch), Gatherer())
 
 
 def main(out_dir: str) -> None:
@@ -121,6 +144,7 @@ def main(out_dir: str) -> None:
         if state.is_main_process:
             save_file(weights, os.path.join(out_dir, f"{mode}.safetensors"))
             results[mode] = logs
+    results["unequal_means"] = unequal_batch_means(state)
     if state.is_main_process:
         with open(os.path.join(out_dir, "results.json"), "w") as f:
             json.dump(results, f)

@@ -36,3 +36,18 @@ def tiny_run_args(output_dir: str, per_device_batch: int, steps: int, **override
     return dict(output_dir=output_dir, w2s_loss="adapt_conf", gt_loss_weight=0.5,
                 per_device_train_batch_size=per_device_batch, max_steps=steps, optim="sgd", logging_steps=1,
                 save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True, **overrides)
+
+
+def weak_model_with_dropout_and_batch_norm(names: list[str], image_size: int = 8, num_channels: int = 3,
+                                           seed: int = 0, dropout: float = 0.5):
+    """A small ResNet (batch norm) whose head has a dropout layer: a weak model whose outputs in training mode differ
+    from its outputs in evaluation mode (batch statistics, random dropout), unlike a LayerNorm-only model."""
+    import torch
+
+    from hf_w2s.modeling import build_model
+
+    model = build_model("resnet", names, image_size=image_size, num_channels=num_channels, width=8, depth=1,
+                        seed=seed)
+    flatten, linear = model.classifier
+    model.classifier = torch.nn.Sequential(flatten, torch.nn.Dropout(dropout), linear)
+    return model
