@@ -149,6 +149,10 @@ def main(out_dir: str) -> None:
         with open(os.path.join(out_dir, "results.json"), "w") as f:
             json.dump(results, f)
     state.wait_for_everyone()
+    # leave the process group before the interpreter exits: gloo's threads torn down at exit aborted a process
+    # ("terminate called without an active exception", SIGABRT) once in a CI run, after all the work was done
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
