@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_sequence import finish_sequence, start_sequence
 
 from hf_w2s.modeling import build_model, tiny_image_processor
 
@@ -53,35 +54,54 @@ def written_files(*roots) -> list[Path]:
     return [p for r in roots for p in Path(r).rglob("*") if p.is_file()]
 
 
-def test_commands_never_show_or_write_the_token(local_hub, assets, tmp_path):
+@pytest.fixture(scope="module")
+def commands(local_hub, assets, tmp_path_factory):
+    """Every command of this file but the terminal one, in one interpreter (tests/cli_sequence.py) with HF_TOKEN set:
+    ``(tmp, {name: Run})``. The token commands write under ``tmp / "token"``; each pickle refusal under its own
+    folder."""
+    tmp = tmp_path_factory.mktemp("commands")
+    local_hub.add_user(TOKEN, "tok-user")
+    pickled = str(assets["root"] / "pickled")
+    jobs = {}
+    for command in PICKLE_COMMANDS:
+        out = str(tmp / command / "out")
+        if command == "label":
+            jobs[f"pickle-{command}"] = ["label", "--weak_model", pickled, "--dataset", str(assets["root"] / "digits"),
+                             "--output", out]
+        else:
+            which = "--weak_model_name_or_path" if command == "train-weak" else "--model_name_or_path"
+            jobs[f"pickle-{command}"] = ["train", "--config", TWIN, "--output_dir", out, *TINY, which, pickled]
+            if command == "train-weak":
+                jobs[f"pickle-{command}"] += ["--weak_train_split", "weak_train"]
+    token = tmp / "token"
+    jobs["train"] = ["train", "--config", TWIN, "--output_dir", str(token / "student"), *TINY, "--push_to_hub",
+                     "true", "--hub_model_id", "tok-user/student", "--hub_token", TOKEN]
+    jobs["label"] = ["label", "--weak_model", str(assets["root"] / "weak"), "--dataset", str(assets["root"] / "digits"),
+                     "--output", str(token / "labels"), "--push_to_hub", "tok-user/labels"]
+    jobs["experiment"] = ["experiment", "--config", str(REPO / "recipes" / "experiments" / "benchmark_digits_tiny.yaml"),
+                          "--output_dir", str(token / "exp"), "--training.hub_token", TOKEN, "--seeds", "[0]",
+                          "--losses", "[weak_hard]", "--training.num_train_epochs", "1"]
+    # a refused push: the error names the repo, never the token
+    jobs["refused"] = ["train", "--config", TWIN, "--output_dir", str(token / "refused"), *TINY, "--push_to_hub",
+                       "true", "--hub_model_id", f"w2s-org/{TOKEN}", "--hub_token", TOKEN]
+    token.mkdir()
+    pending = start_sequence(local_hub, tmp, jobs, "commands", env={"HF_TOKEN": TOKEN})
+    return tmp, finish_sequence(pending, tmp)
+
+
+def test_commands_never_show_or_write_the_token(local_hub, commands):
     """hf-w2s train / label / experiment with --hub_token and HF_TOKEN: not in stdout, stderr, any file written, the
     pushed repos, nor the error of a push that is refused."""
-    local_hub.add_user(TOKEN, "tok-user")
-    env = {"HF_TOKEN": TOKEN}
-    train = local_hub.spawn_command(hf_w2s(
-        "train", "--config", TWIN, "--output_dir", str(tmp_path / "student"), *TINY, "--push_to_hub", "true",
-        "--hub_model_id", "tok-user/student", "--hub_token", TOKEN), env=env, check=False, cwd=str(tmp_path))
-    label = local_hub.spawn_command(hf_w2s(
-        "label", "--weak_model", str(assets["root"] / "weak"), "--dataset", str(assets["root"] / "digits"),
-        "--output", str(tmp_path / "labels"), "--push_to_hub", "tok-user/labels"), env=env, check=False,
-        cwd=str(tmp_path))
-    experiment = local_hub.spawn_command(hf_w2s(
-        "experiment", "--config", str(REPO / "recipes" / "experiments" / "benchmark_digits_tiny.yaml"),
-        "--output_dir", str(tmp_path / "exp"), "--training.hub_token", TOKEN, "--seeds", "[0]",
-        "--losses", "[weak_hard]", "--training.num_train_epochs", "1"), env=env, check=False, cwd=str(tmp_path))
-    # a refused push: the error names the repo, never the token
-    refused = local_hub.spawn_command(hf_w2s(
-        "train", "--config", TWIN, "--output_dir", str(tmp_path / "refused"), *TINY, "--push_to_hub", "true",
-        "--hub_model_id", f"w2s-org/{TOKEN}", "--hub_token", TOKEN), env=env, check=False, cwd=str(tmp_path))
-    # the four commands run at the same time (independent outputs), then each is checked
-    runs = {"train": train.wait(), "label": label.wait(), "experiment": experiment.wait(), "refused": refused.wait()}
+    root, done = commands
+    tmp_path = root / "token"
+    runs = {name: done[name] for name in ("train", "label", "experiment", "refused")}
     for name, run in runs.items():
         assert TOKEN not in run.stdout + run.stderr, name
     for name in ("train", "label", "experiment"):
         assert runs[name].returncode == 0, runs[name].stderr[-2000:]
     assert runs["refused"].returncode == 2 and "***" in runs["refused"].stderr  # refused before training:
     assert not (tmp_path / "refused").exists()
-    files = written_files(tmp_path)
+    files = written_files(tmp_path) + [*root.glob("*.out"), *root.glob("*.err")]  # + what each command printed
     assert {"README.md", "w2s_results.json", "w2s_run.json", "experiment.yaml", "training_args.bin"} <= {
         p.name for p in files}
     for path in files:
@@ -99,32 +119,13 @@ def test_commands_never_show_or_write_the_token(local_hub, assets, tmp_path):
 PICKLE_COMMANDS = ("label", "train-weak", "train-student")
 
 
-@pytest.fixture(scope="module")
-def pickle_refusals(assets, tmp_path_factory):
-    """Each command given the pickle-only checkpoint, all three run at the same time: ``{command: (stderr, return
-    code, output dir)}``."""
-    pickled = str(assets["root"] / "pickled")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    procs = {}
-    for command in PICKLE_COMMANDS:
-        out = tmp_path_factory.mktemp(command) / "out"
-        if command == "label":
-            argv = ["label", "--weak_model", pickled, "--dataset", str(assets["root"] / "digits"), "--output", str(out)]
-        else:
-            which = "--weak_model_name_or_path" if command == "train-weak" else "--model_name_or_path"
-            argv = ["train", "--config", TWIN, "--output_dir", str(out), *TINY, which, pickled]
-            if command == "train-weak":
-                argv += ["--weak_train_split", "weak_train"]
-        procs[command] = (subprocess.Popen(hf_w2s(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                           env=env), out)
-    return {c: (p.communicate(timeout=300)[1], p.returncode, out) for c, (p, out) in procs.items()}
-
-
 @pytest.mark.parametrize("command", PICKLE_COMMANDS)
-def test_pickled_weights_are_refused_through_the_commands(assets, pickle_refusals, command):
+def test_pickled_weights_are_refused_through_the_commands(assets, commands, command):
     pickled = str(assets["root"] / "pickled")
     assert sorted(os.listdir(pickled)) == ["config.json", "preprocessor_config.json", "pytorch_model.bin"]
-    stderr, returncode, out = pickle_refusals[command]
+    root, done = commands
+    run, out = done[f"pickle-{command}"], root / command / "out"
+    stderr, returncode = run.stderr, run.returncode
     assert returncode == 2, stderr[-2000:]
     assert PICKLE_MESSAGE in stderr and "Traceback" not in stderr
     assert not out.exists()  # refused before anything was written

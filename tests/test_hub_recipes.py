@@ -9,7 +9,6 @@ run left behind. Expected values come from the fixture's published facts (label 
 commit of the dataset), not from the code under test."""
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_sequence import Run, finish_sequence, start_sequence
 from hub_fixtures import (CIFAR10, CIFAR10_NAMES, CIFAR100, CIFAR100_FINE, IMAGENET, MINI_IMAGENET_SYNSETS,
                           VIT_MAE)
 
@@ -85,50 +85,10 @@ def test_every_loss_entry_of_the_hub_experiments_validates(name, tmp_path, capsy
     assert f"{len(losses)} loss(es) x {len(config['seeds'])} seed(s)" in plan and not (tmp_path / "o").exists()
 
 
-# Several CLI invocations in one interpreter: `hf_w2s.cli.main(argv)` is what `python -m hf_w2s.cli` runs; each
-# invocation gets its own stdout / stderr files (file descriptors, so transformers' log handler is captured too).
-# Interpreter start-up with torch / transformers / peft costs about as much CPU as a tiny run: three interpreters
-# instead of twelve keep the file within a couple of minutes on two cores.
-SEQUENCE = r"""
-import json, os, sys, time
-from transformers.utils import logging as hf_logging
-from hf_w2s.cli import main
-
-for job in json.loads(open(sys.argv[1]).read()):
-    sys.stdout.flush(); sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(job["stdout"], "w") as out, open(job["stderr"], "w") as err:
-        os.dup2(out.fileno(), 1); os.dup2(err.fileno(), 2)
-        if job["info"]:
-            hf_logging.set_verbosity_info()
-        start = time.time()
-        try:
-            code = main(job["argv"])
-        finally:
-            sys.stdout.flush(); sys.stderr.flush()
-            os.dup2(saved[0], 1); os.dup2(saved[1], 2)
-            os.close(saved[0]); os.close(saved[1])
-            hf_logging.set_verbosity_warning()
-    emit({"name": job["name"], "returncode": code, "seconds": round(time.time() - start, 1)})
-"""
-
-
-class Run:
-    """One CLI invocation of a sequence: its exit code and what it printed."""
-
-    def __init__(self, returncode: int, out: Path):
-        read = [out.with_suffix(s) for s in (".out", ".err")]
-        self.returncode = returncode
-        self.stdout, self.stderr = (p.read_text() if p.exists() else "(never run)" for p in read)
-
-
 def _sequence(hub, tmp: Path, jobs: dict, name: str):
-    """Start one interpreter running ``jobs`` (name -> argv) in order; returns the pending run."""
-    spec = [{"name": n, "argv": [*argv, "--output_dir", str(tmp / n)], "stdout": str(tmp / f"{n}.out"),
-             "stderr": str(tmp / f"{n}.err"), "info": n == "resume"} for n, argv in jobs.items()]
-    path = tmp / f"{name}.json"
-    path.write_text(json.dumps(spec))
-    return hub.spawn_python(SEQUENCE, args=(str(path),), cwd=tmp, timeout=900)
+    """Start one interpreter running ``jobs`` (name -> argv, each writing to ``tmp / name``) in order (cli_sequence)."""
+    jobs = {n: [*argv, "--output_dir", str(tmp / n)] for n, argv in jobs.items()}
+    return start_sequence(hub, tmp, jobs, name, info=("resume",))
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +127,7 @@ def runs(recipe_hub, tmp_path_factory):
     second = _sequence(recipe_hub, tmp, later, "recipes")
     codes = {PUSHED: pushed.returncode}
     for sequence in (first, second):
-        run = sequence.wait()
-        codes.update({r["name"]: r["returncode"] for r in run.results})
+        codes.update({name: run.returncode for name, run in finish_sequence(sequence, tmp).items()})
     done = {name: (Run(codes.get(name, -1), tmp / name), tmp / name) for name in [*recipes, *experiments, *later]}
     done["repo"] = repo
     return done

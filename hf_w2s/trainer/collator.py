@@ -40,7 +40,7 @@ class WeakToStrongCollator:
         batch: dict[str, torch.Tensor] = {}
         images = None
         if "pixel_values" in first:
-            batch["pixel_values"] = torch.stack([torch.as_tensor(np.asarray(f["pixel_values"])) for f in features])
+            batch["pixel_values"] = _stack([f["pixel_values"] for f in features])
         elif self.image_column in first:
             if self.image_processor is None:
                 raise ValueError(
@@ -57,7 +57,9 @@ class WeakToStrongCollator:
         batch["pixel_values"] = batch["pixel_values"].float()
         if self.training and self.train_transform is not None:
             batch["pixel_values"] = self.train_transform(batch["pixel_values"])
-        if self.weak_image_processor is not None:
+        if "weak_pixel_values" in first:  # pre-processed once (hf_w2s.trainer.pixel_cache)
+            batch["weak_pixel_values"] = _stack([f["weak_pixel_values"] for f in features]).float()
+        elif self.weak_image_processor is not None:
             if images is None:
                 images = [f[self.image_column] for f in features]
             batch["weak_pixel_values"] = pixel_values_from_images(images, self.weak_image_processor).float()
@@ -77,3 +79,9 @@ class WeakToStrongCollator:
                 np.asarray([f[self.weak_logits_column] for f in features], dtype=np.float32)
             )
         return batch
+
+
+def _stack(values: list) -> torch.Tensor:
+    if isinstance(values[0], torch.Tensor):
+        return torch.stack(values)
+    return torch.stack([torch.as_tensor(np.asarray(v)) for v in values])

@@ -44,6 +44,7 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
         "weak_agreement_warmup": (0.0, 1.0, True),
         "weak_accuracies": (0.0, 1.0, True),
         "weak_temperatures": (0.0, None, False),
+        "pixel_cache_mb": (0.0, None, True),
         # transformers.TrainingArguments (num_train_epochs / max_steps: see _validate_length)
         "learning_rate": (0.0, None, False),
         "per_device_train_batch_size": (1, None, True),
@@ -155,6 +156,13 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
         metadata={"help": "Decode every image of the training and evaluation datasets before training, so that an "
                   "image that does not decode stops the run before any compute, with its row and path (each dataset "
                   "once per process; ~1 s per 20,000 small PNGs). Turn off for very large datasets you trust."},
+    )
+    pixel_cache_mb: float = field(
+        default=1024.0,
+        metadata={"help": "Decode and pre-process each image of a (map-style) training or evaluation dataset once and "
+                  "keep the pixel values in memory when they take at most this many MiB (the same batches, in the "
+                  "same order, as pre-processing every batch; random augmentation still runs every step). 0: "
+                  "pre-process every batch."},
     )
     overwrite_output_dir: bool = field(
         default=False,

@@ -33,6 +33,7 @@ from .collator import WeakToStrongCollator
 from .config import WeakToStrongConfig
 from .multi_weak import WeakCombiner, ZeroGradCallback, supervisors_agree
 from .optim import apply_layer_decay, layer_ids
+from .pixel_cache import cache_pixels
 from .student_modes import apply_student_mode
 from .validation import (
     check_inputs,
@@ -269,6 +270,7 @@ class WeakToStrongTrainer(Trainer):
         self._signature_columns += [c for c in keep if c not in self._signature_columns]
 
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, is_training=False, **kwargs):
+        dataset = self._with_cached_pixels(dataset, description)
         collator = self.data_collator
         if not is_training and isinstance(collator, WeakToStrongCollator) and collator.training:
             self.data_collator = dataclasses.replace(collator, training=False)
@@ -276,6 +278,17 @@ class WeakToStrongTrainer(Trainer):
             return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, **kwargs)
         finally:
             self.data_collator = collator
+
+    def _with_cached_pixels(self, dataset, description):
+        """``dataset`` with its images pre-processed once and kept in memory (:mod:`hf_w2s.trainer.pixel_cache`),
+        when they fit in ``pixel_cache_mb``; built once per dataset object."""
+        if not isinstance(dataset, Dataset) or self.args.pixel_cache_mb <= 0:
+            return dataset
+        caches = self.__dict__.setdefault("_pixel_caches", {})
+        if id(dataset) not in caches or caches[id(dataset)][0] is not dataset:
+            rows = self._remove_unused_columns(dataset, description=description)
+            caches[id(dataset)] = (dataset, cache_pixels(rows, self.data_collator, self.args.pixel_cache_mb) or dataset)
+        return caches[id(dataset)][1]
 
     # -- training --------------------------------------------------------------------------------------------------
 
