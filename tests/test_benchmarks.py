@@ -29,6 +29,10 @@ CASES = {
     # label_dataset runs at a good fraction of a bare loop over the same model
     "label_throughput": (["--n", "64", "--batch_size", "32", "--repeats", "1"],
                          rf"throughput ratio label_dataset / bare: wall {NUMBER}, CPU {NUMBER}", 2, (0.2, 5.0)),
+    # pre-processing each image once is not slower than pre-processing every batch (at tiny sizes: about level)
+    "pixel_cache": (["--n", "64", "--epochs", "2", "--repeats", "1", "--batch_size", "16"],
+                    rf"ratio cached / per batch \(whole run, median of paired runs\): wall {NUMBER}, CPU {NUMBER}", 2,
+                    (0.2, 1.5)),
     # labelling twice the rows does not take twice the memory (labels go to Arrow)
     "label_memory": (["--sizes", "64", "128"], rf"peak RSS ratio N=128 / N=64: {NUMBER}", 1, (0.8, 1.3)),
 }
