@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
-from datasets import ClassLabel, Dataset, Features, Image, List, Value, load_from_disk
+from datasets import ClassLabel, Dataset, Features, Image, List, Value
 
 from hf_w2s.cli import main as cli_main
 from hf_w2s.data.splits import check_disjoint, example_hashes
