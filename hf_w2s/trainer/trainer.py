@@ -127,6 +127,7 @@ class WeakToStrongTrainer(Trainer):
             **kwargs,
         )
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._pixel_caches: dict[int, tuple] = {}  # id(dataset) -> (dataset, what its loaders read; _with_cached_pixels)
         # random augmentation runs in the training step, not in the collator: Accelerate collates one batch ahead,
         # so collator-side randomness would not be restored by resume_from_checkpoint (and the step runs on device)
         self.train_transform = None
@@ -284,11 +285,12 @@ class WeakToStrongTrainer(Trainer):
         when they fit in ``pixel_cache_mb``; built once per dataset object."""
         if not isinstance(dataset, Dataset) or self.args.pixel_cache_mb <= 0:
             return dataset
-        caches = self.__dict__.setdefault("_pixel_caches", {})
-        if id(dataset) not in caches or caches[id(dataset)][0] is not dataset:
+        cached = self._pixel_caches.get(id(dataset))
+        if cached is None or cached[0] is not dataset:  # the dataset object is kept, so its id is not reused
             rows = self._remove_unused_columns(dataset, description=description)
-            caches[id(dataset)] = (dataset, cache_pixels(rows, self.data_collator, self.args.pixel_cache_mb) or dataset)
-        return caches[id(dataset)][1]
+            cached = (dataset, cache_pixels(rows, self.data_collator, self.args.pixel_cache_mb) or dataset)
+            self._pixel_caches[id(dataset)] = cached
+        return cached[1]
 
     # -- training --------------------------------------------------------------------------------------------------
 
