@@ -20,8 +20,6 @@ from hf_w2s.cli import main
 for job in json.loads(open(sys.argv[1]).read()):
     sys.stdout.flush(); sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    env = {k: os.environ.get(k) for k in job["env"]}
-    os.environ.update(job["env"])
     with open(job["stdout"], "w") as out, open(job["stderr"], "w") as err:
         os.dup2(out.fileno(), 1); os.dup2(err.fileno(), 2)
         if job["info"]:
@@ -36,8 +34,6 @@ for job in json.loads(open(sys.argv[1]).read()):
             os.dup2(saved[0], 1); os.dup2(saved[1], 2)
             os.close(saved[0]); os.close(saved[1])
             hf_logging.set_verbosity_warning()
-            for k, v in env.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     emit({"name": job["name"], "returncode": code, "seconds": round(time.time() - start, 1)})
 """
 
@@ -51,12 +47,11 @@ class Run:
         self.stdout, self.stderr = (p.read_text() if p.exists() else "(never run)" for p in read)
 
 
-def start_sequence(hub, tmp: Path, jobs: dict, name: str, *, info=(), env=None, job_env=None, timeout=900):
+def start_sequence(hub, tmp: Path, jobs: dict, name: str, *, info=(), env=None, timeout=900):
     """Start one interpreter running ``jobs`` (name -> argv) in order; returns the pending run. ``info``: the jobs run
-    with transformers' INFO logging; ``env``: the interpreter's environment on top of the Hub's; ``job_env``: name ->
-    variables set for that job only."""
+    with transformers' INFO logging; ``env``: the interpreter's environment on top of the Hub's."""
     spec = [{"name": n, "argv": argv, "stdout": str(tmp / f"{n}.out"), "stderr": str(tmp / f"{n}.err"),
-             "info": n in info, "env": (job_env or {}).get(n, {})} for n, argv in jobs.items()]
+             "info": n in info} for n, argv in jobs.items()]
     path = tmp / f"{name}.json"
     path.write_text(json.dumps(spec))
     return hub.spawn_python(SEQUENCE, args=(str(path),), cwd=tmp, env=env, timeout=timeout)
