@@ -6,7 +6,7 @@ import torch
 
 from hf_w2s import WeakToStrongTrainer
 from hf_w2s.modeling import tiny_image_processor
-from test_trainer import config, make_dataset, noisy_weak_logits, vit
+from test_trainer import block_images, config, make_dataset, noisy_weak_logits, vit
 
 
 class CountingProcessor:
@@ -25,10 +25,7 @@ class CountingProcessor:
 
 
 def train(tmp_path, mb, epochs=3):
-    import numpy as np
-
-    train_set = make_dataset(40, seed=3)
-    labels = np.asarray(train_set["label"])
+    _, labels = block_images(40, seed=3)
     train_set = make_dataset(40, seed=3, weak_logits=noisy_weak_logits(labels, seed=3))
     eval_set = make_dataset(24, seed=4)
     processor = CountingProcessor()
