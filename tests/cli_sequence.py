@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 
 SEQUENCE = r"""
-import json, os, sys, time
+import gc, json, os, sys, time
 from transformers.utils import logging as hf_logging
 from hf_w2s.cli import main
 
 for job in json.loads(open(sys.argv[1]).read()):
+    gc.collect(); gc.freeze()  # each Trainer.train() collects garbage: what is alive now need not be walked again
     sys.stdout.flush(); sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     with open(job["stdout"], "w") as out, open(job["stderr"], "w") as err:

@@ -6,7 +6,6 @@ with plain transformers. The pretrained default's configuration is checked witho
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -33,13 +32,9 @@ print(json.dumps({"logits": logits, "top": top, "id2label": model.config.id2labe
 
 
 @pytest.fixture(scope="module")
-def hf_home(tmp_path_factory, lite0_checkpoint):
-    """A Hugging Face cache that already holds the converted student (as after the demo's first run)."""
-    home = tmp_path_factory.mktemp("hf_home")
-    from hf_w2s.convert import CACHE_DIR
-
-    shutil.copytree(lite0_checkpoint, home / CACHE_DIR / "efficientnet-lite0")
-    return home
+def hf_home(tmp_path_factory):
+    """An empty Hugging Face cache: --quick needs nothing converted (its student is built from a config)."""
+    return tmp_path_factory.mktemp("hf_home")
 
 
 def run(cmd, hf_home, **kw):

@@ -452,9 +452,11 @@ def test_every_experiment_recipe_is_valid(path, tmp_path, capsys):
 END_TO_END = sorted(RECIPES.glob("*_digits_tiny.yaml"))
 
 
-# the checks of these twins read only their weak_hard students (the other losses run in the other twins)
+# the checks of these twins read only their weak_hard students, and the benchmark twin's its best student (the other
+# losses run in the other twins, and every entry of every config is validated by test_every_experiment_recipe_is_valid)
 TWIN_OVERRIDES = {"few_shot_supervisor_digits_tiny.yaml": ["--losses", "[weak_hard]"],
-                  "noisy_labels_digits_tiny.yaml": ["--losses", "[weak_hard]"]}
+                  "noisy_labels_digits_tiny.yaml": ["--losses", "[weak_hard]"],
+                  "benchmark_digits_tiny.yaml": ["--losses", "[weak_hard,adapt_conf]"]}
 
 
 @pytest.mark.parametrize("path", END_TO_END, ids=lambda p: p.name)

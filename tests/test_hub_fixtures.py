@@ -108,10 +108,9 @@ emit(out)
 
 @pytest.fixture(scope="module")
 def views(recipe_hub):
-    """What the two clients read back (datasets, models), run side by side."""
-    datasets_run = recipe_hub.spawn_python(DATASETS_CLIENT, timeout=600)
-    models_run = recipe_hub.spawn_python(MODELS_CLIENT, timeout=600)
-    return {"datasets": datasets_run.wait().result, "models": models_run.wait().result}
+    """What the two clients read back (datasets, then models), one after the other in one fresh interpreter."""
+    datasets_view, models_view = recipe_hub.run_python(DATASETS_CLIENT + MODELS_CLIENT, timeout=600).results
+    return {"datasets": datasets_view, "models": models_view}
 
 
 # ---- the fixture's own tables (no Hub needed) ------------------------------------------------------------------------

@@ -4,7 +4,8 @@ the local Hub serving the recipes' own ids with the real schemas (tests/hub_fixt
 (bf16 off by override). One recipe also pushes its student with ``hub_strategy checkpoint`` to a ``hub_revision``
 branch, and a second run resumes from the checkpoint the first one pushed.
 
-All runs start at once (two at a time: the machine has two cores) in a module fixture; each test then reads what its
+All runs start at once in a module fixture, in two interpreters side by side (the machine has two cores): the
+experiments in one, the recipes in the other (the pushing run first, then its resume); each test then reads what its
 run left behind. Expected values come from the fixture's published facts (label names, config names, the Hub's
 commit of the dataset), not from the code under test."""
 
@@ -62,13 +63,10 @@ def hub_experiments():
                   if not str(yaml.safe_load(p.read_text()).get("dataset", "hf_w2s:")).startswith("hf_w2s:"))
 
 
-def _two_losses(name: str) -> list:
-    """The first and the last loss of an experiment config with one weak supervisor, the last one alone with several
-    (every supervisor still trains, labels and supervises a student): every config runs end to end (each entry of
-    every config is validated by the dry run below)."""
-    config = yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())
-    losses = config["losses"]
-    return [losses[-1]] if len(config["weak_supervisors"]) > 1 else [losses[0], losses[-1]]
+def _last_loss(name: str) -> list:
+    """The last loss of an experiment config: every config runs end to end with it (every supervisor still trains,
+    labels and supervises a student); each loss entry of every config is validated by the dry run below."""
+    return [yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())["losses"][-1]]
 
 
 def test_every_hub_config_is_run_here():
@@ -95,9 +93,8 @@ def _sequence(hub, tmp: Path, jobs: dict, name: str):
 
 @pytest.fixture(scope="module")
 def runs(recipe_hub, tmp_path_factory):
-    """Every run; ``{name: (Run, output_dir)}``. The first recipe pushes (its own interpreter, ``python -m
-    hf_w2s.cli``) while the experiments run in a second one; then the resume run (after the push) and the other
-    recipes run in a third."""
+    """Every run; ``{name: (Run, output_dir)}``. The experiments run in one interpreter; the recipes in a second one,
+    the pushing recipe first, then the run that resumes from its pushed checkpoint, then the other recipes."""
     tmp = tmp_path_factory.mktemp("hub_recipes")
     repo = recipe_hub.new_repo_id("cifar100-student")
     recipes = {}
@@ -106,31 +103,24 @@ def runs(recipe_hub, tmp_path_factory):
                 "checkpoint", "--hub_revision", BRANCH] if name == PUSHED else []
         recipes[name] = ["train", "--config", str(CONFIGS / f"{name}.yaml"), *TRAIN, *extra, *push]
     experiments = {name: ["experiment", "--config", str(EXPERIMENTS / f"{name}.yaml"), *EXPERIMENT, *extra,
-                          "--losses", json.dumps(_two_losses(name))] for name, extra in EXPERIMENT_OVERRIDES.items()}
+                          "--losses", json.dumps(_last_loss(name))] for name, extra in EXPERIMENT_OVERRIDES.items()}
     # an MAE checkpoint (model_type vit_mae) as the harness's strong model, as in hf-w2s train
     experiments["mae_strong_model"] = [
         "experiment", "--config", str(EXPERIMENTS / "transfer_cifar10.yaml"), *EXPERIMENT,
         *EXPERIMENT_OVERRIDES["transfer_cifar10"], "--strong_model.model", VIT_MAE, "--losses", "[kd]",
         "--ceiling", "false", "--report_to", "none"]
     # the same student, two steps, resumed from the checkpoint the first run pushed (the first step)
-    later = {"resume": ["train", "--config", str(CONFIGS / f"{PUSHED}.yaml"), *TRAIN, "--max_steps", "2",
-                        "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
-                        "--hub_strategy", "checkpoint", "--hub_revision", BRANCH,
-                        "--resume_from_checkpoint", "last-checkpoint", "--load_best_model_at_end", "false",
-                        "--save_total_limit", "2"],  # transformers deletes a non-best last checkpoint mid-push at 1
-             **{n: argv for n, argv in recipes.items() if n != PUSHED}}
-
-    push = recipe_hub.spawn_command([*CLI, *recipes[PUSHED], "--output_dir", str(tmp / PUSHED)], cwd=tmp,
-                                    check=False, timeout=600)
-    first = _sequence(recipe_hub, tmp, experiments, "experiments")
-    pushed = push.wait()
-    (tmp / f"{PUSHED}.out").write_text(pushed.stdout)
-    (tmp / f"{PUSHED}.err").write_text(pushed.stderr)
-    second = _sequence(recipe_hub, tmp, later, "recipes")
-    codes = {PUSHED: pushed.returncode}
-    for sequence in (first, second):
+    resume = ["train", "--config", str(CONFIGS / f"{PUSHED}.yaml"), *TRAIN, "--max_steps", "2",
+              "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
+              "--hub_strategy", "checkpoint", "--hub_revision", BRANCH,
+              "--resume_from_checkpoint", "last-checkpoint", "--load_best_model_at_end", "false",
+              "--save_total_limit", "2"]  # transformers deletes a non-best last checkpoint mid-push at 1
+    in_order = {PUSHED: recipes[PUSHED], "resume": resume, **{n: argv for n, argv in recipes.items() if n != PUSHED}}
+    pending = [_sequence(recipe_hub, tmp, experiments, "experiments"), _sequence(recipe_hub, tmp, in_order, "recipes")]
+    codes = {}
+    for sequence in pending:
         codes.update({name: run.returncode for name, run in finish_sequence(sequence, tmp).items()})
-    done = {name: (Run(codes.get(name, -1), tmp / name), tmp / name) for name in [*recipes, *experiments, *later]}
+    done = {name: (Run(codes.get(name, -1), tmp / name), tmp / name) for name in [*in_order, *experiments]}
     done["repo"] = repo
     return done
 
@@ -211,9 +201,9 @@ def test_hub_experiment_runs_end_to_end(runs, name):
     # one seed: every candidate runs once (the config's training candidates x each loss's own candidates)
     n_training = max(1, len(config.get("training_candidates") or []))
     per_loss = [n_training * max(1, len(loss.get("candidates") or []) if isinstance(loss, dict) else 1)
-                for loss in _two_losses(name)]
+                for loss in _last_loss(name)]
     assert kinds.count("weak") == n_weak and kinds.count("ceiling") == n_training
-    assert kinds.count("w2s") == n_weak * sum(per_loss)  # the losses of _two_losses, for each supervisor
+    assert kinds.count("w2s") == n_weak * sum(per_loss)  # the loss of _last_loss, for each supervisor
     names = {CIFAR100: CIFAR100_FINE, CIFAR10: CIFAR10_NAMES}[config["dataset"]]
     (info,) = (out / "data").glob("splits-*/test/dataset_info.json")
     assert json.loads(info.read_text())["features"]["label"]["names"] == names  # the Hub's label column, by name

@@ -138,7 +138,7 @@ emit({{"kind": "splits", "sizes": {{name: len(split) for name, split in splits.i
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Pushes (one client process each) shared by the tests below
+# Pushes (one client process) shared by the tests below
 # --------------------------------------------------------------------------------------------------------------------
 def _by_kind(*runs):
     return {result["kind"]: result for run in runs for result in run.results}
@@ -146,27 +146,23 @@ def _by_kind(*runs):
 
 @pytest.fixture(scope="module")
 def pushed(local_hub):
-    """Push a tiny ViT student (3 commits) and, side by side in a second process, the weak-label datasets.
-
-    Almost all the cost is importing torch/transformers (model) and datasets (data); running the two client
-    processes concurrently hides the second behind the first on a busy machine without adding CPU work.
-    """
+    """Push a tiny ViT student (3 commits), then the weak-label datasets, from one client process (almost all its
+    cost is importing torch / transformers / datasets, paid once)."""
     model_repo, dataset_repo = local_hub.new_repo_id("tiny-vit"), local_hub.new_repo_id("weak-labels")
     splits_repo = local_hub.new_repo_id("w2s-splits")
-    model = local_hub.spawn_python(MODEL_PUSH.format(repo_id=model_repo, labels=LABELS))
-    data = local_hub.spawn_python(DATASET_PUSH.format(repo_id=dataset_repo, labels=LABELS, splits_repo=splits_repo))
-    return {**_by_kind(data.wait(), model.wait()), "splits": {"repo_id": splits_repo}}
+    run = local_hub.run_python(MODEL_PUSH.format(repo_id=model_repo, labels=LABELS) + "\n" + DATASET_PUSH.format(
+        repo_id=dataset_repo, labels=LABELS, splits_repo=splits_repo))
+    return {**_by_kind(run), "splits": {"repo_id": splits_repo}}
 
 
 @pytest.fixture(scope="module")
 def loaded(local_hub, pushed):
-    """Load everything back in fresh client processes with empty HF_HOMEs, so every byte comes from the server."""
+    """Load everything back in a fresh client process with an empty HF_HOME, so every byte comes from the server."""
     model, dataset = pushed["model"], pushed["dataset"]
-    model_run = local_hub.spawn_python(MODEL_LOAD.format(repo_id=model["repo_id"], sha_v1=model["sha_v1"]))
-    data_run = local_hub.spawn_python(DATASET_LOAD.format(
-        repo_id=dataset["repo_id"], sha_v1=dataset["sha_v1"], splits_repo=pushed["splits"]["repo_id"]
-    ))
-    return _by_kind(data_run.wait(), model_run.wait())
+    run = local_hub.run_python(MODEL_LOAD.format(repo_id=model["repo_id"], sha_v1=model["sha_v1"]) + "\n" +
+                               DATASET_LOAD.format(repo_id=dataset["repo_id"], sha_v1=dataset["sha_v1"],
+                                                   splits_repo=pushed["splits"]["repo_id"]))
+    return _by_kind(run)
 
 
 # --------------------------------------------------------------------------------------------------------------------

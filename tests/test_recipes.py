@@ -277,32 +277,28 @@ emit(out)
 
 
 def test_one_command_trains_pushes_and_a_fresh_process_loads(local_hub, tmp_path):
-    """Done-when of the recipes issue: from the offline twin, one command trains a student and pushes it with its
-    card; a separate process that never imports hf_w2s loads it with from_pretrained and pipeline. Same for a LoRA
-    student (merged model at the repo root, adapter in adapter/, identical logits)."""
-    import sys
-
+    """Done-when of the recipes issue: from the offline twin, one command (``hf-w2s train``, which
+    recipes/train_student.py runs) trains a student and pushes it with its card; a separate process that never imports
+    hf_w2s loads it with from_pretrained and pipeline. Same for a LoRA student (merged model at the repo root, adapter
+    in adapter/, identical logits). Both commands run in one interpreter wired to the local Hub (cli_sequence)."""
     from PIL import Image as PILImage
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+    from cli_sequence import finish_sequence, start_sequence
     from hf_w2s.data import w2s_splits
 
-    root = os.path.dirname(CONFIGS)
-    script = os.path.join(root, "train_student.py")
     config = _config("cifar100_distillation_gt_offline.yaml")
     repos = {"plain": local_hub.new_repo_id("digits-student"), "lora": local_hub.new_repo_id("digits-lora")}
-    runs = {
-        name: local_hub.spawn_command(
-            [sys.executable, script, "--config", config, "--output_dir", str(tmp_path / name), *TINY,
-             "--compute_ceiling", "false", "--push_to_hub", "true", "--hub_model_id", repo,
-             *(["--lora_r", "4"] if name == "lora" else [])],
-            cwd=tmp_path, timeout=400)
-        for name, repo in repos.items()
-    }
-    done = {name: run.wait() for name, run in runs.items()}
+    jobs = {name: ["train", "--config", config, "--output_dir", str(tmp_path / name), *TINY, "--compute_ceiling",
+                   "false", "--push_to_hub", "true", "--hub_model_id", repo,
+                   *(["--lora_r", "4"] if name == "lora" else [])]
+            for name, repo in repos.items()}
+    done = finish_sequence(start_sequence(local_hub, tmp_path, jobs, "push", timeout=400), tmp_path)
     for name, run in done.items():
+        assert run.returncode == 0, run.stderr[-3000:]
         summary = json.loads(run.stdout.strip().splitlines()[-1])
         assert summary["repo_id"] == repos[name]
+    assert sorted(done) == sorted(repos)
 
     files = {name: local_hub.files(repo) for name, repo in repos.items()}
     for name in files:
