@@ -107,13 +107,17 @@ def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo, hf_h
 def test_tiny_student_from_scratch_stays_an_option(tmp_path):
     from hf_w2s.scripts.demo import DemoArguments, experiment_config
 
-    default = experiment_config(DemoArguments(), tmp_path)  # the pretrained benchmark's weak85 setting, seed 0
+    default = experiment_config(DemoArguments(), tmp_path)  # the pretrained benchmark's weak85 splits, seed 0
     assert default.strong_model.model == "hf_w2s:efficientnet-lite0" and default.strong_model.input_size == 32
     assert default.split_sizes == [500, 2000, 500, 1500] and default.training["load_best_model_at_end"]
     assert default.weak_supervisors[0].width == 16 and default.eval_during_training
+    # its last 6 of 16 blocks fine-tune, channels-last (the demo's 2 minutes, README "The demo")
+    assert (default.training["student_mode"], default.training["trainable_blocks"]) == ("last_blocks", 6)
+    assert default.training["channels_last"] is True
     config = experiment_config(DemoArguments(quick=True), tmp_path)
     assert (config.strong_model.model, config.strong_model.arch, config.strong_model.width) == (None, "resnet", 16)
     assert config.split_sizes == [200, 1500, 300, 500]
+    assert (config.training["student_mode"], config.training["channels_last"]) == ("full", False)
     given = experiment_config(DemoArguments(quick=True, strong_epochs=5), tmp_path)
     assert given.training["num_train_epochs"] == 5  # a flag given with --quick wins over the quick size
 

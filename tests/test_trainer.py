@@ -287,3 +287,34 @@ def test_online_weak_model_uses_its_own_preprocessing(tmp_path):
         losses.append(tr.state.log_history[0]["loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
     assert abs(losses[2] - losses[0]) > 1e-3 * losses[0]
+
+
+def resnet(seed=0):
+    return build_model("resnet", NAMES, image_size=8, width=8, depth=1, seed=seed)
+
+
+def test_channels_last_trains_the_same_model_and_saves_a_plain_checkpoint(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    ds = make_dataset(32, seed=3)
+    trained = {}
+    for flag in (False, True):
+        model, weak = resnet(seed=0), resnet(seed=1)
+        args = config(tmp_path / str(flag), per_device_train_batch_size=8, max_steps=3, learning_rate=0.05,
+                      channels_last=flag, w2s_loss="kd")
+        trainer = WeakToStrongTrainer(model=model, args=args, train_dataset=ds, processing_class=PROC,
+                                      weak_model=weak)
+        convs = [m.weight for m in (model, weak) for m in m.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert convs and all(w.is_contiguous(memory_format=torch.channels_last) == flag for w in convs)
+        assert all(w.is_contiguous() != flag for w in convs if w.shape[1] > 1 and w.shape[2] > 1)
+        trainer.train()
+        trained[flag] = model
+    # the same training: only the order of the sums in the convolutions differs
+    for (name, a), b in zip(trained[False].state_dict().items(), trained[True].state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+    # the channels-last student saves as an ordinary checkpoint that classifies exactly as the model in memory
+    trained[True].save_pretrained(tmp_path / "saved")
+    loaded = AutoModelForImageClassification.from_pretrained(tmp_path / "saved").eval()
+    x = pixel_values(block_images(4, seed=9)[0])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixel_values=x).logits, trained[True].eval()(pixel_values=x).logits)

@@ -29,8 +29,9 @@ SUPERVISOR = "linear"
 #: --quick: a run of about a minute of CPU in which the students still beat their supervisor: the pretrained student
 #: needs the full sizes for that (at 600-1,000 examples it only imitates the supervisor), so --quick trains the small
 #: ResNet from scratch, for 10 epochs, against a weaker supervisor (200 ground-truth digits)
-QUICK = {"strong_model": "tiny:resnet,width=16,depth=2", "weak_train_size": 200, "strong_train_size": 1500,
-         "validation_size": 300, "test_size": 500, "strong_epochs": 10.0, "learning_rate": 3e-3, "batch_size": 64}
+QUICK = {"strong_model": "tiny:resnet,width=16,depth=2", "student_mode": "full", "channels_last": False,
+         "weak_train_size": 200, "strong_train_size": 1500, "validation_size": 300, "test_size": 500,
+         "strong_epochs": 10.0, "learning_rate": 3e-3, "batch_size": 64}
 
 
 @dataclass
@@ -45,9 +46,17 @@ class DemoArguments:
                   "small network trained from scratch)."},
     )
     student_mode: str = field(
-        default="full",
+        default="last_blocks",
         metadata={"help": "What of the student trains: full, linear_probe, last_blocks or lora (see hf-w2s train "
                   "--help)."},
+    )
+    trainable_blocks: int = field(
+        default=6, metadata={"help": "--student_mode last_blocks: how many of the backbone's last blocks train (Lite0 "
+                             "has 16)."})
+    channels_last: bool = field(
+        default=True,
+        metadata={"help": "Train and evaluate the student in channels-last memory format (faster convolutions on a "
+                  "CPU; the same model)."},
     )
     input_size: int = field(
         default=32, metadata={"help": "Input size of a pretrained student, in pixels (digits are 28 px)."})
@@ -76,7 +85,7 @@ class DemoArguments:
                                                               "does not hold an earlier demo run."})
 
     #: numeric ranges, checked with every option's type by hf_w2s.trainer.validation.check_options
-    RANGES = {"weak_train_size": (1, None, True), "strong_train_size": (1, None, True), "test_size": (1, None, True),
+    RANGES = {"weak_train_size": (1, None, True), "trainable_blocks": (1, None, True), "strong_train_size": (1, None, True), "test_size": (1, None, True),
               "validation_size": (1, None, True), "input_size": (1, None, True), "weak_epochs": (0.0, None, False),
               "strong_epochs": (0.0, None, False), "learning_rate": (0.0, None, False), "batch_size": (1, None, True),
               "seed": (0, None, True)}
@@ -148,6 +157,7 @@ def experiment_config(args: DemoArguments, out: Path):
         strong_model=strong,
         training={"num_train_epochs": args.strong_epochs, "learning_rate": args.learning_rate,
                   "per_device_train_batch_size": args.batch_size, "student_mode": args.student_mode,
+                  "trainable_blocks": args.trainable_blocks, "channels_last": args.channels_last,
                   "load_best_model_at_end": True, "disable_tqdm": not args.verbose},
         losses=args.loss_names,
         seeds=[args.seed],
@@ -198,7 +208,9 @@ def _describe(args: DemoArguments) -> list[str]:
              f"  weak supervisor: a linear model on the pixels, {args.weak_epochs:g} epochs",
              f"  strong student:  {args.strong_model}"
              + ("" if args.strong_model.startswith("tiny:") else f" at {args.input_size} px")
-             + f", student_mode {args.student_mode}, {args.strong_epochs:g} epochs, lr {args.learning_rate:g}, "
+             + f", student_mode {args.student_mode}"
+             + (f" ({args.trainable_blocks} blocks)" if args.student_mode == "last_blocks" else "")
+             + f", {args.strong_epochs:g} epochs, lr {args.learning_rate:g}, "
                f"losses: {', '.join(args.loss_names)}"]
     if args.strong_model.startswith(MODEL_PREFIX) and not is_cached(args.strong_model[len(MODEL_PREFIX):]):
         lines.append(f"notice: converting {args.strong_model[len(MODEL_PREFIX):]} from its PyPI wheel into the "

@@ -99,6 +99,10 @@ class WeakToStrongTrainer(Trainer):
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
         model = apply_student_mode(model, args)  # full, linear_probe, last_blocks or lora (hf_w2s.trainer.student_modes)
+        if args.channels_last:  # 4-d weights only: linear layers and ViTs are unchanged
+            model = model.to(memory_format=torch.channels_last)
+            if isinstance(weak_model, torch.nn.Module):
+                weak_model = weak_model.to(memory_format=torch.channels_last)
         train_dataset = _resolve_dataset(train_dataset, "train", None, model, args.weak_logits_column)  # id / path
         eval_dataset = _resolve_dataset(eval_dataset, "test", args.eval_dataset_split, model, args.weak_logits_column)
         self._check_supervision(model, args, train_dataset, weak_model)
