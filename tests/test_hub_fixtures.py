@@ -106,11 +106,40 @@ emit(out)
 """
 
 
+def _readme_snippet() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## In ten lines", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+README_WEAK_REPO = "your-name/cifar10-weak-model"
+README_MARKER = "---- the README's ten lines ----"
+
+
+def _readme_client(repo: str) -> str:
+    """The README's ten lines against the recipe repos, with their weak model pushed to ``repo`` first (one step)."""
+    prelude = f"""
+import sys
+print({README_MARKER!r}, file=sys.stderr, flush=True)
+from hf_w2s.modeling import build_model, tiny_image_processor
+weak = build_model("resnet", {hub_fixtures.CIFAR10_NAMES!r}, image_size=32, num_channels=3, width=8, depth=1, seed=0)
+weak.push_to_hub({repo!r}); tiny_image_processor(32, 3).push_to_hub({repo!r})
+"""
+    code = _readme_snippet().replace(README_WEAK_REPO, repo).replace('w2s_loss="adapt_conf"',
+                                                                     'w2s_loss="adapt_conf", max_steps=1')
+    return prelude + code + "\nemit({'columns': train.column_names, 'labels': [student.config.id2label[i] " \
+                            "for i in range(10)]})\n"
+
+
 @pytest.fixture(scope="module")
-def views(recipe_hub):
-    """What the two clients read back (datasets, then models), one after the other in one fresh interpreter."""
-    datasets_view, models_view = recipe_hub.run_python(DATASETS_CLIENT + MODELS_CLIENT, timeout=600).results
-    return {"datasets": datasets_view, "models": models_view}
+def views(recipe_hub, tmp_path_factory):
+    """What the clients read back (datasets, then models), then the README's ten lines run on these repos: one after
+    the other in one fresh interpreter (its imports are most of the cost)."""
+    run = recipe_hub.run_python(DATASETS_CLIENT + MODELS_CLIENT + _readme_client(
+        recipe_hub.new_repo_id("cifar10-weak-model")), cwd=tmp_path_factory.mktemp("readme"), timeout=600)
+    datasets_view, models_view, readme = run.results
+    return {"datasets": datasets_view, "models": models_view, "readme": readme,
+            "readme_stderr": run.stderr.split(README_MARKER, 1)[1]}
 
 
 # ---- the fixture's own tables (no Hub needed) ------------------------------------------------------------------------
@@ -274,3 +303,14 @@ def test_populate_runs_once_per_hub(recipe_hub):
     heads = {repo_id: recipe_hub.head(repo_id, info["type"]) for repo_id, info in recipe_hub.recipe_repos.items()}
     assert populate_recipe_repos(recipe_hub) is recipe_hub.recipe_repos
     assert {repo_id: info["sha"] for repo_id, info in recipe_hub.recipe_repos.items()} == heads
+
+
+# ---- the README's ten lines -------------------------------------------------------------------------------------------
+def test_readme_ten_lines_run_on_the_hub_schema(views):
+    snippet = _readme_snippet()
+    assert 'image_column="img"' in snippet and "num_labels=" not in snippet
+    assert len([line for line in snippet.splitlines() if line.strip() and not line.startswith(" ")]) <= 10
+    assert README_WEAK_REPO in snippet
+    assert {"img", "label", "weak_logits", "weak_label"} <= set(views["readme"]["columns"])
+    assert views["readme"]["labels"] == hub_fixtures.CIFAR10_NAMES
+    assert "incompatible" not in views["readme_stderr"]  # no num_labels-vs-id2label warning

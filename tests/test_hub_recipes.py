@@ -259,33 +259,7 @@ def test_the_harness_refuses_to_push_its_runs(tmp_path, capsys):
     assert code == 2 and "push_to_hub is not honoured by the harness" in err and not (tmp_path / "o").exists()
 
 
-# ---- the README's ten lines and the CLI's help ------------------------------------------------------------------
-def _readme_snippet() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## In ten lines", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
-
-
-def test_readme_ten_lines_run_on_the_hub_schema(recipe_hub, tmp_path):
-    snippet = _readme_snippet()
-    assert 'image_column="img"' in snippet and "num_labels=" not in snippet
-    assert len([line for line in snippet.splitlines() if line.strip() and not line.startswith(" ")]) <= 10
-    weak_repo = "your-name/cifar10-weak-model"
-    assert weak_repo in snippet
-    repo = recipe_hub.new_repo_id("cifar10-weak-model")
-    prelude = f"""
-from hf_w2s.modeling import build_model, tiny_image_processor
-weak = build_model("resnet", {CIFAR10_NAMES!r}, image_size=32, num_channels=3, width=8, depth=1, seed=0)
-weak.push_to_hub({repo!r}); tiny_image_processor(32, 3).push_to_hub({repo!r})
-"""
-    code = snippet.replace(weak_repo, repo).replace('w2s_loss="adapt_conf"', 'w2s_loss="adapt_conf", max_steps=1')
-    run = recipe_hub.run_python(prelude + code + "\nemit({'columns': train.column_names, "
-                                "'labels': [student.config.id2label[i] for i in range(10)]})", cwd=tmp_path)
-    assert {"img", "label", "weak_logits", "weak_label"} <= set(run.result["columns"])
-    assert run.result["labels"] == CIFAR10_NAMES
-    assert "incompatible" not in run.stderr  # no num_labels-vs-id2label warning
-
-
+# ---- the CLI's help (the README's ten lines run in tests/test_hub_fixtures.py, in its client process) ----------
 @pytest.mark.parametrize("command", ["train", "label", "experiment"])
 def test_cli_help_lists_config_and_the_weak_to_strong_options_first(command, capsys):
     from hf_w2s.cli import main
