@@ -111,9 +111,10 @@ def test_tiny_student_from_scratch_stays_an_option(tmp_path):
     assert default.strong_model.model == "hf_w2s:efficientnet-lite0" and default.strong_model.input_size == 32
     assert default.split_sizes == [500, 2000, 500, 1500] and default.training["load_best_model_at_end"]
     assert default.weak_supervisors[0].width == 16 and default.eval_during_training
-    # its last 6 of 16 blocks fine-tune, channels-last (the demo's 2 minutes, README "The demo")
+    # its last 6 of 16 blocks fine-tune, channels-last, batch 64 at lr 2e-3 (the demo's 2 minutes, README "The demo")
     assert (default.training["student_mode"], default.training["trainable_blocks"]) == ("last_blocks", 6)
     assert default.training["channels_last"] is True
+    assert (default.training["per_device_train_batch_size"], default.training["learning_rate"]) == (64, 2e-3)
     config = experiment_config(DemoArguments(quick=True), tmp_path)
     assert (config.strong_model.model, config.strong_model.arch, config.strong_model.width) == (None, "resnet", 16)
     assert config.split_sizes == [200, 1500, 300, 500]

@@ -70,8 +70,8 @@ class DemoArguments:
     test_size: int = field(default=1500, metadata={"help": "Held-out test examples, read once per run."})
     weak_epochs: float = field(default=30.0, metadata={"help": "Epochs of the weak supervisor (a linear model)."})
     strong_epochs: float = field(default=2.0, metadata={"help": "Epochs of each student and of the ceiling."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the students and the ceiling."})
-    batch_size: int = field(default=32, metadata={"help": "Training batch size of the students and the ceiling."})
+    learning_rate: float = field(default=2e-3, metadata={"help": "Learning rate of the students and the ceiling."})
+    batch_size: int = field(default=64, metadata={"help": "Training batch size of the students and the ceiling."})
     losses: str = field(default="weak_hard,adapt_conf", metadata={"help": "Comma-separated W2S losses to compare."})
     seed: int = field(default=0, metadata={"help": "Seed of the splits, the supervisor, initialisation and order."})
     quick: bool = field(
