@@ -45,11 +45,12 @@ CASES = {
 # every script in one interpreter, one after the other, as its own __main__ (saves an interpreter start with torch and
 # transformers per script); a script that fails is reported with its traceback and the others still run
 RUNNER = r"""
-import contextlib, io, json, runpy, sys, traceback
+import contextlib, gc, io, json, runpy, sys, traceback
 benchmarks, cases = sys.argv[1], json.loads(sys.argv[2])
 sys.path.insert(0, benchmarks)
 out = {}
 for name, args in cases.items():
+    gc.collect(); gc.freeze()  # each Trainer.train() collects garbage: what is alive now need not be walked again
     buf = io.StringIO()
     sys.argv = [f"{benchmarks}/{name}.py", *args]
     try:

@@ -292,9 +292,15 @@ def phase_online_sharded(out_dir: str, results: dict, weights: dict, clock: Cloc
 
 
 def main(out_dir: str, phase: str) -> None:
+    import gc
+
     from safetensors.torch import save_file
 
+    import hf_w2s.trainer  # noqa: F401 - imported now so that the freeze below covers it
+
     torch.set_num_threads(1)
+    gc.collect()
+    gc.freeze()  # each Trainer.train() collects garbage: the imports need not be walked again
     clock = Clock()
     results: dict = {}
     weights: dict = {}
