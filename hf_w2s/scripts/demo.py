@@ -85,10 +85,10 @@ class DemoArguments:
                                                               "does not hold an earlier demo run."})
 
     #: numeric ranges, checked with every option's type by hf_w2s.trainer.validation.check_options
-    RANGES = {"weak_train_size": (1, None, True), "trainable_blocks": (1, None, True), "strong_train_size": (1, None, True), "test_size": (1, None, True),
-              "validation_size": (1, None, True), "input_size": (1, None, True), "weak_epochs": (0.0, None, False),
-              "strong_epochs": (0.0, None, False), "learning_rate": (0.0, None, False), "batch_size": (1, None, True),
-              "seed": (0, None, True)}
+    RANGES = {"weak_train_size": (1, None, True), "strong_train_size": (1, None, True), "test_size": (1, None, True),
+              "validation_size": (1, None, True), "input_size": (1, None, True), "trainable_blocks": (1, None, True),
+              "weak_epochs": (0.0, None, False), "strong_epochs": (0.0, None, False),
+              "learning_rate": (0.0, None, False), "batch_size": (1, None, True), "seed": (0, None, True)}
 
     def __post_init__(self):
         from ..trainer.validation import check_options, check_output_path
