@@ -1,5 +1,6 @@
 """Every Hub recipe (recipes/configs/*.yaml without `_offline`) and every Hub experiment config (recipes/experiments/
-whose dataset is not packaged) run as a user runs them: ``python -m hf_w2s.cli train|experiment --config FILE`` against
+whose dataset is not packaged) run as a user runs them: ``hf_w2s.cli.main(["train"|"experiment", "--config", FILE,
+...])``, what ``python -m hf_w2s.cli`` runs (tests/cli_sequence.py), against
 the local Hub serving the recipes' own ids with the real schemas (tests/hub_fixtures.py), at a few steps on the CPU
 (bf16 off by override). One recipe also pushes its student with ``hub_strategy checkpoint`` to a ``hub_revision``
 branch, and a second run resumes from the checkpoint the first one pushed.
@@ -11,7 +12,6 @@ commit of the dataset), not from the code under test."""
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,6 @@ from hub_fixtures import (CIFAR10, CIFAR10_NAMES, CIFAR100, CIFAR100_FINE, IMAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS, EXPERIMENTS = ROOT / "recipes" / "configs", ROOT / "recipes" / "experiments"
-CLI = [sys.executable, "-m", "hf_w2s.cli"]
 
 # few steps, CPU, no bf16; everything else is the recipe's own
 TRAIN = ["--bf16", "false", "--use_cpu", "true", "--max_steps", "1", "--weak_num_train_epochs", "1",
