@@ -1166,11 +1166,11 @@ class LocalHub:
         cwd: str | os.PathLike | None = None,
     ) -> "PendingRun":
         """Start `argv` with `self.env(hf_home, token)` updated by `env`; `.wait()` gives the `ClientRun`."""
+        import forkserver  # a fresh interpreter forked from one with torch imported (tests/forkserver.py)
+
         full_env = self.env(hf_home=hf_home, token=token)
         full_env.update(env or {})
-        proc = subprocess.Popen(
-            argv, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        proc = forkserver.popen(argv, env=full_env, cwd=cwd)
         return PendingRun(self, proc, timeout, check)
 
 
@@ -1179,7 +1179,7 @@ class PendingRun:
     """A client process started by `LocalHub.spawn_*`."""
 
     hub: LocalHub
-    proc: subprocess.Popen
+    proc: subprocess.Popen  # or a forkserver.ForkedProcess (tests/forkserver.py), the same API
     timeout: float
     check: bool
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -67,7 +67,7 @@ print("RESULTS " + json.dumps(out))
 def outputs(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cases = json.dumps({name: case[0] for name, case in CASES.items()})
-    res = subprocess.run([sys.executable, "-c", RUNNER, str(BENCHMARKS), cases], capture_output=True, text=True,
+    res = forkserver.run([sys.executable, "-c", RUNNER, str(BENCHMARKS), cases],
                          env=env, cwd=tmp_path_factory.mktemp("benchmarks"), timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     line = next(x for x in res.stdout.splitlines() if x.startswith("RESULTS "))

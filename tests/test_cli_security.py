@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import pty
 import select
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+import forkserver
 import pytest
 import torch
 from cli_sequence import finish_sequence, start_sequence
@@ -138,7 +138,7 @@ def test_remote_code_is_refused_without_a_prompt_in_a_terminal(assets, tmp_path)
            "TRUST_REMOTE_CODE_TIMEOUT": "30"}
     argv = hf_w2s("label", "--weak_model", str(assets["remote"]), "--dataset", str(assets["root"] / "digits"),
                   "--output", str(tmp_path / "out"))
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    proc = forkserver.popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     os.write(master, b"y\n")  # an answer waiting in the terminal, as if the user had typed it
     output, deadline = b"", time.time() + 240

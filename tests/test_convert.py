@@ -8,10 +8,10 @@ transformers.
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import numpy as np
 import pytest
 
@@ -148,8 +148,8 @@ def test_loads_in_a_fresh_interpreter_without_hf_w2s(lite0, lite0_dir, tmp_path)
         expected = model(pixel_values=x).logits
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), OMP_NUM_THREADS="1")
-    run = subprocess.run([sys.executable, "-c", FRESH, str(lite0_dir), str(tmp_path / "x.npy")], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = forkserver.run([sys.executable, "-c", FRESH, str(lite0_dir), str(tmp_path / "x.npy")], cwd=tmp_path,
+                         env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["hf_w2s"] is False

@@ -6,9 +6,9 @@ with plain transformers. The pretrained default's configuration is checked witho
 import json
 import os
 import re
-import subprocess
 import sys
 
+import forkserver
 import numpy as np
 import pytest
 import torch
@@ -39,7 +39,7 @@ def hf_home(tmp_path_factory):
 
 def run(cmd, hf_home, **kw):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home)}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, **kw)
+    return forkserver.run(cmd, env=env, timeout=1800, **kw)
 
 
 @pytest.fixture(scope="module")

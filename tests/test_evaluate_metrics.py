@@ -3,9 +3,9 @@ equal to hand-computed values and to the functions of hf_w2s.metrics, and what t
 
 import json
 import os
-import subprocess
 import sys
 
+import forkserver
 import numpy as np
 import pytest
 from transformers import EvalPrediction
@@ -30,7 +30,7 @@ def test_evaluate_load_works_offline_in_a_fresh_process(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9",
            "PYTHONPATH": os.pathsep.join([str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                           os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", OFFLINE], env=env, capture_output=True, text=True, timeout=120)
+    run = forkserver.run([sys.executable, "-c", OFFLINE], env=env, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["accuracy"] == {"accuracy": pytest.approx(2 / 3)}  # the -100 reference is ignored

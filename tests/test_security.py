@@ -7,11 +7,11 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import traceback
 from pathlib import Path
 
+import forkserver
 import numpy as np
 import pytest
 import torch
@@ -176,8 +176,8 @@ def failing_push(tmp: str) -> tuple[str, str, str]:
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_XET": "1",
            "HF_HOME": os.path.join(tmp, "hf_home"), "HF_HUB_OFFLINE": "0", "PYTHONPATH": str(REPO),
            "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "scripts" / "failing_push.py")], env=env, cwd=tmp,
-                          capture_output=True, text=True, timeout=240)
+    proc = forkserver.run([sys.executable, str(REPO / "tests" / "scripts" / "failing_push.py")], env=env, cwd=tmp,
+                          timeout=240)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-3000:]
     message = next(line[len("MESSAGE: "):] for line in proc.stdout.splitlines() if line.startswith("MESSAGE: "))
