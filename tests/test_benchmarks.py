@@ -18,9 +18,11 @@ NUMBER = r"(\d+\.\d+)"
 # arguments at tiny sizes, the line with the benchmark's figure, and bounds on that figure that hold at tiny sizes on a
 # busy machine but not when the measured property breaks (CPU time, not wall time, where the line has both)
 CASES = {
-    # the W2S trainer's step costs about what a plain Trainer's does (not several times more)
+    # the W2S trainer's step costs about what a plain Trainer's does (not several times more); at these sizes the
+    # ratio measured 0.47-1.16 (13 runs, quiet and busy), so the lower bound only rules out a W2S step that skips
+    # most of its work
     "trainer_overhead": (["--steps", "8", "--repeats", "1", "--batch_size", "16", "--loss_iterations", "4"],
-                         rf"ratio W2S / plain\s+: wall {NUMBER}, CPU {NUMBER}", 2, (0.5, 2.0)),
+                         rf"ratio W2S / plain\s+: wall {NUMBER}, CPU {NUMBER}", 2, (0.25, 2.0)),
     # an online ResNet weak model adds its forward pass to every step; at 8 steps the ratio to cached logits is noise
     # around its value (measured 0.76 once on a busy machine), so only an order of magnitude is checked here
     "online_vs_cached": (["--steps", "8", "--repeats", "1", "--batch_size", "16"],
