@@ -120,7 +120,23 @@ def test_tiny_student_from_scratch_stays_an_option(tmp_path):
     assert config.split_sizes == [200, 1500, 300, 500]
     assert (config.training["student_mode"], config.training["channels_last"]) == ("full", False)
     given = experiment_config(DemoArguments(quick=True, strong_epochs=5), tmp_path)
-    assert given.training["num_train_epochs"] == 5  # a flag given with --quick wins over the quick size
+    assert given.training["num_train_epochs"] == 5  # a value given with --quick wins over the quick size
+
+
+def test_quick_keeps_every_option_given_even_at_its_default(tmp_path):
+    """``--quick`` sizes only the options the command line (or its --config file) leaves out: a flag equal to the
+    full demo's default (``--channels_last true``, ``--strong_epochs 2``) is the user's choice, not a default."""
+    from hf_w2s.scripts.demo import QUICK, parse_args
+
+    args = parse_args(["--quick", "--channels_last", "true", "--strong_epochs", "2", "--output_dir", str(tmp_path)])
+    assert (args.channels_last, args.strong_epochs) == (True, 2.0)  # given: kept, though equal to the defaults
+    assert (args.student_mode, args.strong_model, args.learning_rate) == ("full", QUICK["strong_model"], 3e-3)
+    config = tmp_path / "demo.yaml"
+    config.write_text("quick: true\nbatch_size: 32\nstudent_mode: last_blocks\n")
+    args = parse_args(["--config", str(config), "--output_dir", str(tmp_path), "--no_channels_last"])
+    assert (args.batch_size, args.student_mode, args.channels_last) == (32, "last_blocks", False)  # all given
+    assert (args.strong_train_size, args.strong_epochs) == (1500, 10.0)  # left out: the quick sizes
+    assert parse_args(["--output_dir", str(tmp_path), "--channels_last", "false"]).strong_train_size == 2000
 
 
 # the two refusals run the command in this process (hf_w2s.cli.main, as the console script does): they happen before

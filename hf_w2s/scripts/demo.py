@@ -78,7 +78,8 @@ class DemoArguments:
         default=False,
         metadata={"help": f"A run of about a minute: {QUICK['weak_train_size']} / {QUICK['strong_train_size']} / "
                   f"{QUICK['validation_size']} / {QUICK['test_size']} digits, the small ResNet student "
-                  f"({QUICK['strong_model']}) from scratch for {QUICK['strong_epochs']:g} epochs."},
+                  f"({QUICK['strong_model']}) from scratch for {QUICK['strong_epochs']:g} epochs; the options you "
+                  "give are kept."},
     )
     verbose: bool = field(default=False, metadata={"help": "Show the training logs and every library notice."})
     overwrite: bool = field(default=False, metadata={"help": "Allow writing into a non-empty output directory that "
@@ -100,10 +101,12 @@ class DemoArguments:
         if self.dataset not in PACKAGED_DATASETS:
             raise ValueError(f"dataset must be one of {sorted(PACKAGED_DATASETS)} (packaged, offline), got "
                              f"{self.dataset!r}.")
-        if self.quick:  # the smoke sizes, for what was left at its default
-            defaults = {f.name: f.default for f in fields(self)}
+        if self.quick:  # the smoke sizes, for every option not given (in Python: left at its default)
+            from .parser import options_given
+
+            given, defaults = options_given(), {f.name: f.default for f in fields(self)}
             for name, value in QUICK.items():
-                if getattr(self, name) == defaults[name]:
+                if name not in given if given is not None else getattr(self, name) == defaults[name]:
                     setattr(self, name, value)
         from ..losses import LOSSES
 
@@ -271,14 +274,19 @@ def format_table(results: dict, loss_names: list[str]) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> DemoArguments:
+    """:class:`DemoArguments` from ``argv`` (``--config file.yaml`` supplies options; flags override it)."""
     from .parser import W2SParser
 
     parser = W2SParser(DemoArguments, prog="hf-w2s demo", description="Run the embedded offline demo: a weak "
                        "supervisor, its labels, strong students trained on them and a ground-truth ceiling, then the "
                        "table. The default student is EfficientNet-Lite0 with its ImageNet weights.")
     (args,) = parser.parse(argv)
-    run_demo(args)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_demo(parse_args(argv))
     return 0
 
 

@@ -13,13 +13,23 @@ import argparse
 import dataclasses
 import json
 import sys
+from contextvars import ContextVar
 from typing import get_type_hints
 
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..yaml_config import read_yaml
 
-__all__ = ["W2SParser"]
+__all__ = ["W2SParser", "options_given"]
+
+_GIVEN: ContextVar[frozenset | None] = ContextVar("hf_w2s_options_given", default=None)
+
+
+def options_given() -> frozenset[str] | None:
+    """While :meth:`W2SParser.parse` builds its dataclasses (their ``__post_init__``): the options that the command
+    line or its ``--config`` file set, whatever their values (a flag equal to its default included); ``None`` when a
+    dataclass is built in Python."""
+    return _GIVEN.get()
 
 
 def _group_title(dtype) -> str:
@@ -98,12 +108,31 @@ class W2SParser(HfArgumentParser):
         known, rest = pre.parse_known_args(argv)
         if known.config:
             rest = self._config_argv(known.config) + rest
-        out = self.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
+        token = _GIVEN.set(_given_by(self, rest))
+        try:
+            out = self.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
+        finally:
+            _GIVEN.reset(token)
         # the namespace of what no dataclass took (our --config) is dropped
         objs, left = [o for o in out[:-1] if not isinstance(o, argparse.Namespace)], out[-1]
         if left and not remaining:
             raise ValueError(f"unrecognized arguments: {' '.join(left)} (see {self.prog} --help)")
         return (*objs, left) if remaining else tuple(objs)
+
+
+def _given_by(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset[str]:
+    """The destinations ``argv`` sets: ``parser`` run with every default suppressed (restored after)."""
+    saved, defaults = [(a, a.default) for a in parser._actions], dict(parser._defaults)
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        namespace, _ = argparse.ArgumentParser.parse_known_args(parser, argv)
+    finally:
+        for action, default in saved:
+            action.default = default
+        parser._defaults.update(defaults)
+    return frozenset(vars(namespace))
 
 
 def _word(value) -> str:
