@@ -1,7 +1,8 @@
 """Several ``hf-w2s`` invocations in one fresh interpreter wired to the local Hub: ``hf_w2s.cli.main(argv)`` is what
 ``python -m hf_w2s.cli`` runs, and each invocation gets its own stdout / stderr files (file descriptors, so
-transformers' log handler is captured too). Interpreter start-up with torch / transformers / peft costs about as much
-CPU as a tiny run (~9 s), so tests that run many commands run them here, in order, instead of one process each.
+transformers' log handler is captured too). A process's imports of transformers / peft / datasets cost about as much
+CPU as a tiny run (~3 s forked by tests/forkserver.py, ~9 s from scratch), so tests that run many commands run them
+here, in order, instead of one process each.
 
     pending = start_sequence(local_hub, tmp_path, {"train": ["train", "--config", ...]}, "mine")
     runs = finish_sequence(pending, tmp_path)          # {"train": Run(returncode, stdout, stderr)}

@@ -47,7 +47,9 @@ fresh interpreter whose environment is set before anything is imported::
   ...]`, torchrun, ...).  `spawn_python(...)` / `spawn_command(...)` start the process and return a `PendingRun`
   whose `.wait()` gives the `ClientRun`: independent flows (a model push and a dataset push) can run side by side,
   which on a busy machine hides one interpreter start-up (torch/transformers/datasets imports dominate) behind the
-  other.
+  other.  A `python -c / -m / script` command is a child of tests/forkserver.py (a fresh process forked from one that
+  imported torch but no Hugging Face library, so it still reads this environment at import); others are
+  subprocesses.
 * `local_hub.env(hf_home=None, token=None, **extra)`: the environment itself, for your own `subprocess` calls:
   `HF_ENDPOINT=<url>`, `HF_TOKEN`, `HF_HUB_DISABLE_XET=1`, `HF_HUB_DISABLE_TELEMETRY=1`, progress bars off,
   a fresh empty `HF_HOME` (so a load really goes through the server) unless `hf_home=` is given to share a cache,
