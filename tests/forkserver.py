@@ -223,7 +223,7 @@ _LOCK = threading.Lock()
 def _server() -> _Server:
     global _SERVER
     with _LOCK:
-        if _SERVER is None:
+        if _SERVER is None or _SERVER.proc.poll() is not None:  # not started yet, or gone (killed): a new one
             _SERVER = _Server()
         return _SERVER
 
