@@ -104,9 +104,11 @@ class DemoArguments:
         if self.quick:  # the smoke sizes, for every option not given (in Python: left at its default)
             from .parser import options_given
 
-            given, defaults = options_given(), {f.name: f.default for f in fields(self)}
+            given = options_given()
+            if given is None:  # built in Python: the options that differ from their defaults were given
+                given = {f.name for f in fields(self) if getattr(self, f.name) != f.default}
             for name, value in QUICK.items():
-                if name not in given if given is not None else getattr(self, name) == defaults[name]:
+                if name not in given:
                     setattr(self, name, value)
         from ..losses import LOSSES
 
