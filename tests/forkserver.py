@@ -99,12 +99,18 @@ def _serve(path: str) -> None:
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     head, fds, _, _ = socket.recv_fds(conn, HEADER, 3)
-    while len(head) < HEADER:
-        head += conn.recv(HEADER - len(head))
-    size, body = int(head), b""
-    while len(body) < size:
-        body += conn.recv(size - len(body))
-    return json.loads(body), list(fds)
+    head += _exactly(conn, HEADER - len(head))
+    return json.loads(_exactly(conn, int(head))), list(fds)
+
+
+def _exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:  # the client went away mid-request: fail instead of spinning on an empty read
+            raise ConnectionError("forkserver: a request ended early")
+        data += chunk
+    return data
 
 
 def _stream(fd: int, write: bool, encoding: str, unbuffered: bool):
@@ -259,7 +265,7 @@ class ForkedProcess:
                 self._readers.append(threading.Thread(target=self._drain, args=(read, name), daemon=True))
             elif given is None or given == subprocess.DEVNULL:
                 theirs.append(os.open(os.devnull, os.O_RDWR))
-            elif isinstance(given, int):
+            elif isinstance(given, int) and given >= 0:
                 theirs.append(os.dup(given))
             else:
                 raise ValueError(f"forkserver: unsupported {name}={given!r}")
