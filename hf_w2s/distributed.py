@@ -352,16 +352,35 @@ def _no_input_embeddings():
     return None
 
 
+def accelerate_skips_absent_wrap_units() -> bool:
+    """Whether Accelerate's FSDP2 wrap policy leaves out the ``_no_split_modules`` a model does not instantiate
+    (accelerate >= 1.16) instead of raising "Could not find the transformer layer class" (1.15 and earlier): probed
+    on a two-layer module, so hf_w2s adapts a model only where the installed Accelerate needs it."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    probe = torch.nn.Sequential(torch.nn.Linear(1, 1))
+    probe._no_split_modules = ["Linear", "AbsentLayerOfTheProbe"]
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="TRANSFORMER_BASED_WRAP")
+    try:
+        plugin.set_auto_wrap_policy(probe)
+        fsdp2_prepare_auto_wrap_policy(plugin, probe)
+    except ValueError:
+        return False
+    return True
+
+
 def adapt_model_to_fsdp2(model: torch.nn.Module, fsdp_plugin) -> list[str]:
     """Let Accelerate's FSDP2 preparation shard a vision model; returns what was changed and why (empty: nothing).
 
-    accelerate 1.15's ``fsdp2_prepare_model`` makes the model's ``_no_split_modules`` the wrap units (unless
+    Accelerate's ``fsdp2_prepare_model`` makes the model's ``_no_split_modules`` the wrap units (unless
     ``transformer_layer_cls_to_wrap`` names others), then calls ``fully_shard(model.get_input_embeddings())`` on its
     own. Three vision cases break there, each fixed on this model *instance* only (the class and what
     ``save_pretrained`` writes stay unchanged):
 
     * a model without one of its class's ``_no_split_modules`` (the linear weak supervisor, a ConvNeXt without
-      blocks: "Could not find the transformer layer class ConvNextLayer"): the list keeps the classes present;
+      blocks: "Could not find the transformer layer class ConvNextLayer" from accelerate <= 1.15): the list keeps
+      the classes present; left alone where Accelerate already does so (:func:`accelerate_skips_absent_wrap_units`);
     * ResNet, ConvNeXt, ...: ``get_input_embeddings()`` raises ``NotImplementedError`` (no embedding layer);
     * ViT: the patch embedding lies inside ``ViTEmbeddings``, itself a wrap unit, so its parameters are DTensors
       already and the second ``fully_shard`` fails (``TypeError: Invariant encountered: value was None``).
@@ -374,7 +393,8 @@ def adapt_model_to_fsdp2(model: torch.nn.Module, fsdp_plugin) -> list[str]:
     changes = []
     declared = getattr(model, "_no_split_modules", None) or []
     present = {type(m).__name__ for m in model.modules()}
-    if fsdp_plugin.transformer_cls_names_to_wrap is None and any(c not in present for c in declared):
+    if (fsdp_plugin.transformer_cls_names_to_wrap is None and any(c not in present for c in declared)
+            and not accelerate_skips_absent_wrap_units()):
         model._no_split_modules = [c for c in declared if c in present]
         changes.append(f"wrap units {model._no_split_modules} (the model has no {sorted(set(declared) - present)})")
     try:
