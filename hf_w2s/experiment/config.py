@@ -508,6 +508,7 @@ class ExperimentConfig:
                              "split, or evaluation during training, checkpoint selection and candidates would read "
                              "the test split.")
         self._validate_selection()
+        self._validate_optional_dependencies()
         if not self.weak_supervisors and self.losses:
             raise ValueError("weak_supervisors is empty but losses are listed: the students need a supervisor.")
         names = [w.name for w in self.weak_supervisors]
@@ -566,6 +567,19 @@ class ExperimentConfig:
         for name in ("mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def _validate_optional_dependencies(self) -> None:
+        """What the sweep will need from optional packages, checked before anything trains: matplotlib for the
+        report's plots, kornia for augmentation and mixing (every augmentation entry built once)."""
+        from ..import_utils import require
+        from ..trainer.augment import check_augmentation
+
+        require("matplotlib", "the experiment report's plots", "plots")
+        check_augmentation(self.augmentation)
+        for c in self.training_candidates:
+            check_augmentation(c.get("augmentation"), f"training_candidates {c['label']!r} augmentation")
+        if self.mixup_alpha or self.cutmix_alpha:
+            require("kornia", "mixup_alpha / cutmix_alpha", "aug")
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)

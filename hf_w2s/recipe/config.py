@@ -196,6 +196,10 @@ class RecipeArguments:
     def validate(self, training_args: WeakToStrongConfig) -> None:
         """Check the arguments together; raise ``ValueError`` naming the problem before anything is loaded."""
         check_options(self)  # types, finiteness and RANGES of every option
+        if self.augment or self.mixup_alpha or self.cutmix_alpha or self.randaugment_n or self.random_erasing:
+            from ..import_utils import require
+
+            require("kornia", "augment / randaugment_n / random_erasing / mixup_alpha / cutmix_alpha", "aug")
         if self.num_channels not in (1, 3):
             raise ValueError(f"num_channels must be 1 (grayscale) or 3 (RGB), got {self.num_channels}.")
         for option, what in (("dataset_name", "dataset"), ("weak_labels_dataset", "dataset"),

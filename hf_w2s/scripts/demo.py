@@ -12,12 +12,10 @@ reuses the runs that are done.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -171,39 +169,6 @@ def experiment_config(args: DemoArguments, out: Path):
     )
 
 
-class _OnceFilter(logging.Filter):
-    """Lets each distinct message through once (the same notice comes from every run)."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message in self.seen:
-            return False
-        self.seen.add(message)
-        return True
-
-
-def _quiet_libraries() -> None:
-    """transformers' and datasets' progress bars and load reports off; hf_w2s's own notices shown once each."""
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("notice: %(message)s"))
-    handler.addFilter(_OnceFilter())
-    package = logging.getLogger("hf_w2s")
-    package.handlers[:] = [handler]
-    package.setLevel(logging.WARNING)
-    package.propagate = False
-
-
 def _describe(args: DemoArguments) -> list[str]:
     from ..convert import MODEL_PREFIX, is_cached
 
@@ -232,8 +197,9 @@ def run_demo(args: DemoArguments) -> dict:
     start = time.time()
     out = _prepare_output_dir(args)
     if not args.verbose:
-        _quiet_libraries()
-        warnings.filterwarnings("ignore", message=".*pin_memory.*")  # torch's, on a machine without a GPU
+        from ..console import quiet_libraries
+
+        quiet_libraries()
     for line in _describe(args):
         print(line, flush=True)
     experiment = Experiment(experiment_config(args, out), log=lambda message: print(message, flush=True))

@@ -20,6 +20,7 @@ class ExperimentScriptArguments:
 
     report_only: bool = field(default=False, metadata={"help": "Only rebuild the report from results.jsonl."})
     dry_run: bool = field(default=False, metadata={"help": "Validate the config and list the runs."})
+    verbose: bool = field(default=False, metadata={"help": "Show the libraries' progress bars, logs and warnings."})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     config_path, rest = _config_path(argv)
     script_args, overrides = parser.parse(rest, remaining=True)
+    if not script_args.verbose:
+        from ..console import quiet_libraries
+
+        quiet_libraries()
     config = load_experiment_config(config_path, overrides)
     experiment = Experiment(config)
     if script_args.dry_run:

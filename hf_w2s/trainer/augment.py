@@ -130,13 +130,42 @@ class TrainAugmentation(torch.nn.Module):
 def _kornia_sequence(spec: dict) -> torch.nn.Module:
     import kornia.augmentation as K
 
+    check_augmentation(spec)
     layers = []
     for name, kwargs in spec.items():
-        if not hasattr(K, name):
-            raise ValueError(f"augmentation: kornia.augmentation has no {name!r}")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()}
         layers.append(getattr(K, name)(**kwargs))
     return torch.nn.Sequential(*layers)
+
+
+def check_augmentation(spec: dict | None, where: str = "augmentation") -> None:
+    """An ``augmentation`` mapping (kornia class names -> keyword arguments) as a config gives it, checked when the
+    config is read: kornia installed, every name a ``kornia.augmentation`` class (a close name suggested), every
+    class built with its arguments. Raises ``ImportError`` / ``ValueError`` naming the entry."""
+    if not spec:
+        return
+    from ..import_utils import require
+
+    require("kornia", f"{where} (kornia augmentations)", "aug")
+    import difflib
+
+    import kornia.augmentation as K
+
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where} must be a mapping of kornia.augmentation class names to their keyword arguments, "
+                         f"got {spec!r}")
+    for name, kwargs in spec.items():
+        cls = getattr(K, str(name), None)
+        if not isinstance(cls, type):
+            close = difflib.get_close_matches(str(name), [n for n in dir(K) if n[:1].isupper()], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: kornia.augmentation has no class {name!r}{hint}")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise ValueError(f"{where}.{name}: its arguments must be a mapping, got {kwargs!r}")
+        try:
+            cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()})
+        except Exception as err:  # noqa: BLE001 - kornia's own message, named by entry
+            raise ValueError(f"{where}.{name}: {err}") from None
 
 
 def mixup(batch: dict, alpha: float) -> dict:

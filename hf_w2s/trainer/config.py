@@ -204,6 +204,8 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
         check_output_path(self.output_dir, "output_dir")
         resume_target(self.resume_from_checkpoint, hub=bool(self.push_to_hub))
         super().__post_init__()
+        if self.dataloader_pin_memory and not _has_accelerator(self):
+            self.dataloader_pin_memory = False  # pinned memory is for copies to an accelerator; torch warns otherwise
         check_report_to(self.report_to)  # trackers and Hub pushes: refused now, not after a weak model trained
         check_hub_strategy(self)
 
@@ -262,6 +264,19 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
     def loss_knobs(self) -> dict:
         """The knobs the chosen loss reads (``LOSSES[w2s_loss].knobs``) and their values."""
         return knobs_of(self.w2s_loss, self)
+
+
+def _has_accelerator(args) -> bool:
+    """Whether the run will train on an accelerator (a GPU, MPS, XPU, ...): not with ``use_cpu``, nor on a machine
+    without one."""
+    import torch
+
+    if args.use_cpu:
+        return False
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return bool(accelerator.is_available())
+    return torch.cuda.is_available()
 
 
 def check_training_arguments(arguments: dict, where: str) -> None:
