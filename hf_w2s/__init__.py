@@ -1,15 +1,20 @@
 """hf_w2s: weak-to-strong fine-tuning of Hugging Face vision models.
 
-Layout: ``losses`` (every loss and its knobs), ``calibration``, ``metrics``, ``labels`` (label sets matched by name),
-``modeling`` (the one model loader), ``lora``, ``hub`` (cards and pushes), ``security`` (token redaction),
-``distributed``; the packages ``trainer/`` (config, trainer, collators, augmentation, checks), ``data/`` (the one
-dataset loader, packaged data, splits, weak labels, noise), ``experiment/`` (the sweep harness and its report) and
-``scripts/`` (the ``hf-w2s`` commands and their one parser).
+Layout (README "Layout"): ``losses`` (every loss and its knobs), ``calibration``, ``metrics``, ``labels``
+(label sets matched by name), ``modeling`` (the one model loader) and ``model_config`` (the student's options),
+``lora``, ``hub`` (cards and pushes), ``security`` (token redaction), ``distributed``, ``options`` / ``files`` /
+``checkpoints`` / ``outputs`` (checks, whole-or-nothing writes, resuming, where a run writes); the packages
+``trainer/`` (the Trainer and its config), ``data/`` (datasets, splits, weak labels), ``experiment/`` (the one runner
+of ``hf-w2s train``, ``experiment`` and ``demo``) and ``scripts/`` (the ``hf-w2s`` commands and their one parser).
+Public names are imported on first use, so ``hf-w2s --help`` stays light.
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
-#: public name -> the module that defines it; imported on first use (``hf-w2s --help`` stays light)
+__version__ = "0.3.0"
+
+#: public name -> the module that defines it; imported on first use
 _EXPORTS = {
     "fit_temperature": "calibration",
     "convert_efficientnet_lite": "convert",
@@ -24,11 +29,14 @@ _EXPORTS = {
     "merge_weak_label_datasets": "data",
     "noisy_weak_logits": "data",
     "weak_label_accuracy": "data",
+    "DataConfig": "data.config",
     "Experiment": "experiment",
     "ExperimentConfig": "experiment",
+    "WeakSupervisorConfig": "experiment",
+    "LossSpec": "experiment",
     "WeakLabelsPushError": "hub",
     "push_weak_labels": "hub",
-    "apply_lora": "lora",
+    "complete_peft_config": "lora",
     "save_lora_student": "lora",
     "LOSSES": "losses",
     "LossKnobs": "losses",
@@ -38,15 +46,51 @@ _EXPORTS = {
     "accuracy": "metrics",
     "agreement": "metrics",
     "performance_gap_recovered": "metrics",
+    "ModelConfig": "model_config",
     "load_image_classifier": "modeling",
     "load_image_processor": "modeling",
+    "build_experiment": "scripts.config",
+    "load_config": "scripts.config",
     "AugmentingCollator": "trainer",
     "TrainAugmentation": "trainer",
     "WeakToStrongCollator": "trainer",
     "WeakToStrongConfig": "trainer",
     "WeakToStrongTrainer": "trainer",
-    "WeakCombiner": "trainer.multi_weak",
+    "WeakCombiner": "trainer.combiner",
 }
+
+if TYPE_CHECKING:  # what editors and type checkers see; at run time the names come from __getattr__
+    from .calibration import fit_temperature
+    from .convert import convert_efficientnet_lite, converted_checkpoint
+    from .data import (
+        WeakModel,
+        add_noisy_labels,
+        corrupt_labels,
+        label_dataset,
+        label_dataset_multi,
+        load_image_dataset,
+        load_weak_model,
+        merge_weak_label_datasets,
+        noisy_weak_logits,
+        weak_label_accuracy,
+    )
+    from .data.config import DataConfig
+    from .experiment import Experiment, ExperimentConfig, LossSpec, WeakSupervisorConfig
+    from .hub import WeakLabelsPushError, push_weak_labels
+    from .lora import complete_peft_config, save_lora_student
+    from .losses import LOSSES, LossKnobs, W2SLossOutput, compute_w2s_loss, register_loss
+    from .metrics import accuracy, agreement, performance_gap_recovered
+    from .model_config import ModelConfig
+    from .modeling import load_image_classifier, load_image_processor
+    from .scripts.config import build_experiment, load_config
+    from .trainer import (
+        AugmentingCollator,
+        TrainAugmentation,
+        WeakToStrongCollator,
+        WeakToStrongConfig,
+        WeakToStrongTrainer,
+    )
+    from .trainer.combiner import WeakCombiner
 
 
 def __getattr__(name: str):
@@ -61,26 +105,29 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__version__ = "0.2.0"
-
 __all__ = [
     "AugmentingCollator",
+    "DataConfig",
     "Experiment",
     "ExperimentConfig",
     "LOSSES",
     "LossKnobs",
+    "LossSpec",
+    "ModelConfig",
     "TrainAugmentation",
     "W2SLossOutput",
     "WeakCombiner",
     "WeakLabelsPushError",
     "WeakModel",
+    "WeakSupervisorConfig",
     "WeakToStrongCollator",
     "WeakToStrongConfig",
     "WeakToStrongTrainer",
     "accuracy",
     "add_noisy_labels",
     "agreement",
-    "apply_lora",
+    "build_experiment",
+    "complete_peft_config",
     "compute_w2s_loss",
     "convert_efficientnet_lite",
     "converted_checkpoint",
@@ -88,6 +135,7 @@ __all__ = [
     "fit_temperature",
     "label_dataset",
     "label_dataset_multi",
+    "load_config",
     "load_image_classifier",
     "load_image_dataset",
     "load_image_processor",

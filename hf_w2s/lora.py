@@ -1,4 +1,6 @@
-"""LoRA students with PEFT: per-architecture defaults, and saving both the adapter and a merged plain model.
+"""LoRA students with PEFT: a ``peft.LoraConfig`` completed for the architecture, and saving both the adapter and a
+merged plain model. As in TRL, the trainer takes ``peft_config=``; :meth:`hf_w2s.ModelConfig.get_peft_config` builds
+it from the command line's ``use_peft`` / ``lora_*`` options.
 
 A LoRA student trains low-rank updates of the attention (or convolution) weights plus a full copy of the new
 classifier head (``modules_to_save``). Batch-norm layers are saved as well: their running statistics change while
@@ -64,28 +66,35 @@ def lora_modules_to_save(model) -> list[str]:
     return names
 
 
-def apply_lora(model, r: int, alpha: float | None = None, target_modules: list[str] | None = None,
-               dropout: float = 0.0):
-    """Wrap ``model`` in a LoRA ``PeftModel`` (rank ``r``, ``lora_alpha`` default ``2 r``)."""
-    from peft import LoraConfig, get_peft_model
+def complete_peft_config(peft_config, model):
+    """``peft_config`` (a ``peft.LoraConfig``) made ready for ``model``: ``target_modules`` left unset become the
+    architecture's defaults (:func:`default_lora_targets`), ``modules_to_save`` left unset become the head and the
+    batch norms (:func:`lora_modules_to_save`); target names that match no layer are refused, naming the candidates.
+    Returns a copy; the caller's config is unchanged."""
+    import copy
 
-    if r <= 0:
-        raise ValueError(f"lora_r must be > 0 to train a LoRA student, got {r}")
-    if target_modules:
-        missing = [t for t in target_modules if t not in _suffixes(model)]
+    config = copy.deepcopy(peft_config)
+    targets = config.target_modules
+    if targets:
+        if isinstance(targets, str):
+            targets = [targets]
+        missing = [t for t in targets if t not in _suffixes(model)]
         if missing:
-            raise ValueError(f"--lora_target_modules {missing} match no Linear/Conv2d layer of "
+            raise ValueError(f"lora_target_modules {missing} match no Linear/Conv2d layer of "
                              f"{type(model).__name__}; choose from {sorted(_suffixes(model))}")
+        config.target_modules = set(targets)
     else:
-        target_modules = default_lora_targets(model)
-    config = LoraConfig(
-        r=r,
-        lora_alpha=alpha if alpha is not None else 2 * r,
-        lora_dropout=dropout,
-        target_modules=list(target_modules),
-        modules_to_save=lora_modules_to_save(model),
-    )
-    return get_peft_model(model, config)
+        config.target_modules = set(default_lora_targets(model))
+    if config.modules_to_save is None:
+        config.modules_to_save = lora_modules_to_save(model)
+    return config
+
+
+def apply_peft(model, peft_config):
+    """``model`` wrapped in a ``PeftModel`` for ``peft_config`` (completed for it: :func:`complete_peft_config`)."""
+    from peft import get_peft_model
+
+    return get_peft_model(model, complete_peft_config(peft_config, model))
 
 
 def save_lora_student(peft_model, output_dir: str, base_model_name_or_path: str | None = None,

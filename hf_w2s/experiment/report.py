@@ -3,7 +3,8 @@ figure, then its test figures: mean ± std over seeds, the paired difference to 
 agreement, mean ``a``) and PNG plots.
 
 Everything here is computed from the JSON-lines records that :mod:`hf_w2s.experiment` writes, so a report can be
-rebuilt at any time (``hf-w2s experiment --config ... --report_only``).
+rebuilt at any time (``hf-w2s experiment --config ... --report_only``). ``exp`` is the
+:class:`~hf_w2s.experiment.runner.Experiment` whose records these are.
 
 PGR of a student run is ``(acc − weak) / (mean ceiling − weak)``; the table shows its mean ± std over seeds (so the
 mean equals the PGR of the mean accuracy). Where a supervisor has no test predictions (noisy labels, or a weak-label
@@ -103,9 +104,10 @@ def chosen_records(config, by_key: dict, row_keys: dict) -> tuple[str, dict, lis
     return chosen, table, [by_key[k] for k in row_keys[chosen].values() if k in by_key]
 
 
-def summarize(config, results: list[dict], key_of: dict) -> list[WeakSummary]:
+def summarize(exp, results: list[dict]) -> list[WeakSummary]:
     """Per weak supervisor: its accuracy, the ceiling row and one row per loss (in config order), each row the
     candidate chosen on the validation split."""
+    config, key_of = exp.config, exp.keys_by_role()
     by_key = {r["key"]: r for r in results}
     ceiling_label, ceiling_table, ceiling_records = ("default", {}, [])
     if key_of["ceiling"]:
@@ -150,16 +152,16 @@ def summarize(config, results: list[dict], key_of: dict) -> list[WeakSummary]:
     return out
 
 
-def selection_text(config) -> str:
+def selection_text(exp) -> str:
     """What chose what, for the report."""
-    sizes = config.split_sizes
-    training = {**config.training, **{k: v for c in config.training_candidates for k, v in c.items()}}
-    parts = [f"Everything chosen in this report is chosen on the validation split ({sizes[2]} examples with their "
-             "ground truth, disjoint from the training splits and from test, checked by content hash)"]
+    config, training = exp.config, exp.training
+    validation = exp.data.validation_split or f"{exp.data.split_sizes[2]} examples"
+    parts = [f"Everything chosen in this report is chosen on the validation split ({validation} with their ground "
+             "truth, disjoint from the training splits and from test, checked by content hash)"]
     chosen = []
-    if config.eval_during_training:
+    if exp.evaluates:
         chosen.append("the curves are validation curves")
-    if training.get("load_best_model_at_end") or config.early_stopping_patience or any(
+    if training.load_best_model_at_end or config.early_stopping_patience or any(
             c.get("load_best_model_at_end") for spec in config.losses for c in [spec.knobs, *spec.candidates]):
         chosen.append(f"each run's checkpoint is the one with the best validation {config.selection_metric}"
                       + (f" (early stopping, patience {config.early_stopping_patience})"
@@ -169,9 +171,12 @@ def selection_text(config) -> str:
         chosen.append(f"rows with candidates run each on seed(s) {seeds} and keep the one with the best mean "
                       f"validation {config.selection_metric} (the 'chosen on validation' column), which then runs "
                       "on the other seeds")
-    text = parts[0] + (": " + "; ".join(chosen) if chosen else "") + ". "
-    return text + (f"The test split ({sizes[3] or 'all of ' + str(config.test_split)} examples) is read once per "
-                   "run, after training, for the test figures; nothing is chosen on it.")
+    chosen.append("the saved student (student/) is the student run with the best validation "
+                  f"{config.selection_metric}")
+    text = parts[0] + ": " + "; ".join(chosen) + ". "
+    test = exp.data.split_sizes[3] or f"all of {exp.data.test_split}"
+    return text + (f"The test split ({test} examples) is read once per run, after training, for the test figures; "
+                   "nothing is chosen on it.")
 
 
 def _candidate_lines(summary: WeakSummary, metric: str) -> list[str]:
@@ -188,24 +193,26 @@ def _candidate_lines(summary: WeakSummary, metric: str) -> list[str]:
     return lines + ([""] if lines else [])
 
 
-def markdown(config, summaries: list[WeakSummary], images: list[str] = ()) -> str:
+def markdown(exp, summaries: list[WeakSummary], images: list[str] = ()) -> str:
+    config, m = exp.config, exp.model
     lines = [f"# {config.title or 'Weak-to-strong experiment'}", ""]
-    s = config.strong_model
-    strong = s.model or f"{s.arch} (width {s.width}, depth {s.depth})" + (
-        f", pre-trained on {s.pretrain_dataset}" if s.pretrain_dataset else "")
-    sizes = config.split_sizes
+    strong = f"`{m.model_name_or_path}`" + (f" at {m.input_size} px" if m.input_size else "") + (
+        f", pre-trained on {m.pretrain_dataset}" if m.pretrain_dataset else "") + (
+        f", student_mode {exp.training.student_mode}" if exp.training.student_mode != "full" else "") + (
+        ", LoRA" if m.use_peft else "")
+    sizes = exp.data.split_sizes
     strong_split = ("with its ground truth for the losses that ask for it"
-                    if any(spec.needs_labels for spec in config.losses)
+                    if any(exp.needs_labels(spec) for spec in config.losses)
                     else "seen by the students only through weak labels")
     lines += [
-        f"Dataset `{config.dataset}`, split {sizes[0]} / {sizes[1]} / {sizes[2]} / {sizes[3]}: the weak supervisor's "
+        f"Dataset `{exp.data.dataset}`, split {sizes[0]} / {sizes[1]} / {sizes[2]} / {sizes[3]}: the weak supervisor's "
         f"ground truth / the strong split ({strong_split}) / validation / test. Strong model: {strong}. "
         f"Seeds: {list(config.seeds)}. Accuracies in %, mean ± std over seeds; PGR = (student − "
         "weak) / (ceiling − weak) on the test split, with the mean ceiling; Δ ceiling = test accuracy minus the "
         "ceiling's of the same seed (same initialisation and data order), in points; agreement = student–weak "
         "agreement on the test split; mean a = the confidence weight averaged over training.",
         "",
-        f"**Selection.** {selection_text(config)}",
+        f"**Selection.** {selection_text(exp)}",
         "",
     ]
     for summary in summaries:
@@ -338,17 +345,18 @@ def plot_curves(summaries: list[WeakSummary], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_report(config, results: list[dict], out_dir, key_of: dict) -> str:
-    """Write ``report.md``, ``accuracy.png``, ``pgr.png`` and ``curves.png`` under ``out_dir``; return the markdown."""
+def write_report(exp, results: list[dict], out_dir) -> str:
+    """Write ``report.md`` and (with ``plots``) ``accuracy.png``, ``pgr.png`` and ``curves.png`` under ``out_dir``;
+    return the markdown."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = summarize(config, results, key_of)
+    summaries = summarize(exp, results)
     images = []
-    if summaries and summaries[0].rows:
+    if exp.config.plots and summaries and summaries[0].rows:
         plot_accuracy(summaries, out_dir / "accuracy.png")
         plot_pgr(summaries, out_dir / "pgr.png")
         plot_curves(summaries, out_dir / "curves.png")
         images = ["accuracy.png", "pgr.png", "curves.png"]
-    text = markdown(config, summaries, images)
+    text = markdown(exp, summaries, images)
     (out_dir / "report.md").write_text(text)
     return text

@@ -24,10 +24,11 @@ from ..data.splits import canonical_columns, check_disjoint, random_subset, shot
 from ..data.weak_labels import label_dataset, weak_logits_array
 from ..labels import label_permutation, names_of
 from ..metrics import accuracy
-from ..modeling import build_model, load_image_classifier, load_image_processor, tiny_image_processor
+from ..modeling import load_image_classifier
 from .config import LossSpec, WeakSupervisorConfig
+from .store import non_default, stable_hash
 
-__all__ = ["Supervision", "Supervisors"]
+__all__ = ["Supervision", "Supervisors", "pretrain_student"]
 
 
 @dataclasses.dataclass
@@ -133,43 +134,50 @@ class Supervisors:
             train = train.remove_columns("label").add_column("label", labels.tolist(), feature=feature)
         return train
 
+    def _load(self, source: str, w: WeakSupervisorConfig, **kwargs):
+        m = self.exp.model
+        model = load_image_classifier(source, self.names, seed=w.seed, image_size=m.image_size,
+                                      num_channels=m.num_channels, allow_pickle=m.allow_pickle,
+                                      trust_remote_code=m.trust_remote_code, **kwargs)
+        return model, self.exp.processor_for(w.image_processor or source)
+
+    def model_dir(self, name: str) -> Path | None:
+        """Where a supervisor the runner trained is saved (``weak/<key>/model``), or ``None``."""
+        w = self.config_of(name)
+        return self.exp.out / "weak" / self.exp.weak_key(w) / "model" if w.trains else None
+
     def _train_weak(self, w: WeakSupervisorConfig, path: Path):
-        c = self.exp.config
+        from ..distributed import process_state
+
         train = self._weak_train_data(w)
-        if w.pretrained:
-            model = load_image_classifier(w.pretrained, self.names, fresh_head=True, seed=w.seed)
-            processor = load_image_processor(w.pretrained)
-        else:
-            model = build_model(w.arch, self.names, image_size=c.image_size, num_channels=c.num_channels,
-                                width=w.width, depth=w.depth, seed=w.seed)
-            processor = tiny_image_processor(c.image_size, c.num_channels)
-        args = {"num_train_epochs": w.epochs, "learning_rate": w.learning_rate,
-                "per_device_train_batch_size": w.batch_size, "weight_decay": w.weight_decay,
-                "logging_steps": 10, **w.training}
+        model, processor = self._load(w.model, w, fresh_head=True)
         self.exp.log(f"training weak supervisor {w.name!r} on {len(train)} ground-truth examples")
-        self.exp.fit(model, processor, train, loss="ground_truth", seed=w.seed, run_dir=path / "run", args=args,
-                     report_to="none", run_name=f"weak-{w.name}")
+        augmentation = self.exp.augmentation(processor) if w.augment else None
+        trainer = self.exp.fit(model, processor, train, self.exp.weak_args(w, path / "run"), augmentation=augmentation)
+        state = process_state()
         tmp = path / "model.tmp"
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        (tmp / "w2s_info.json").write_text(json.dumps({"num_train": len(train)}))
-        tmp.rename(path / "model")
-        # label with the saved model, as every later run will: the same identity, so the label cache hits
-        return load_image_classifier(str(path / "model")), load_image_processor(str(path / "model")), len(train)
+        trainer.save_model(str(tmp))  # every process (a sharded model is gathered), the main one writes
+        if state.is_main_process:
+            processor.save_pretrained(tmp)
+            (tmp / "w2s_info.json").write_text(json.dumps({"num_train": len(train)}))
+            tmp.rename(path / "model")
+        state.wait_for_everyone()
+        # every process loads the saved model back whole, and labels with it as every later run will (the same
+        # identity, so the label cache hits)
+        model, processor = self._load(str(path / "model"), w)
+        return model, processor, len(train)
 
     def _weak_model(self, w: WeakSupervisorConfig):
         """The weak model (trained once and saved under ``weak/``, or loaded), its processor and #train examples."""
         if w.source == "train":
-            path = self.exp.out / "weak" / self.exp.weak_key(w)  # by content, not name: a renamed one is reused
+            path = self.model_dir(w.name).parent  # by content, not name: a renamed one is reused
             if (path / "model" / "config.json").exists():
                 info = json.loads((path / "model" / "w2s_info.json").read_text())
-                return (load_image_classifier(str(path / "model")), load_image_processor(str(path / "model")),
-                        info["num_train"])
+                return (*self._load(str(path / "model"), w), info["num_train"])
             path.mkdir(parents=True, exist_ok=True)
             return self._train_weak(w, path)
         if w.model:
-            model = load_image_classifier(w.model, self.names, fresh_head=False)  # names must match
-            return model, load_image_processor(w.model), None
+            return (*self._load(w.model, w, fresh_head=False), None)  # the names must match
         return None, None, None
 
     def _label(self, ds: Dataset, model, processor, what: str) -> Dataset:
@@ -182,15 +190,12 @@ class Supervisors:
 
     def _noisy(self, w: WeakSupervisorConfig, ds: Dataset) -> Dataset:
         """The strong split's ground truth corrupted by label noise, as weak logits whose softmax puts
-        ``1 / (1 + (C − 1)·exp(−supervision_logit))`` on the noisy label (the softmax of ``supervision_logit`` at the
-        label and 0 elsewhere)."""
-        n = len(self.names)
-        confidence = 1.0 / (1.0 + (n - 1) * float(np.exp(-w.supervision_logit)))
-        return add_noisy_labels(ds, w.label_noise_rate, w.label_noise_kind, w.seed, num_classes=n,
-                                confidence=confidence, transition=w.label_noise_transition)
+        ``label_noise_confidence`` on the noisy label."""
+        return add_noisy_labels(ds, w.label_noise_rate, w.label_noise_kind, w.seed, num_classes=len(self.names),
+                                confidence=w.label_noise_confidence, transition=w.label_noise_transition)
 
     def _given_weak_labels(self, w: WeakSupervisorConfig) -> Dataset:
-        c = self.exp.config
+        c = self.exp.data
         ds = load_image_dataset(w.weak_labels, w.weak_labels_split)
         missing = [col for col in (c.image_column, "weak_logits") if col not in ds.column_names]
         if missing:
@@ -266,9 +271,11 @@ class Supervisors:
         }
         return Supervision(w.name, record["key"], train, record, run_knobs=knobs)
 
-    def student_args(self, sup: Supervision, spec: LossSpec) -> tuple[dict, Dataset | None]:
+    def student_args(self, sup: Supervision | None, spec: LossSpec) -> tuple[dict, Dataset | None]:
         """Knobs a student run takes from its supervisor, and conf_select's calibration set (the weak ground truth,
         which the student never trains on)."""
+        if sup is None:
+            return {}, None
         knobs = dict(sup.run_knobs)
         calibration = None
         if spec.name == "conf_select":
@@ -276,3 +283,39 @@ class Supervisors:
                 knobs["weak_calibration_temperature"] = sup.record["calibration_temperature"]
             calibration = self.exp.splits().get("weak_train")
         return knobs, calibration
+
+
+def pretrain_student(exp) -> str:
+    """The tiny student pre-trained once on ``pretrain_dataset``'s ground truth (an offline stand-in for a pretrained
+    checkpoint), saved under ``strong_init/<key>/model``; returns that path."""
+    from ..distributed import process_state
+    from ..modeling import tiny_image_processor
+
+    m = exp.model
+    key = stable_hash({"pretrain": non_default(m), "image_size": m.image_size, "num_channels": m.num_channels})
+    path = exp.out / "strong_init" / key
+    if not (path / "model" / "config.json").exists():
+        data = canonical_columns(load_image_dataset(m.pretrain_dataset), image_column="image", label_column="label",
+                                 select=True, where=m.pretrain_dataset)
+        data = random_subset(data, m.pretrain_size, 0, strict=True)
+        # another dataset: it must not hold an image of this run's validation or test split
+        splits = exp.splits()
+        check_disjoint({"pretrain": data, "validation": splits["validation"], "test": splits["test"]}, "image",
+                       where=f"pretrain_dataset {m.pretrain_dataset}")
+        names = list(data.features["label"].names)
+        model = load_image_classifier(m.model_name_or_path, names, seed=0, image_size=m.image_size,
+                                      num_channels=m.num_channels)
+        processor = tiny_image_processor(m.image_size, m.num_channels)
+        exp.log(f"pre-training the strong model on {m.pretrain_dataset} ({len(data)} examples)")
+        args = exp.run_args("ground_truth", seed=0, run_dir=path / "run", with_eval=False,
+                            run_name="strong-pretraining",
+                            overrides={"num_train_epochs": m.pretrain_num_train_epochs, "gt_loss_weight": 0.0,
+                                       "learning_rate": m.pretrain_learning_rate, "student_mode": "full",
+                                       "per_device_train_batch_size": m.pretrain_batch_size, "max_steps": -1})
+        trainer = exp.fit(model, processor, data, args)
+        trainer.save_model(str(path / "model.tmp"))
+        if process_state().is_main_process:
+            processor.save_pretrained(path / "model.tmp")
+            (path / "model.tmp").rename(path / "model")
+        process_state().wait_for_everyone()
+    return str(path / "model")

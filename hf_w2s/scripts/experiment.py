@@ -1,7 +1,8 @@
-"""``hf-w2s experiment --config FILE.yaml``: a weak-to-strong sweep, its results as JSON lines, and the report.
+"""``hf-w2s experiment --config FILE.yaml``: weak supervisors × losses × seeds, their results as JSON lines, the
+saved student and the report.
 
-Any key of the config can be overridden on the command line: ``--key value`` (a YAML value), ``--section.key value``
-for nested mappings (e.g. ``--training.learning_rate 1e-3``).
+The options are the one schema's (:mod:`hf_w2s.scripts.config`): every key of the file is an option, flags override
+it (``--seeds 0 1 --learning_rate 1e-3``).
 """
 
 from __future__ import annotations
@@ -19,60 +20,56 @@ class ExperimentScriptArguments:
     _argument_group_name = "what to do"
 
     report_only: bool = field(default=False, metadata={"help": "Only rebuild the report from results.jsonl."})
-    dry_run: bool = field(default=False, metadata={"help": "Validate the config and list the runs."})
+    dry_run: bool = field(default=False, metadata={"help": "Check the config and list the runs; train nothing."})
     verbose: bool = field(default=False, metadata={"help": "Show the libraries' progress bars, logs and warnings."})
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..experiment.config import config_help, load_experiment_config
+def describe_plan(exp) -> list[str]:
+    """The runs a config plans, one line per row (``--dry_run``)."""
+    c = exp.config
+    lines = [f"{len(c.weak_supervisors)} weak supervisor(s), {len(c.losses)} loss(es) x {len(c.seeds)} seed(s)"
+             f" + {len(c.seeds) if c.ceiling else 0} ceiling run(s): {len(exp.planned_keys())} results in "
+             f"{exp.out}"]
+    for spec in c.losses:
+        chosen = exp.candidates(spec)
+        among = f", chosen on validation among {[x['label'] for x in chosen]}" if len(chosen) > 1 else ""
+        lines.append(f"  {spec.label}: {spec.name} {spec.knobs}{among}")
+    return lines
+
+
+def run(argv: list[str], prog: str, script_args, one_run: bool = False):
+    """The shared body of ``hf-w2s train`` and ``experiment``: read the options, build the experiment (every check),
+    then dry-run, report or run it."""
+    import shlex
+
+    from ..console import quiet_libraries
     from ..experiment.runner import Experiment
-    from .parser import W2SParser
+    from ..security import redact
+    from .config import load_config
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = W2SParser(ExperimentScriptArguments, prog=PROG, description="Run a weak-to-strong sweep (weak "
-                       "supervisors x losses x seeds) from a YAML config and write the report (table + plots).\n\n"
-                       "Override any config key with --key value or --section.key value (keys below).",
-                       config_help="the experiment's YAML config (its keys are listed below)", epilog=config_help())
-    if any(a in ("-h", "--help") for a in argv):
-        parser.print_help()
-        return 0
-    config_path, rest = _config_path(argv)
-    script_args, overrides = parser.parse(rest, remaining=True)
-    if not script_args.verbose:
-        from ..console import quiet_libraries
-
+    cfg = load_config(argv=argv, script_args=script_args, prog=prog)
+    if not cfg.script.verbose:
         quiet_libraries()
-    config = load_experiment_config(config_path, overrides)
-    experiment = Experiment(config)
-    if script_args.dry_run:
-        c = config
-        print(f"{len(c.weak_supervisors)} weak supervisor(s), {len(c.losses)} loss(es) x {len(c.seeds)} seed(s)"
-              f" + {len(c.seeds) if c.ceiling else 0} ceiling run(s): "
-              f"{len(experiment.planned_keys())} results in {c.output_dir}")
-        for spec in c.losses:
-            chosen = experiment.candidates(spec)
-            among = f", chosen on validation among {[x['label'] for x in chosen]}" if len(chosen) > 1 else ""
-            print(f"  {spec.label}: {spec.name} {spec.knobs}{among}")
-        return 0
-    if not script_args.report_only:
-        experiment.run()
-    print(experiment.report())
+    exp = Experiment(cfg.experiment, cfg.data, cfg.model, cfg.training, verbose=cfg.script.verbose, given=cfg.given,
+                     command=redact(f"{prog} {shlex.join(argv)}"), log=lambda message: print(message, flush=True))
+    if one_run and exp.config.student_rows * len(exp.config.seeds) != 1:
+        raise ValueError(f"{prog} trains one student: one weak supervisor, one loss and one seed (this config has "
+                         f"{len(exp.config.weak_supervisors)} supervisor(s) x {len(exp.config.losses)} loss(es) x "
+                         f"{len(exp.config.seeds)} seed(s)); run it with hf-w2s experiment.")
+    if cfg.script.dry_run:
+        print("\n".join(describe_plan(exp)))
+        return exp, None
+    if not getattr(cfg.script, "report_only", False):
+        exp.run()
+    return exp, exp.report()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    exp, report = run(argv, PROG, ExperimentScriptArguments)
+    if report is not None:
+        print(report)
     return 0
-
-
-def _config_path(argv: list[str]) -> tuple[str | None, list[str]]:
-    """``--config FILE`` is the experiment's YAML config (not options of this parser): taken out of ``argv``."""
-    rest, path, i = [], None, 0
-    while i < len(argv):
-        if argv[i] == "--config" and i + 1 < len(argv):
-            path, i = argv[i + 1], i + 2
-            continue
-        if argv[i].startswith("--config="):
-            path = argv[i].split("=", 1)[1]
-        else:
-            rest.append(argv[i])
-        i += 1
-    return path, rest
 
 
 if __name__ == "__main__":

@@ -66,9 +66,9 @@ class LabelConfig:
 
     def __post_init__(self):
         from ..data.loading import check_source_name
-        from ..trainer.validation import check_options
+        from ..options import check_ranges
 
-        check_options(self)
+        check_ranges(self)
         check_source_name(self.weak_model, "model", "--weak_model")
         check_source_name(self.dataset, "dataset", "--dataset")
 
@@ -98,7 +98,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def _check_output(config: LabelConfig) -> Path:
     """``--output`` is a folder that is new, empty, or replaced with ``--overwrite``; it never holds the source
     dataset (``--overwrite`` would delete it) and is never inside it (nothing is written into the source's folder)."""
-    from ..trainer.validation import check_output_path
+    from ..outputs import check_output_path
 
     output = Path(config.output)
     check_output_path(output, "--output")
@@ -122,7 +122,7 @@ def _save(dataset, output: Path) -> None:
     """Write the labelled dataset whole or not at all: into a temporary folder next to ``--output`` that then
     replaces it; a failure (a full disk: reported with the path) leaves neither a half-written ``--output`` nor the
     temporary folder."""
-    from ..trainer.validation import staged_dir
+    from ..files import staged_dir
 
     with staged_dir(output, replace=True) as partial:
         dataset.save_to_disk(partial)

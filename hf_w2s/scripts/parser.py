@@ -1,10 +1,14 @@
 """The one command-line parser of the ``hf-w2s`` commands: ``HfArgumentParser`` plus ``--config FILE.yaml``.
 
 Like TRL's ``TrlParser``: the YAML file's keys are the option names and give their values; flags on the command line
-override them. The file's values go through the same type conversion as flags (a word where a number is expected,
-or a number where a boolean is, is an error that names the option), an unknown key is an error that names it, and
-every error is a ``ValueError`` (the ``hf-w2s`` dispatcher prints it as one line). ``--help`` lists ``--config`` first
-and groups the options: the script's own, then the weak-to-strong ones, then ``transformers.TrainingArguments``.
+override them. The file's values go through the same conversion as flags (a word where a number is expected is an
+error that names the option); an unknown key or flag is an error that names it, and a key of an earlier hf_w2s
+release names its replacement (:data:`RENAMED`). Every error is a ``ValueError`` (the ``hf-w2s`` dispatcher prints it
+as one line). ``--help`` lists ``--config`` first, then each options class as a group.
+
+Options classes may share a field (``image_column`` is the data's and the trainer's): one option sets both. Fields
+marked ``metadata={"yaml": True}`` hold structure (a mapping, a list of mappings): in a file they are written as YAML,
+on the command line each value is read as YAML (``--losses weak_hard "{name: kd, kd_temperature: 2}"``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,47 @@ import sys
 from contextvars import ContextVar
 from typing import get_type_hints
 
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser
 
-from ..yaml_config import read_yaml
+from ..yaml_config import read_yaml, yaml_load
 
-__all__ = ["W2SParser", "options_given"]
+__all__ = ["W2SParser", "options_given", "RENAMED"]
 
 _GIVEN: ContextVar[frozenset | None] = ContextVar("hf_w2s_options_given", default=None)
+
+#: options of hf_w2s 0.2 and what replaced them in the one schema of 0.3 (an old key is an error naming this)
+RENAMED = {
+    "dataset_name": "dataset", "dataset_config_name": "dataset_config", "dataset_split": "train_split",
+    "dataset_train_split": "train_split (the pool split_sizes are drawn from)",
+    "dataset_test_split": "test_split", "dataset_validation_split": "validation_split",
+    "dataset_dir": "data_dir", "validation_size": "split_sizes (its third size is the validation split)",
+    "max_train_samples": "split_sizes", "max_eval_samples": "split_sizes",
+    "weak_model_name_or_path": "weak_supervisors: [{model: ...}]",
+    "weak_image_processor_name_or_path": "weak_supervisors: [{image_processor: ...}]",
+    "weak_labels_dataset": "weak_supervisors: [{weak_labels: ...}]",
+    "weak_supervision": "weak_supervisors: [{online: true|false}]",
+    "weak_train_split": "weak_supervisors: [{train_split: ...}]",
+    "weak_shots_per_class": "weak_supervisors: [{shots_per_class: ...}]",
+    "weak_num_train_epochs": "weak_supervisors: [{num_train_epochs: ...}]",
+    "weak_learning_rate": "weak_supervisors: [{learning_rate: ...}]",
+    "weak_augment": "weak_supervisors: [{augment: true}]",
+    "label_noise_rate": "weak_supervisors: [{source: noisy_labels, label_noise_rate: ...}]",
+    "label_noise_kind": "weak_supervisors: [{label_noise_kind: ...}]",
+    "label_noise_transition": "weak_supervisors: [{label_noise_transition: ...}]",
+    "label_noise_seed": "weak_supervisors: [{seed: ...}]",
+    "label_noise_confidence": "weak_supervisors: [{label_noise_confidence: ...}]",
+    "augment": "augmentation (kornia classes: {RandomResizedCrop: {...}, RandomHorizontalFlip: {...}})",
+    "crop_scale_min": "augmentation: {RandomResizedCrop: {scale: [min, 1.0]}}",
+    "hflip": "augmentation: {RandomHorizontalFlip: {p: 0.5}}",
+    "randaugment_n": "augmentation: {RandAugment: {n: ..., m: ...}}",
+    "randaugment_m": "augmentation: {RandAugment: {n: ..., m: ...}}",
+    "random_erasing": "augmentation: {RandomErasing: {p: ...}}",
+    "compute_ceiling": "ceiling", "w2s_loss": "losses (a list; --losses adapt_conf)", "seed": "seeds (a list)",
+    "strong_model": "model_name_or_path / input_size (top-level keys)",
+    "training": "top-level keys (num_train_epochs, learning_rate, ...: TrainingArguments' own names)",
+    "weak_accuracy": "nothing: the weak accuracy is measured", "ceiling_accuracy": "ceiling: true",
+    "student_mode=lora": "use_peft", "overwrite": "overwrite_output_dir",
+}
 
 
 def options_given() -> frozenset[str] | None:
@@ -37,51 +75,72 @@ def _group_title(dtype) -> str:
     return getattr(dtype, "_argument_group_name", None) or doc
 
 
+class _YamlValues(argparse.Action):
+    """A structured option: each word read as YAML; a list option takes several words (or one YAML list)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if self.nargs == "+":
+            values = [yaml_load(v) for v in values]
+            if len(values) == 1 and isinstance(values[0], list):
+                values = values[0]
+        else:
+            values = yaml_load(values)
+        setattr(namespace, self.dest, values)
+
+
 class W2SParser(HfArgumentParser):
     """``HfArgumentParser`` over ``dataclass_types`` with ``--config FILE.yaml`` (see the module doc)."""
 
     def __init__(self, dataclass_types, *, prog: str, description: str,
                  config_help: str = "YAML file whose keys are any of the options below; flags given on the command "
-                                    "line override it.", **kwargs):
+                                    "line override them.", **kwargs):
         self._pending: list = []
+        self.last_given: frozenset[str] = frozenset()
         kwargs.setdefault("usage", f"{prog} [-h] [--config FILE.yaml] [options]")
         super().__init__(dataclass_types, prog=prog, description=description,
                          formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
         self.add_argument("--config", metavar="FILE.yaml", default=None, help=config_help)
-        # the groups in the order --help shows them: weak-to-strong options, the script's, TrainingArguments
-        groups: list[tuple[int, str, list]] = []
+        seen: set[str] = set()
         for dtype in self._pending:
             hints = get_type_hints(dtype)
-            fields_ = [f for f in dataclasses.fields(dtype) if f.init]
+            fields_ = [f for f in dataclasses.fields(dtype) if f.init and f.name not in seen]
+            seen.update(f.name for f in fields_)
+            group = self.add_argument_group(_group_title(dtype))
             for f in fields_:
                 f.type = hints[f.name]
-            if issubclass(dtype, TrainingArguments) and dtype is not TrainingArguments:
-                base = {f.name for f in dataclasses.fields(TrainingArguments)}
-                own = set(vars(dtype).get("__annotations__", {}))  # the class's own fields (w2s_loss, ...) first
-                w2s = sorted((f for f in fields_ if f.name not in base), key=lambda f: f.name not in own)
-                groups.append((0, "weak-to-strong options", w2s))
-                groups.append((2, "training options (transformers.TrainingArguments)",
-                               [f for f in fields_ if f.name in base]))
-            else:
-                groups.append((1, _group_title(dtype), fields_))
-        for _, title, group_fields in sorted(groups, key=lambda g: g[0]):
-            group = self.add_argument_group(title)
-            for f in group_fields:
-                self._parse_dataclass_field(group, f)
+                if f.metadata.get("yaml"):
+                    group.add_argument(f"--{f.name}", action=_YamlValues, nargs="+" if f.metadata.get("list") else None,
+                                       default=f.default_factory() if f.default_factory is not dataclasses.MISSING
+                                       else f.default, help=f.metadata.get("help"), metavar="YAML")
+                else:
+                    self._parse_dataclass_field(group, f)
 
     def _add_dataclass_arguments(self, dtype) -> None:
-        self._pending.append(dtype)  # added in __init__, grouped and ordered
+        self._pending.append(dtype)  # added in __init__, grouped, shared fields once
 
     def error(self, message: str):
+        if "unrecognized arguments" in message:
+            for word in message.split(":", 1)[-1].split():
+                old = word.lstrip("-").split("=")[0].replace("-", "_")
+                if word.startswith("--") and old in RENAMED:
+                    raise ValueError(f"--{old} is gone in hf_w2s 0.3: use {RENAMED[old]} (see {self.prog} --help)")
         raise ValueError(f"{message} (see {self.prog} --help)")
 
-    def _config_argv(self, path: str) -> list[str]:
-        """The YAML file's options as command-line words, so that they are converted and checked like flags."""
-        values = read_yaml(path)
+    def _actions_by_dest(self) -> dict:
         actions = {}
         for a in self._actions:  # the option that takes a value (not its --no_X twin) stands for the key
             if a.option_strings and (a.dest not in actions or actions[a.dest].nargs == 0):
                 actions[a.dest] = a
+        return actions
+
+    def _config_argv(self, values: dict, path: str) -> list[str]:
+        """A config's options (a YAML file's, or a mapping given in Python) as command-line words, so that they are
+        converted and checked like flags."""
+        actions = self._actions_by_dest()
+        for key in values:
+            name = key.replace("-", "_")
+            if name in RENAMED and name not in actions:
+                raise ValueError(f"{path}: the key {key!r} is gone in hf_w2s 0.3: use {RENAMED[name]}")
         unknown = sorted(k for k in values if k.replace("-", "_") not in actions or k == "config")
         if unknown:
             raise ValueError(f"unknown keys in {path}: {unknown} (see {self.prog} --help)")
@@ -91,7 +150,9 @@ class W2SParser(HfArgumentParser):
             flag = action.option_strings[0]
             if value is None:
                 continue
-            if isinstance(value, dict):  # e.g. fsdp_config: a mapping is taken as it is (a string would be a path)
+            if isinstance(action, _YamlValues):
+                argv += [flag, json.dumps(value)]  # JSON is YAML: read back as the same structure
+            elif isinstance(value, dict):  # e.g. fsdp_config: a mapping is taken as it is (a string would be a path)
                 self.set_defaults(**{action.dest: value})
             elif isinstance(value, (list, tuple)) and action.nargs in ("+", "*"):
                 argv += [flag, *(_word(v) for v in value)] if value else []
@@ -107,17 +168,25 @@ class W2SParser(HfArgumentParser):
         pre.add_argument("--config", default=None)
         known, rest = pre.parse_known_args(argv)
         if known.config:
-            rest = self._config_argv(known.config) + rest
-        token = _GIVEN.set(_given_by(self, rest))
+            rest = self._config_argv(read_yaml(known.config), known.config) + rest
+        self.last_given = _given_by(self, rest)
+        token = _GIVEN.set(self.last_given)
         try:
-            out = self.parse_args_into_dataclasses(args=rest, return_remaining_strings=True)
+            namespace, left = self.parse_known_args(args=rest)
+            # each options class takes its fields (a shared field goes to every class that has it)
+            values = vars(namespace)
+            objs = [dtype(**{f.name: values[f.name] for f in dataclasses.fields(dtype) if f.init and f.name in values})
+                    for dtype in self.dataclass_types]
         finally:
             _GIVEN.reset(token)
-        # the namespace of what no dataclass took (our --config) is dropped
-        objs, left = [o for o in out[:-1] if not isinstance(o, argparse.Namespace)], out[-1]
         if left and not remaining:
-            raise ValueError(f"unrecognized arguments: {' '.join(left)} (see {self.prog} --help)")
+            self.error(f"unrecognized arguments: {' '.join(left)}")
         return (*objs, left) if remaining else tuple(objs)
+
+    def parse_dict(self, values: dict, argv: list[str] | None = None):
+        """The dataclasses from a mapping of options (as a YAML file would give them), converted and checked as the
+        command line's, then ``argv`` over them."""
+        return self.parse([*self._config_argv(dict(values), "the options"), *(argv or [])])
 
 
 def _given_by(parser: argparse.ArgumentParser, argv: list[str]) -> frozenset[str]:
@@ -139,6 +208,6 @@ def _word(value) -> str:
     """A YAML value as the command-line word argparse converts back (booleans as true/false, mappings as JSON)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list):
+    if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)

@@ -93,6 +93,15 @@ class TrainAugmentation(torch.nn.Module):
         mean, std = processor_normalization(image_processor)
         return cls(mean=mean, std=std, **kwargs)
 
+    @classmethod
+    def from_spec(cls, image_processor, spec: dict) -> "TrainAugmentation":
+        """Build from a config's ``augmentation`` mapping (kornia class names -> arguments). Three entries are not
+        plain kornia layers: ``RandomResizedCrop`` without ``size`` crops to the processor's output size (first);
+        ``RandAugment`` (``n``, ``m``: kornia.augmentation.auto's) runs after the others; ``RandomErasing`` (``p``)
+        after the normalisation, filling with the mean colour. The rest apply in order after the crop."""
+        special, extra = _split_spec(spec)
+        return cls.from_image_processor(image_processor, **special, extra=extra or None)
+
     def _crop(self, size: tuple[int, int]) -> torch.nn.Module:
         if size not in self._crops:
             import kornia.augmentation as K
@@ -127,10 +136,14 @@ class TrainAugmentation(torch.nn.Module):
         return x.to(dtype)
 
 
+#: entries of an ``augmentation`` mapping that are not plain kornia.augmentation layers (see :meth:`TrainAugmentation.
+#: from_spec`)
+SPECIAL = ("RandomResizedCrop", "RandAugment", "RandomErasing")
+
+
 def _kornia_sequence(spec: dict) -> torch.nn.Module:
     import kornia.augmentation as K
 
-    check_augmentation(spec)
     layers = []
     for name, kwargs in spec.items():
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()}
@@ -138,10 +151,35 @@ def _kornia_sequence(spec: dict) -> torch.nn.Module:
     return torch.nn.Sequential(*layers)
 
 
+def _split_spec(spec: dict) -> tuple[dict, dict]:
+    """``(the TrainAugmentation arguments of the special entries, the plain kornia layers)`` of a mapping."""
+    kwargs, extra = {"crop_scale": None, "hflip": False}, {}
+    for name, args in (spec or {}).items():
+        args = dict(args or {})
+        if name == "RandomResizedCrop" and "size" not in args:  # to the processor's own output size
+            kwargs["crop_scale"] = tuple(args.pop("scale", (0.08, 1.0)))
+            kwargs["crop_ratio"] = tuple(args.pop("ratio", (3 / 4, 4 / 3)))
+        elif name == "RandAugment":
+            kwargs["randaugment_n"], kwargs["randaugment_m"] = int(args.pop("n", 2)), int(args.pop("m", 9))
+        elif name == "RandomErasing":
+            kwargs["random_erasing"] = float(args.pop("p", 0.5))
+        else:
+            extra[name] = args
+            continue
+        if args:
+            raise ValueError(f"augmentation.{name}: unknown arguments {sorted(args)} (this entry takes "
+                             f"{_SPECIAL_ARGS[name]})")
+    return kwargs, extra
+
+
+_SPECIAL_ARGS = {"RandomResizedCrop": "scale and ratio (without size: the processor's output size)",
+                 "RandAugment": "n and m (kornia's scale 1-29)", "RandomErasing": "p"}
+
+
 def check_augmentation(spec: dict | None, where: str = "augmentation") -> None:
     """An ``augmentation`` mapping (kornia class names -> keyword arguments) as a config gives it, checked when the
     config is read: kornia installed, every name a ``kornia.augmentation`` class (a close name suggested), every
-    class built with its arguments. Raises ``ImportError`` / ``ValueError`` naming the entry."""
+    entry built with its arguments. Raises ``ImportError`` / ``ValueError`` naming the entry."""
     if not spec:
         return
     from ..import_utils import require
@@ -156,16 +194,19 @@ def check_augmentation(spec: dict | None, where: str = "augmentation") -> None:
                          f"got {spec!r}")
     for name, kwargs in spec.items():
         cls = getattr(K, str(name), None)
-        if not isinstance(cls, type):
+        if not isinstance(cls, type) and name not in SPECIAL:
             close = difflib.get_close_matches(str(name), [n for n in dir(K) if n[:1].isupper()], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"{where}: kornia.augmentation has no class {name!r}{hint}")
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ValueError(f"{where}.{name}: its arguments must be a mapping, got {kwargs!r}")
-        try:
-            cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()})
-        except Exception as err:  # noqa: BLE001 - kornia's own message, named by entry
-            raise ValueError(f"{where}.{name}: {err}") from None
+    try:
+        special, extra = _split_spec(spec)
+        TrainAugmentation(**special, extra=extra or None)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}" if not str(err).startswith("augmentation") else str(err)) from None
+    except Exception as err:  # noqa: BLE001 - kornia's own message
+        raise ValueError(f"{where}: {err}") from None
 
 
 def mixup(batch: dict, alpha: float) -> dict:

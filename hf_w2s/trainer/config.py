@@ -8,31 +8,33 @@ from typing import ClassVar
 
 from transformers import TrainingArguments
 
+from ..checkpoints import resume_target
 from ..losses import LOSSES, LossKnobs, knobs_of
+from ..options import check_choice, check_finite_numbers, check_ranges
+from ..outputs import check_output_path
 from ..security import redact_obj
+from .combiner import COMBINATIONS
 from .integrations import check_hub_strategy, check_report_to
-from .multi_weak import COMBINATIONS
-from .validation import check_options, check_output_path, check_range, resume_target
-from .student_modes import StudentModeArguments
+from .student_modes import STUDENT_MODES
 
-__all__ = ["WeakToStrongConfig", "check_range", "check_training_arguments"]
+__all__ = ["WeakToStrongConfig", "check_training_arguments"]
 
 
 @dataclass
-class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
+class WeakToStrongConfig(LossKnobs, TrainingArguments):
     r"""Configuration for [`WeakToStrongTrainer`].
 
     Extends `transformers.TrainingArguments` with the loss of weak-to-strong training and its knobs (the fields of
     [`~hf_w2s.losses.LossKnobs`], whose defaults are the only ones). With student logits `s`, weak logits `w` and true
     labels `y`, the trainer minimises `gt_loss_weight * CE(s, y) + weak_loss_weight * mean(LOSSES[w2s_loss](s, w))`.
 
-    Every option is checked when the config is built (and again by the trainer): its type, finiteness and the range
-    in `RANGES` ([`~hf_w2s.trainer.validation.check_options`]); epochs or steps must be positive.
-    What part of the student trains (`student_mode`: full, linear_probe, last_blocks, lora) comes from
-    [`~hf_w2s.trainer.student_modes.StudentModeArguments`].
+    Every option is checked when the config is built (and again by the trainer): hf_w2s's own numbers against
+    `RANGES` ([`~hf_w2s.options.check_ranges`]), transformers' numbers for finiteness, word options against their
+    choices; some training must happen (epochs or steps > 0, a loss that is not 0 by its weights). What part of the
+    student trains is `student_mode` ([`hf_w2s.trainer.student_modes`]); LoRA is the trainer's `peft_config`.
     """
 
-    #: ``name: (low, high, closed)`` of every numeric option: the loss knobs', hf_w2s's own and TrainingArguments'
+    #: ``name: (low, high, closed)`` of every numeric option of hf_w2s's (the loss knobs' and the trainer's)
     RANGES: ClassVar[dict[str, tuple]] = {
         **LossKnobs.RANGES,
         "gt_loss_weight": (0.0, None, True),
@@ -45,29 +47,7 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
         "weak_accuracies": (0.0, 1.0, True),
         "weak_temperatures": (0.0, None, False),
         "pixel_cache_mb": (0.0, None, True),
-        # transformers.TrainingArguments (num_train_epochs / max_steps: see _validate_length)
-        "learning_rate": (0.0, None, False),
-        "per_device_train_batch_size": (1, None, True),
-        "per_device_eval_batch_size": (1, None, True),
-        "gradient_accumulation_steps": (1, None, True),
-        "eval_accumulation_steps": (1, None, True),
-        "weight_decay": (0.0, None, True),
-        "adam_beta1": (0.0, 1.0, True),
-        "adam_beta2": (0.0, 1.0, True),
-        "adam_epsilon": (0.0, None, True),
-        "max_grad_norm": (0.0, None, True),
-        "warmup_steps": (0.0, None, True),
-        "label_smoothing_factor": (0.0, 1.0, True),
-        "logging_steps": (0.0, None, False),
-        "save_steps": (0.0, None, False),
-        "eval_steps": (0.0, None, False),
-        "seed": (0, None, True),
-        "data_seed": (0, None, True),
-        "dataloader_num_workers": (0, None, True),
-        # the student modes (StudentModeArguments; trainable_blocks is checked by validate_student_mode)
-        "lora_r": (0, None, True),
-        "lora_alpha": (0.0, None, False),
-        "lora_dropout": (0.0, 1.0, True),
+        "trainable_blocks": (1, None, True),
     }
 
     w2s_loss: str = field(
@@ -75,8 +55,19 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
         metadata={
             "help": "Weak-to-strong loss, a name in hf_w2s.LOSSES: adapt_conf (AdaptConf), aug_conf (AugConf), "
             "aux_conf (OpenAI's auxiliary confidence loss), kd (Hinton KD), weak_soft, weak_hard (naive), "
-            "ground_truth (the strong ceiling)."
+            "ground_truth (the strong ceiling).",
+            "choices": LOSSES.keys(),
         },
+    )
+    student_mode: str = field(
+        default="full",
+        metadata={"help": "What of the student trains: full (every weight), linear_probe (the backbone frozen in "
+                  "eval mode, batch norms included: a linear probe on the pretrained features), last_blocks (the last "
+                  "trainable_blocks blocks and the head). LoRA is a peft_config (use_peft).",
+                  "choices": list(STUDENT_MODES)},
+    )
+    trainable_blocks: int = field(
+        default=1, metadata={"help": "student_mode last_blocks: how many of the backbone's last blocks train (>= 1)."}
     )
     gt_loss_weight: float = field(
         default=0.0,
@@ -111,7 +102,7 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
         metadata={"help": "conf_select with a calibration_dataset: refit the student's temperature every this many "
                   "optimizer steps (and at the start of training); 0 = only at the start. Must be >= 0."},
     )
-    # -- several weak supervisors (hf_w2s.multi_weak) --
+    # -- several weak supervisors (hf_w2s.trainer.combiner) --
     weak_logits_columns: list[str] | None = field(
         default=None,
         metadata={"help": "Several weak supervisors: the names of their logits columns (e.g. weak_logits_0 "
@@ -127,12 +118,12 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
     weak_accuracies: list[float] | None = field(
         default=None,
         metadata={"help": "weak_combination='accuracy': each supervisor's accuracy on its ground-truth split, in "
-                  "the order of weak_logits_columns (hf_w2s.multi_weak.supervisor_accuracies)."},
+                  "the order of weak_logits_columns (hf_w2s.data.multi_weak.supervisor_accuracies)."},
     )
     weak_temperatures: list[float] | None = field(
         default=None,
         metadata={"help": "Optional temperature per weak supervisor applied before combining (calibration, "
-                  "hf_w2s.multi_weak.supervisor_temperatures), in the order of weak_logits_columns."},
+                  "hf_w2s.data.multi_weak.supervisor_temperatures), in the order of weak_logits_columns."},
     )
     weak_weights_learning_rate: float = field(
         default=0.05,
@@ -174,8 +165,7 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Replace a run already in output_dir (its checkpoint-* folders are removed). Without it, "
-                  "training refuses an output_dir that holds a different run; resume_from_checkpoint continues one. "
-                  "(transformers 5 removed TrainingArguments.overwrite_output_dir; this is hf_w2s's own flag.)"},
+                  "training refuses an output_dir that holds a different run; resume_from_checkpoint continues one."},
     )
 
     # -- tokens never leave the process through the config -------------------------------------------------------
@@ -210,22 +200,17 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
         check_hub_strategy(self)
 
     def validate_w2s(self) -> None:
-        """Check the weak-to-strong options and every numeric one (type, finiteness, ``RANGES``); raises
-        ``ValueError`` naming the bad option before anything runs. The trainer calls it again, so a knob changed
-        after construction is checked too."""
-        if self.w2s_loss not in LOSSES:
-            raise ValueError(f"w2s_loss={self.w2s_loss!r} is not a known loss; choose one of {sorted(LOSSES)}.")
-        own = {f.name for f in fields(LossKnobs)} | {f.name for f in fields(StudentModeArguments)} | set(
-            vars(WeakToStrongConfig).get("__annotations__", {}))
-        check_options(self, names=own)
-        # transformers' own fields: numbers and booleans (it converts its strings, enums and mappings itself)
-        check_options(self, names={f.name for f in fields(TrainingArguments)}, kinds=(int, float, bool))
+        """Check the weak-to-strong options and the numbers of every option; raises ``ValueError`` naming the bad
+        option before anything runs. The trainer calls it again, so a knob changed after construction is checked
+        too."""
+        check_choice("w2s_loss", self.w2s_loss, sorted(LOSSES))
+        check_choice("student_mode", self.student_mode, STUDENT_MODES)
+        check_ranges(self)
+        check_finite_numbers(self, {f.name for f in fields(TrainingArguments)})
         for f in fields(LossKnobs):
-            value = getattr(self, f.name)
-            if "choices" in f.metadata and value not in f.metadata["choices"]:
-                raise ValueError(f"{f.name} must be one of {f.metadata['choices']}, got {value!r}.")
+            if "choices" in f.metadata:
+                check_choice(f.name, getattr(self, f.name), f.metadata["choices"])
         self._validate_length()
-        self.validate_student_mode()
         self._validate_beyond_the_paper()
 
     def _validate_length(self) -> None:
@@ -239,10 +224,8 @@ class WeakToStrongConfig(LossKnobs, StudentModeArguments, TrainingArguments):
                              "0: nothing would be learned. Give one of the two weights a value > 0.")
 
     def _validate_beyond_the_paper(self) -> None:
-        """conf_select and several weak supervisors (hf_w2s.conf_select, hf_w2s.multi_weak); their numeric ranges
-        are in ``RANGES``."""
-        if self.weak_combination not in COMBINATIONS:
-            raise ValueError(f"weak_combination must be one of {COMBINATIONS}, got {self.weak_combination!r}.")
+        """Several weak supervisors (hf_w2s.trainer.combiner); their numeric ranges are in ``RANGES``."""
+        check_choice("weak_combination", self.weak_combination, COMBINATIONS)
         cols = self.weak_logits_columns
         if cols is not None:
             if isinstance(cols, str):

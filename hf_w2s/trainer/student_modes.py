@@ -1,9 +1,9 @@
-"""What part of the student trains: all of it, a linear probe on frozen features, its last k blocks, or LoRA.
+"""What part of the student trains: all of it, a linear probe on frozen features, or its last k blocks.
 
-The mode is a training argument (``student_mode`` and its options, :class:`StudentModeArguments`, part of
-:class:`~hf_w2s.WeakToStrongConfig`), applied by :class:`~hf_w2s.WeakToStrongTrainer` when it is built, so recipes
-(``hf-w2s train --student_mode linear_probe``), the experiment harness (``training: {student_mode: last_blocks}``, or
-per loss) and the demo all get it the same way, and the student stays a plain ``transformers`` model:
+The mode is a training argument (``student_mode``, ``trainable_blocks``: fields of
+:class:`~hf_w2s.WeakToStrongConfig`) applied by :class:`~hf_w2s.WeakToStrongTrainer` when it is built, so every
+command and the Python API get it the same way, and the student stays a plain ``transformers`` model. LoRA is not a
+mode: it is PEFT's ``peft_config`` given to the trainer (``use_peft`` in :class:`~hf_w2s.ModelConfig`), as in TRL.
 
 * ``full`` — every weight trains (the default).
 * ``linear_probe`` — the backbone (``model.<base_model_prefix>``: ``efficientnet``, ``vit``, ``resnet``, ...) is
@@ -16,94 +16,32 @@ per loss) and the demo all get it the same way, and the student stays a plain ``
   embeddings and earlier blocks are frozen and kept in evaluation mode like a probe's backbone. Blocks are the
   outermost modules of the backbone named ``layer.N``, ``layers.N`` or ``blocks.N``, in order (EfficientNet: its 16
   MBConv blocks; ViT: its encoder layers; ResNet / ConvNeXt: the layers of every stage, stage after stage).
-* ``lora`` — PEFT LoRA (:func:`hf_w2s.lora.apply_lora`; rank ``lora_r``, default 8): low-rank updates of the
-  architecture's default layers (:data:`hf_w2s.lora.DEFAULT_LORA_TARGETS`: attention projections for ViT-like
-  models, convolutions for ResNet, ConvNeXt and EfficientNet), with the head and the batch norms trained in full.
-  ``lora_r > 0`` alone also selects it. Saved merged (:func:`hf_w2s.lora.save_lora_student`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
 
-STUDENT_MODES = ("full", "linear_probe", "last_blocks", "lora")
-#: LoRA rank of ``student_mode: lora`` when ``lora_r`` is left at 0
-DEFAULT_LORA_RANK = 8
-#: the training arguments of a model that trains in full (a weak supervisor fine-tuned on ground truth)
-FULL_TRAINING = {"student_mode": "full", "lora_r": 0, "lora_alpha": None, "lora_target_modules": None}
+STUDENT_MODES = ("full", "linear_probe", "last_blocks")
 _BLOCK = re.compile(r"(?:^|\.)(?:layers?|blocks)\.\d+$")
-
-
-@dataclass
-class StudentModeArguments:
-    """The student-mode fields of :class:`~hf_w2s.WeakToStrongConfig` (see the module doc)."""
-
-    student_mode: str = field(
-        default="full",
-        metadata={"help": "What trains: full (every weight), linear_probe (the backbone frozen in eval mode, batch "
-                  "norms included: a linear probe on the pretrained features), last_blocks (the last "
-                  "trainable_blocks blocks and the head), lora (PEFT LoRA, rank lora_r, on the architecture's "
-                  "default layers; lora_r > 0 alone also selects it).", "choices": STUDENT_MODES},
-    )
-    trainable_blocks: int = field(
-        default=1, metadata={"help": "student_mode last_blocks: how many of the backbone's last blocks train (>= 1)."}
-    )
-    lora_r: int = field(default=0, metadata={"help": f"LoRA rank; > 0 trains a LoRA student (PEFT); student_mode "
-                                                    f"lora with 0 uses {DEFAULT_LORA_RANK}."})
-    lora_alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={"help": "Layer names LoRA adapts (default per architecture: q_proj v_proj for ViT/DINOv2/Swin, "
-                  "pwconv1 pwconv2 for ConvNeXt, convolution for ResNet, expand_conv project_conv top_conv for "
-                  "EfficientNet)."},
-    )
-
-    def validate_student_mode(self) -> None:
-        if self.student_mode not in STUDENT_MODES:
-            raise ValueError(f"student_mode must be one of {STUDENT_MODES}, got {self.student_mode!r}.")
-        if isinstance(self.trainable_blocks, bool) or not isinstance(self.trainable_blocks, int) \
-                or self.trainable_blocks < 1:
-            raise ValueError(f"trainable_blocks must be an integer >= 1, got {self.trainable_blocks!r}.")
-        if self.lora_r < 0:
-            raise ValueError(f"lora_r must be >= 0, got {self.lora_r}.")
-        if self.lora_r > 0 and self.student_mode not in ("full", "lora"):
-            raise ValueError(f"lora_r > 0 trains a LoRA student, but student_mode is {self.student_mode!r}: set "
-                             "lora_r 0, or student_mode lora.")
-        if self.student_mode_in_effect() != "lora" and (self.lora_alpha is not None or self.lora_target_modules):
-            raise ValueError("lora_alpha / lora_target_modules are set but lora_r is 0: set lora_r > 0.")
-
-    def student_mode_in_effect(self) -> str:
-        return "lora" if self.lora_r > 0 else self.student_mode
 
 
 def is_peft_model(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
-def apply_student_mode(model, args: StudentModeArguments):
-    """``model`` prepared for ``args.student_mode``: parameters frozen (and frozen parts held in eval mode), or wrapped
-    in LoRA; returns the model to train (the same object unless LoRA wraps it)."""
-    mode = args.student_mode_in_effect()
+def apply_student_mode(model, mode: str = "full", trainable_blocks: int = 1):
+    """Freeze what ``mode`` freezes (and hold it in eval mode); returns ``model``."""
     if mode == "full":
         return model
-    if mode == "lora":
-        if is_peft_model(model):
-            return model  # already an adapter model (a caller applied LoRA itself)
-        from ..lora import apply_lora
-
-        model = apply_lora(model, args.lora_r or DEFAULT_LORA_RANK, args.lora_alpha, args.lora_target_modules,
-                           args.lora_dropout)
-    elif is_peft_model(model):
+    if is_peft_model(model):
         raise ValueError(f"student_mode {mode!r} freezes parts of a plain model, but the student is already a PEFT "
-                         "model; pass the base model.")
-    else:
-        for _, module in frozen_modules(model, mode, args.trainable_blocks):
-            freeze(module)
+                         "model; pass the base model (and a peft_config) instead.")
+    for _, module in frozen_modules(model, mode, trainable_blocks):
+        freeze(module)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     logger.info(f"student_mode={mode}: {trainable:,} of {total:,} parameters train")
@@ -116,7 +54,7 @@ def backbone(model) -> tuple[str, object]:
     module = getattr(model, name, None) if name else None
     if module is None or module is model:
         raise ValueError(f"{type(model).__name__} has no separate backbone (base_model_prefix {name!r}) to freeze; "
-                         "use student_mode full or lora.")
+                         "use student_mode full (or LoRA: use_peft).")
     return name, module
 
 
@@ -140,7 +78,7 @@ def frozen_modules(model, mode: str, trainable_blocks: int = 1) -> list[tuple[st
     blocks = numbered_blocks(base)
     if not blocks:
         raise ValueError(f"student_mode last_blocks needs a backbone with numbered blocks (layer.N, layers.N or "
-                         f"blocks.N); {type(model).__name__} has none. Use linear_probe, lora or full.")
+                         f"blocks.N); {type(model).__name__} has none. Use linear_probe or full (or LoRA: use_peft).")
     if trainable_blocks > len(blocks):
         raise ValueError(f"trainable_blocks={trainable_blocks}, but {type(model).__name__} has {len(blocks)} blocks; "
                          f"choose 1 to {len(blocks)} (or student_mode full).")

@@ -16,6 +16,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from ..calibration import StudentCalibrationCallback
+from ..checkpoints import checkpoint_to_resume, last_complete_checkpoint
+from ..data.checks import check_weak_logits
 from ..data.loading import open_dataset, select_split
 from ..data.weak_labels import align_to_model
 from ..distributed import (
@@ -26,27 +28,18 @@ from ..distributed import (
     prepare_weak_model,
 )
 from ..labels import label_names, label_permutation, reorder_logits
+from ..files import disk_full_error, is_disk_full, staged_files
 from ..losses import LOSSES, compute_w2s_loss, knobs_of
 from ..metrics import compute_accuracy
 from ..modeling import checkpoint_needs_key_conversion, load_converted_checkpoint
+from ..outputs import check_output_dir, run_identity, write_run_file
+from .checks import check_inputs
 from .collator import WeakToStrongCollator
+from .combiner import WeakCombiner, ZeroGradCallback, supervisors_agree
 from .config import WeakToStrongConfig
-from .multi_weak import WeakCombiner, ZeroGradCallback, supervisors_agree
 from .optim import apply_layer_decay, layer_ids
 from .pixel_cache import cache_pixels
 from .student_modes import apply_student_mode
-from .validation import (
-    check_inputs,
-    check_output_dir,
-    check_weak_logits,
-    checkpoint_to_resume,
-    disk_full_error,
-    is_disk_full,
-    last_complete_checkpoint,
-    run_identity,
-    staged_files,
-    write_run_file,
-)
 
 logger = logging.get_logger(__name__)
 #: file holding the learned weak-supervisor weights in a checkpoint (next to the optimizer state)
@@ -64,11 +57,15 @@ class WeakToStrongTrainer(Trainer):
     The loss is a per-batch mean, so ``loss_is_scaled_for_ga = False`` lets the Trainer divide it by the number of
     accumulation steps: batch 8 × accumulation 1 and batch 4 × accumulation 2 take the same step.
 
+    What of the student trains is ``args.student_mode`` (:mod:`hf_w2s.trainer.student_modes`); ``peft_config`` (a
+    ``peft.LoraConfig``, as TRL's trainers take it) trains a LoRA student instead, its target modules and
+    ``modules_to_save`` completed for the architecture when left unset (:func:`hf_w2s.lora.complete_peft_config`).
+
     Several weak supervisors (``args.weak_logits_columns``): the collator stacks their logits to ``(B, K, C)`` and
-    :class:`~hf_w2s.multi_weak.WeakCombiner` (``self.weak_combiner``) mixes them into the loss's weak logits; learned
-    weights get their own optimizer group and are saved with the optimizer state in checkpoints.
+    :class:`~hf_w2s.trainer.combiner.WeakCombiner` (``self.weak_combiner``) mixes them into the loss's weak logits;
+    learned weights get their own optimizer group and are saved with the optimizer state in checkpoints.
     ``calibration_dataset`` (images with true labels): ``conf_select`` refits the student's temperature on it during
-    training (:class:`~hf_w2s.conf_select.StudentCalibrationCallback`).
+    training (:class:`~hf_w2s.calibration.StudentCalibrationCallback`).
     """
 
     _tag_names = ["hf_w2s", "weak-to-strong"]
@@ -86,6 +83,7 @@ class WeakToStrongTrainer(Trainer):
         weak_processing_class=None,
         compute_metrics=None,
         calibration_dataset=None,
+        peft_config=None,
         **kwargs,
     ):
         if args is None:
@@ -98,7 +96,14 @@ class WeakToStrongTrainer(Trainer):
         args.validate_w2s()
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
-        model = apply_student_mode(model, args)  # full, linear_probe, last_blocks or lora (hf_w2s.trainer.student_modes)
+        if peft_config is not None:
+            if args.student_mode != "full":
+                raise ValueError(f"peft_config (LoRA) trains adapters on the whole model; student_mode "
+                                 f"{args.student_mode!r} would freeze parts of it too: use one of the two.")
+            from ..lora import apply_peft
+
+            model = apply_peft(model, peft_config)
+        model = apply_student_mode(model, args.student_mode, args.trainable_blocks)
         if args.channels_last:  # 4-d weights only: linear layers and ViTs are unchanged
             model = model.to(memory_format=torch.channels_last)
             if isinstance(weak_model, torch.nn.Module):
@@ -264,7 +269,7 @@ class WeakToStrongTrainer(Trainer):
                 f"column (columns: {columns}) and no weak_model was given. Label it first with "
                 "hf_w2s.label_dataset(...) or pass weak_model=."
             )
-        # the column's width, nulls and NaN/inf are checked on the Arrow data by validation.check_inputs
+        # the column's width, nulls and NaN/inf are checked on the Arrow data by checks.check_inputs
 
     # -- data ------------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,141 @@
+"""What :class:`~hf_w2s.WeakToStrongTrainer` checks of its inputs before training: images the collator can use
+(an image column and a processor, or pixel values), processors that normalise as many channels as their models expect,
+a note (once) when images are converted between grayscale and colour, and the data checks of each split
+(:mod:`hf_w2s.data.checks`)."""
+
+from __future__ import annotations
+
+import logging
+
+from ..data.checks import check_dataset, check_weak_logits
+from ..data.loading import is_streaming
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_inputs", "check_channels", "check_image_inputs", "image_mode_note"]
+
+
+def _has_transform(dataset) -> bool:
+    fmt = getattr(dataset, "format", None) or {}
+    return fmt.get("type") == "custom" or bool((fmt.get("format_kwargs") or {}).get("transform"))
+
+
+def check_image_inputs(dataset, image_column: str, processing_class, *, what: str = "training") -> None:
+    """The dataset has images the collator can use: ``pixel_values``, or ``image_column`` plus an image processor."""
+    columns = list(getattr(dataset, "column_names", None) or [])
+    if not columns or _has_transform(dataset) or "pixel_values" in columns:
+        return
+    if image_column not in columns:
+        raise ValueError(
+            f"the {what} dataset has no image column {image_column!r} and no 'pixel_values' (columns: {columns}); "
+            "set image_column= in WeakToStrongConfig to the column that holds the images."
+        )
+    if processing_class is None:
+        raise ValueError(
+            f"the {what} dataset holds raw images in {image_column!r} but no image processor was given: pass "
+            "processing_class=AutoImageProcessor.from_pretrained(...) to the trainer."
+        )
+
+
+def _processor_channels(image_processor) -> int | None:
+    from ..data.images import processor_channels
+
+    return processor_channels(image_processor) if image_processor is not None else None
+
+
+def check_channels(model, image_processor, *, who: str = "student") -> None:
+    """The image processor normalises as many channels as the model's config expects."""
+    expected = getattr(getattr(model, "config", None), "num_channels", None)
+    got = _processor_channels(image_processor)
+    if expected is None or got is None or expected == got:
+        return
+    raise ValueError(
+        f"the {who}'s image processor normalises {got} channel(s) (image_mean of length {got}) but the {who} "
+        f"expects {expected} (config.num_channels); use the processor that belongs to the model."
+    )
+
+
+_MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "I": 1, "I;16": 1, "F": 1, "P": 3, "RGB": 3, "RGBA": 3, "CMYK": 3,
+                  "YCbCr": 3, "LAB": 3, "HSV": 3}
+
+
+def image_mode_note(dataset, image_column: str, image_processor, *, what: str = "training") -> str | None:
+    """Log a one-time note when the images' mode differs from the processor's (they are converted, not rejected).
+
+    Looks at the first image only; the collator converts every image (``PIL.Image.convert``) to ``L`` for a
+    one-channel processor and to ``RGB`` otherwise. Returns the note, or ``None``.
+    """
+    columns = list(getattr(dataset, "column_names", None) or [])
+    if image_processor is None or image_column not in columns or _has_transform(dataset) or len(dataset) == 0:
+        return None
+    image = dataset.select_columns([image_column])[0][image_column]
+    mode = getattr(image, "mode", None)
+    if mode is None:
+        return None
+    channels = _processor_channels(image_processor)
+    target = "L" if channels == 1 else "RGB"
+    if mode == target:
+        return None
+    from ..data.images import WIDE_MODES
+
+    if mode in WIDE_MODES:
+        kind = "floating-point" if mode == "F" else "16-bit" if mode.startswith("I;16") else "32-bit integer"
+        note = (f"the {what} images in {image_column!r} are {kind} (PIL mode {mode!r}); they are scaled to 8 bits "
+                f"(not clipped: hf_w2s.data.images.to_8bit) and converted to {target!r} as batches are built.")
+        logger.warning(note)
+        return note
+    kind = "grayscale" if _MODE_CHANNELS.get(mode) == 1 else "colour"
+    note = (
+        f"the {what} images in {image_column!r} are {kind} (PIL mode {mode!r}) but the model's image processor "
+        f"expects {target!r} ({1 if target == 'L' else 3} channel(s)); they are converted with "
+        f"PIL.Image.convert({target!r}) as batches are built."
+    )
+    logger.warning(note)
+    return note
+
+
+def check_inputs(model, args, train_dataset=None, eval_dataset=None, processing_class=None, weak_model=None,
+                 weak_processing_class=None):
+    """Everything the trainer checks about its inputs before training (one entry point for the trainer); returns
+    ``(train_dataset, eval_dataset)``, with class-name labels mapped to the student's ids."""
+    check_channels(model, processing_class)
+    if weak_model is not None:
+        _check_weak_channels(model, processing_class, weak_model, weak_processing_class)
+    if is_streaming(train_dataset) and not args.max_steps > 0:
+        raise ValueError("the training dataset is a streaming IterableDataset, which has no length: set max_steps (the "
+                         "number of optimizer steps to train), or load it with load_dataset(..., streaming=False).")
+    from ..losses import LOSSES
+
+    needs_labels = LOSSES[args.w2s_loss].needs_labels or args.gt_loss_weight > 0
+    id2label = getattr(model.config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in range(len(id2label))] if id2label else None
+    checked = {}
+    evals = eval_dataset.items() if isinstance(eval_dataset, dict) else [("evaluation", eval_dataset)]
+    for key, dataset in [("training", train_dataset), *evals]:
+        if dataset is None or not hasattr(dataset, "column_names") or is_streaming(dataset):
+            checked[key] = dataset
+            continue
+        what = key if key in ("training", "evaluation") else f"evaluation ({key})"
+        check_image_inputs(dataset, args.image_column, processing_class, what=what)
+        if args.weak_logits_column in dataset.column_names:
+            check_weak_logits(dataset, args.weak_logits_column, model.config.num_labels, what=what)
+        checked[key] = check_dataset(dataset, what=what, image_column=args.image_column, label_names=names,
+                                     needs_labels=needs_labels or key != "training", decode_images=args.check_images)
+    train_dataset = checked.pop("training")
+    if train_dataset is not None and hasattr(train_dataset, "column_names") and not is_streaming(train_dataset):
+        image_mode_note(train_dataset, args.image_column, processing_class)
+    eval_dataset = checked if isinstance(eval_dataset, dict) else checked.get("evaluation")
+    return train_dataset, eval_dataset
+
+
+def _check_weak_channels(model, processing_class, weak_model, weak_processing_class) -> None:
+    if weak_processing_class is not None:
+        check_channels(weak_model, weak_processing_class, who="weak model")
+        return
+    weak_c = getattr(weak_model.config, "num_channels", None)
+    student_c = _processor_channels(processing_class) or getattr(model.config, "num_channels", None)
+    if weak_c is not None and student_c is not None and weak_c != student_c:
+        raise ValueError(
+            f"the online weak model expects {weak_c} channel(s) but would receive the student's "
+            f"{student_c}-channel pixel_values; pass weak_processing_class= (the weak model's image processor)."
+        )
