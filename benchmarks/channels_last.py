@@ -11,8 +11,17 @@ import tempfile
 import time
 
 import torch
-from common import DIGIT_NAMES, alternating, digits, header, quiet, ratio, run_args, timing_arguments
-from common import with_random_weak_logits
+from common import (
+    DIGIT_NAMES,
+    alternating,
+    digits,
+    header,
+    quiet,
+    ratio,
+    run_args,
+    timing_arguments,
+    with_random_weak_logits,
+)
 
 from hf_w2s.modeling import tiny_image_processor
 

@@ -107,10 +107,11 @@ class StepTimer(TrainerCallback):
 
 
 def run_args(out: str, steps: int, batch_size: int) -> dict:
-    """TrainingArguments shared by every timed run: fixed steps, no saving, no evaluation, no reporting."""
+    """TrainingArguments shared by every timed run: fixed steps, no saving, no evaluation, no reporting; memory pinned
+    only where there is an accelerator (as WeakToStrongConfig sets it: the plain Trainer's runs alike)."""
     return dict(output_dir=out, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=1e-3,
                 logging_steps=10, save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
-                dataloader_num_workers=0)
+                dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available())
 
 
 def time_w2s(ds, steps: int, batch_size: int, weak=None, loss: str = "adapt_conf") -> tuple[float, float]:

@@ -5,10 +5,11 @@ benchmarks, measured on the device, and images/s of two real-sized students.
   time on the packaged digits (trainer_overhead.py's runs; both train on the device the Trainer picks);
 * labelling: label_dataset vs a bare inference_mode loop on the device (label_throughput.py's loop), linear and
   ResNet weak models;
-* students: images/s of a training step through WeakToStrongTrainer (bf16 on a GPU, cached weak logits, batch --batch_size,
-  random 224 px pixel_values made in the data loader) and of bf16 inference (inference_mode, the batch already on the
-  device), for the converted ImageNet EfficientNet-Lite0 (``hf-w2s convert``, when this checkout has it) or else the
-  same architecture with random weights (the same computation), and a ViT-B/16-sized ViT (ViTConfig's defaults).
+* students: images/s of a training step through WeakToStrongTrainer (bf16 on a GPU, cached weak logits, batch
+  --batch_size, random 224 px pixel_values made in the data loader) and of bf16 inference (inference_mode, the batch
+  already on the device), for the converted ImageNet EfficientNet-Lite0 (``hf-w2s convert``, when this checkout has
+  it) or else the same architecture with random weights (the same computation), and a ViT-B/16-sized ViT (ViTConfig's
+  defaults).
 
 Ratios are medians of paired runs (alternated), as in the CPU benchmarks.
 
@@ -29,8 +30,22 @@ import time
 import datasets
 import numpy as np
 import torch
-from common import StepTimer, alternating, digits, header, ms, processor, quiet, ratio, run_args, strong_model
-from common import repeated_digits, time_w2s, weak_model, with_random_weak_logits
+from common import (
+    StepTimer,
+    alternating,
+    digits,
+    header,
+    ms,
+    processor,
+    quiet,
+    ratio,
+    repeated_digits,
+    run_args,
+    strong_model,
+    time_w2s,
+    weak_model,
+    with_random_weak_logits,
+)
 from label_throughput import bare_loop
 from trainer_overhead import time_plain
 

@@ -6,8 +6,8 @@ model is the benchmarks' ResNet. Each (processes, rows) case is one `torchrun --
 of this file: every process loads the dataset and the model, waits at a barrier, then label_dataset splits the rows
 over the processes and all-gathers the new columns (every process ends with the whole result). Throughput = rows /
 the slowest process's wall time from the barrier to the gathered result; the ratio is also given by the busiest
-process's CPU time (steadier on a shared machine: it leaves out waiting for a core). Each process samples its resident set size
-every 5 ms while labelling (Linux /proc). One thread per process (OMP_NUM_THREADS=1): 2 processes use 2 cores.
+process's CPU time (steadier on a shared machine: it leaves out waiting for a core). Each process samples its resident
+set size every 5 ms while labelling (Linux /proc). One thread per process (OMP_NUM_THREADS=1): 2 processes use 2 cores.
 
     OMP_NUM_THREADS=1 python benchmarks/label_scaling.py [--n 5000] [--batch_size 256] [--processes 1 2]
 """

@@ -50,7 +50,7 @@ def bug(name, what, edits, tests):
 
 
 LOSSES, TRAINER, LABELS = "hf_w2s/losses.py", "hf_w2s/trainer/trainer.py", "hf_w2s/labels.py"
-WEAK_LABELS, MULTI = "hf_w2s/data/weak_labels.py", "hf_w2s/trainer/multi_weak.py"
+WEAK_LABELS, MULTI = "hf_w2s/data/weak_labels.py", "hf_w2s/trainer/combiner.py"
 T_LOSSES, T_TRAINER, T_WEAK, T_MULTI = ("tests/test_losses.py", "tests/test_trainer.py", "tests/test_weak_labels.py",
                                         "tests/test_multi_weak.py")
 
@@ -99,13 +99,16 @@ BUGS = [
         (LOSSES, "return (tau**2) * kl", "return kl"),
         [f"{T_LOSSES}::test_kd"]),
     bug("adapt_conf_a_inverted", "AdaptConf weighs the KD term by a and the self term by 1 - a",
-        (LOSSES, "loss = (1 - a) * kd_l + a * ce_self\n    return W2SLossOutput(loss, {\"kd\": kd_l.detach(), \"ce_self\": ce_self.detach(), \"a\": a})",
-         "loss = a * kd_l + (1 - a) * ce_self\n    return W2SLossOutput(loss, {\"kd\": kd_l.detach(), \"ce_self\": ce_self.detach(), \"a\": a})"),
+        (LOSSES, "loss = (1 - a) * kd_l + a * ce_self\n    return W2SLossOutput(loss, {\"kd\": kd_l.detach(), "
+                 "\"ce_self\": ce_self.detach(), \"a\": a})",
+         "loss = a * kd_l + (1 - a) * ce_self\n    return W2SLossOutput(loss, {\"kd\": kd_l.detach(), "
+         "\"ce_self\": ce_self.detach(), \"a\": a})"),
         [f"{T_LOSSES}::test_adapt_conf_matches_hand_computation"]),
     bug("aux_conf_warmup_continuous", "aux_conf's coefficient keeps warming up past aux_warmup (no jump)",
         (LOSSES, "coef = openai_warmup(progress, aux_warmup, a_max)",
          "coef = linear_schedule(progress, aux_warmup, a_max)"),
-        [f"{T_LOSSES}::test_aux_conf_warmup_jumps_at_ten_percent", f"{T_LOSSES}::test_aux_conf_is_openai_logconf_loss"]),
+        [f"{T_LOSSES}::test_aux_conf_warmup_jumps_at_ten_percent",
+         f"{T_LOSSES}::test_aux_conf_is_openai_logconf_loss"]),
     bug("product_target_not_detached", "the product loss lets gradient flow through its target",
         (LOSSES, "log_target = product_beta * log_p_s.detach()", "log_target = product_beta * log_p_s"),
         [f"{T_LOSSES}::test_product_target_carries_no_gradient"]),
@@ -115,7 +118,8 @@ BUGS = [
         [f"{T_LOSSES}::test_ground_truth_term_under_mixup_and_label_smoothing"]),
     bug("conf_select_ties_to_student", "conf_select gives ties to the student",
         (LOSSES, "return (weak_confidence >= student).float()", "return (weak_confidence > student).float()"),
-        ["tests/test_conf_select.py::test_hard_selection", "tests/test_conf_select.py::test_warmup_starts_as_weak_hard_and_ramps_linearly"]),
+        ["tests/test_conf_select.py::test_hard_selection",
+         "tests/test_conf_select.py::test_warmup_starts_as_weak_hard_and_ramps_linearly"]),
     # -- metrics and label spaces ------------------------------------------------------------------------------------
     bug("pgr_formula", "PGR divides by the ceiling instead of the gap",
         ("hf_w2s/metrics.py", "return (w2s - weak) / gap", "return (w2s - weak) / ceiling"),
@@ -147,7 +151,8 @@ BUGS = [
         (TRAINER, "return reorder_logits(logits.float(), self._weak_perm)", "return logits.float()"),
         [f"{T_TRAINER}::test_online_weak_model_equals_cached_logits_and_remaps_names"]),
     bug("layer_decay_off_by_one", "layer-wise learning-rate decay gives the head a decayed rate",
-        ("hf_w2s/trainer/optim.py", "scale = decay ** (num_layers + 1 - layer)", "scale = decay ** (num_layers + 2 - layer)"),
+        ("hf_w2s/trainer/optim.py", "scale = decay ** (num_layers + 1 - layer)",
+         "scale = decay ** (num_layers + 2 - layer)"),
         ["tests/test_optim.py::test_each_layer_trains_at_its_decayed_rate"]),
     bug("calibration_temperature_multiplies", "conf_select's calibrated confidence multiplies the logits by T",
         (LOSSES, "probs = F.softmax(logits.detach().float() / temperature, dim=-1)",

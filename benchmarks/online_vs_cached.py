@@ -8,8 +8,18 @@ a weak model as large as the student (the ResNet), which is the case where cachi
 
 from __future__ import annotations
 
-from common import alternating, digits, header, ms, ratio, strong_model, time_w2s, timing_arguments, weak_model
-from common import with_random_weak_logits
+from common import (
+    alternating,
+    digits,
+    header,
+    ms,
+    ratio,
+    strong_model,
+    time_w2s,
+    timing_arguments,
+    weak_model,
+    with_random_weak_logits,
+)
 
 
 def main() -> None:

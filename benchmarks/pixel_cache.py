@@ -10,8 +10,18 @@ from __future__ import annotations
 import tempfile
 import time
 
-from common import alternating, digits, header, quiet, ratio, strong_model, processor, run_args, timing_arguments
-from common import with_random_weak_logits
+from common import (
+    alternating,
+    digits,
+    header,
+    processor,
+    quiet,
+    ratio,
+    run_args,
+    strong_model,
+    timing_arguments,
+    with_random_weak_logits,
+)
 
 
 def time_run(ds, epochs: int, batch_size: int, cache_mb: float) -> tuple[float, float]:
@@ -38,7 +48,8 @@ def main() -> None:
         "per batch": lambda: time_run(ds, a.epochs, a.batch_size, 0.0),
     }, a.repeats)
     for name, values in times.items():
-        print(f"{name:<10}: wall per run {[round(w, 2) for w, _ in values]} s, CPU {[round(c, 2) for _, c in values]} s")
+        walls, cpus = [round(w, 2) for w, _ in values], [round(c, 2) for _, c in values]
+        print(f"{name:<10}: wall per run {walls} s, CPU {cpus} s")
     print(f"ratio cached / per batch (whole run, median of paired runs): {ratio(times['cached'], times['per batch'])}")
 
 

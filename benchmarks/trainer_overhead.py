@@ -7,7 +7,8 @@ ratio <= 1.05. Whole training steps vary by several per cent from run to run on 
 times the part the trainer changes — the loss and its logged components, plus backward — on one fixed batch,
 alternating the two many times (a steadier ratio).
 
-    OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py [--steps 50] [--repeats 11] [--batch_size 64] [--loss_iterations 200]
+    OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py [--steps 50] [--repeats 11] [--batch_size 64] \
+        [--loss_iterations 200]
 """
 
 from __future__ import annotations
@@ -16,9 +17,21 @@ import statistics
 import tempfile
 import time
 
-from common import StepTimer, alternating, digits, header, ms, processor, quiet, ratio, run_args, strong_model
-from common import time_w2s, timing_arguments
-from common import with_random_weak_logits
+from common import (
+    StepTimer,
+    alternating,
+    digits,
+    header,
+    ms,
+    processor,
+    quiet,
+    ratio,
+    run_args,
+    strong_model,
+    time_w2s,
+    timing_arguments,
+    with_random_weak_logits,
+)
 from transformers import Trainer, TrainingArguments
 
 from hf_w2s import WeakToStrongCollator, WeakToStrongConfig, WeakToStrongTrainer

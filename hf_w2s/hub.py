@@ -5,6 +5,9 @@
 * :func:`push_student` uploads a saved student folder; :func:`push_weak_labels` pushes a labelled dataset with its
   card (a local copy is kept if anything fails); :func:`resolve_repo_id` checks the login and names the repo before
   any compute. Every Hub call runs under :func:`hf_w2s.security.redacted`: logs and errors carry no token.
+
+One module of ~500 lines, on purpose: everything hf_w2s sends to the Hub or shows there (the cards' metadata, the
+pushes, the checkpoint fetched to resume) is here, so that what a user can publish is read in one place.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -147,6 +151,7 @@ def render_student_card(  # long: one keyword argument per field of the card's t
     dataset: str,
     train_split: str,
     eval_split: str,
+    eval_split_desc: str | None = None,
     eval_dataset: str | None = None,
     dataset_config: str | None = None,
     dataset_revision: str | None = None,
@@ -167,7 +172,9 @@ def render_student_card(  # long: one keyword argument per field of the card's t
 ):
     """Render the student's card: YAML metadata (``model-index`` with accuracy, agreement with the weak supervisor,
     and PGR when the weak and ceiling accuracies are known; the evaluation dataset's config, split and revision) plus
-    the body of ``model_cards/student.md``. Returns a ``huggingface_hub.ModelCard``."""
+    the body of ``model_cards/student.md``. ``eval_split`` is the dataset's split the evaluation examples come from
+    (``model-index``); ``eval_split_desc`` what the card's text says of them (default: the split). Returns a
+    ``huggingface_hub.ModelCard``."""
     from huggingface_hub import ModelCard, ModelCardData
 
     from . import __version__
@@ -219,7 +226,7 @@ def render_student_card(  # long: one keyword argument per field of the card's t
         dataset_desc=dataset_desc or f"`{dataset}`",
         eval_desc=f"`{eval_dataset}`",
         train_split=train_split,
-        eval_split=eval_split,
+        eval_split=eval_split_desc or eval_split,
         max_train_samples=max_train_samples,
         augmentation_desc=augmentation_desc,
         noise_desc=noise_desc,
@@ -265,7 +272,12 @@ def weak_labels_card(
 
     from . import __version__
     from .data.weak_labels import (
-        WEAK_LABEL_COLUMN, WeakModel, describe_weak_model, find_label_column, weak_label_accuracy, weights_hash,
+        WEAK_LABEL_COLUMN,
+        WeakModel,
+        describe_weak_model,
+        find_label_column,
+        weak_label_accuracy,
+        weights_hash,
     )
 
     sha = None
@@ -454,9 +466,11 @@ def push_student(output_dir: str, repo_id: str, *, token: str | None = None, pri
 def hub_checkpoint(repo_id: str, output_dir: str, strategy: str, *, revision: str | None = None,
                    token: str | None = None) -> str | None:
     """Fetch the last checkpoint the Trainer pushed to ``repo_id`` under ``hub_strategy`` ``strategy`` into
-    ``output_dir`` and return its local path, or ``None`` when the repo holds none (``last-checkpoint/`` for
-    ``checkpoint``, the highest ``checkpoint-N/`` for ``all_checkpoints``): resuming from the Hub, as the Trainer's
-    ``hub_strategy`` documentation intends."""
+    ``output_dir/checkpoint-N`` (N: its step) and return that path, or ``None`` when the repo holds none
+    (``last-checkpoint/`` for ``checkpoint``, the highest ``checkpoint-N/`` for ``all_checkpoints``): resuming from
+    the Hub, as the Trainer's ``hub_strategy`` documentation intends. Named ``checkpoint-N`` locally, it is what the
+    Trainer's own pushes leave out; as ``output_dir/last-checkpoint`` the Trainer's next push of ``output_dir`` would
+    upload it again over the checkpoint the resumed run pushed."""
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.hf_api import RepoFolder
 
@@ -471,9 +485,15 @@ def hub_checkpoint(repo_id: str, output_dir: str, strategy: str, *, revision: st
         if not steps:
             return None
         folder = max(steps, key=steps.get)
-        snapshot_download(repo_id, revision=revision, token=token, allow_patterns=[f"{folder}/*"],
-                          local_dir=output_dir)
-    path = os.path.join(output_dir, folder)
+        os.makedirs(output_dir, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="_fetch-", dir=output_dir) as tmp:  # "_*": never pushed
+            snapshot_download(repo_id, revision=revision, token=token, allow_patterns=[f"{folder}/*"], local_dir=tmp)
+            fetched = os.path.join(tmp, folder)
+            with open(os.path.join(fetched, "trainer_state.json")) as f:
+                path = os.path.join(output_dir, f"checkpoint-{json.load(f)['global_step']}")
+            if os.path.isdir(path):  # an incomplete local copy (a complete one is resumed without the Hub)
+                shutil.rmtree(path)
+            os.replace(fetched, path)
     _localise_best_checkpoint(path)
     return path
 

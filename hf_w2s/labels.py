@@ -67,8 +67,9 @@ def label_permutation(source_names, target_names, *, source="weak model", target
     """Index list ``idx`` such that ``source_logits[:, idx]`` is ordered as ``target_names``.
 
     Returns ``None`` when the orders already agree (also when names repeat, as ImageNet's do, and the two lists of one
-    size differ only at repeated names: they are then matched by index). Raises ``ValueError`` listing the names that are missing on either side, or the repeated
-    names when the sets differ in order and repeated names make the match by name ambiguous (before any compute).
+    size differ only at repeated names: they are then matched by index). Raises ``ValueError`` listing the names that
+    are missing on either side, or the repeated names when the sets differ in order and repeated names make the match
+    by name ambiguous (before any compute).
     """
     source_names = [str(n) for n in source_names]
     target_names = [str(n) for n in target_names]

@@ -83,7 +83,7 @@ class ModelConfig:
 
     def __post_init__(self):
         from .data.loading import check_source_name
-        from .modeling import parse_tiny
+        from .modeling import parse_tiny, refuse_pickle_only
 
         check_ranges(self)
         if self.num_channels not in (1, 3):
@@ -92,11 +92,13 @@ class ModelConfig:
             raise ValueError("model_name_or_path is required (a Hub id, a local path or 'tiny:ARCH').")
         tiny = self.is_tiny
         if tiny:
-            parse_tiny(self.model_name_or_path)  # a misspelled architecture or shape is refused now
-        else:
+            parse_tiny(self.model_name_or_path, "model_name_or_path")  # a misspelled architecture or shape
+        else:  # a local path that does not exist or holds no model, pickled weights: refused now, not after training
             check_source_name(self.model_name_or_path, "model", "model_name_or_path")
+            if not self.allow_pickle:
+                refuse_pickle_only(self.model_name_or_path)
         if self.image_processor_name_or_path:
-            check_source_name(self.image_processor_name_or_path, "model", "image_processor_name_or_path")
+            check_source_name(self.image_processor_name_or_path, "image processor", "image_processor_name_or_path")
         if self.input_size is not None and tiny:
             raise ValueError("input_size resizes a checkpoint's inputs; a tiny model is built for image_size.")
         if self.pretrain_dataset:

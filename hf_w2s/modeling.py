@@ -108,18 +108,20 @@ def build_model(arch: str, label_names, image_size: int = 28, num_channels: int 
     return AutoModelForImageClassification.from_config(config)
 
 
-def parse_tiny(spec: str) -> tuple[str, dict]:
-    """``tiny:resnet,width=16,depth=2`` → ``("resnet", {"width": 16, "depth": 2})``."""
+def parse_tiny(spec: str, option: str = "model") -> tuple[str, dict]:
+    """``tiny:resnet,width=16,depth=2`` → ``("resnet", {"width": 16, "depth": 2})``; a ``ValueError`` naming
+    ``option`` for a misspelled architecture or shape."""
     parts = spec[len(TINY_PREFIX):].split(",")
-    kwargs = {}
+    arch, kwargs = parts[0].strip(), {}
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{option} {spec!r}: the architecture must be one of {ARCHITECTURES}, got {arch!r}.")
     for item in parts[1:]:
         key, sep, value = item.partition("=")
-        if not sep or key.strip() not in ("width", "depth") or not value.strip().isdigit():
-            raise ValueError(f"bad tiny model spec {spec!r}: options are width=INT and depth=INT")
+        if not sep or key.strip() not in ("width", "depth") or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"{option} {spec!r}: the shape options are width=INT and depth=INT (>= 1), got "
+                             f"{item.strip()!r}.")
         kwargs[key.strip()] = int(value)
-    if parts[0].strip() not in ARCHITECTURES:
-        raise ValueError(f"bad tiny model spec {spec!r}: the architecture must be one of {ARCHITECTURES}")
-    return parts[0].strip(), kwargs
+    return arch, kwargs
 
 
 # -- heads ------------------------------------------------------------------------------------------------------
@@ -152,7 +154,8 @@ def reinit_head(model) -> None:
 # -- loading ----------------------------------------------------------------------------------------------------
 
 
-def _refuse_pickle_only(source: str) -> None:
+def refuse_pickle_only(source: str) -> None:
+    """A local model folder with only pickled weights is refused (unless the caller allows pickle)."""
     if not os.path.isdir(source):
         return
     names = set(os.listdir(source))
@@ -166,16 +169,10 @@ def _refuse_pickle_only(source: str) -> None:
 
 def _check_source(source: str, model: bool = True) -> None:
     """A name that can only be a local path must exist: refused as such, never sent to the Hub; a ``model`` folder
-    holds a config.json (not, say, a saved dataset)."""
-    from .data.loading import looks_local, missing_local_error
+    holds a config.json (not, say, a saved dataset): :func:`hf_w2s.data.loading.check_source_name`."""
+    from .data.loading import check_source_name
 
-    if not os.path.exists(source) and looks_local(source):
-        raise missing_local_error(source, "model")
-    if model and os.path.isdir(source) and not os.path.isfile(os.path.join(source, "config.json")):
-        what = "a saved dataset" if any(os.path.isfile(os.path.join(source, f)) for f in (
-            "state.json", "dataset_dict.json")) else "no config.json"
-        raise ValueError(f"model {source!r} is a folder but not a saved model ({what}); give the folder of a model "
-                         "saved with save_pretrained (config.json and weights), or a Hub id.")
+    check_source_name(source, "model" if model else "image processor")
 
 
 def _not_found(source: str, err: BaseException) -> BaseException:
@@ -237,7 +234,7 @@ def load_image_classifier(
         return build_model(arch, names, image_size=image_size, num_channels=num_channels, seed=seed, **shape)
     _check_source(source)
     if not allow_pickle:
-        _refuse_pickle_only(source)
+        refuse_pickle_only(source)
     hub = _hub_kwargs(revision, token, trust_remote_code)
     if seed is not None:
         torch.manual_seed(seed)
@@ -352,8 +349,9 @@ def load_image_processor(
     except (OSError, ValueError) as err:
         if "trust_remote_code" in str(err):
             raise
+        reason = " ".join(str(err).split())[:300]
         raise ValueError(f"the model {source!r} has no image processor (preprocessor_config.json) that loads: "
-                         f"{' '.join(str(err).split())[:300]}; save one next to the model or name it explicitly") from err
+                         f"{reason}; save one next to the model or name it explicitly") from err
     return processor if input_size is None else resize_processor(processor, input_size)
 
 

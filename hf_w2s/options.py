@@ -36,15 +36,23 @@ def check_number(name: str, value, low=None, high=None, *, closed: bool = True, 
     raise ValueError(f"{name} must be {'>=' if closed else '>'} {low:g}, got {value}.")
 
 
+def _is_list_option(options, name: str) -> bool:
+    """Whether the dataclass field ``name`` of ``options`` is declared as a list (``list[int]``, ``list | None``)."""
+    import dataclasses
+
+    field = next((f for f in dataclasses.fields(options) if f.name == name), None)
+    return field is not None and "list" in str(field.type).lower()
+
+
 def check_ranges(options, ranges: dict | None = None, where: str = "") -> None:
     """Every option named in ``ranges`` (default: the class's ``RANGES``) that is set: :func:`check_number`, each
-    element of a list option."""
+    element of a list option (a list where one number is expected is an error)."""
     for name, (low, high, closed) in (type(options).RANGES if ranges is None else ranges).items():
         value = getattr(options, name)
         if value is None:
             continue
         integer = isinstance(low, int) and not isinstance(low, bool)
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, (list, tuple)) and _is_list_option(options, name):
             for i, item in enumerate(value):
                 check_number(f"{where}{name}[{i}]", item, low, high, closed=closed, integer=integer)
         else:

@@ -6,7 +6,6 @@
   unless ``overwrite``. The run's configuration is written there (redacted).
 * :func:`check_output_dir` / :func:`write_run_file`: the folder of one training (``WeakToStrongTrainer``) holds that
   run's identity (:data:`RUN_FILE`); another run's files are refused unless resuming or ``overwrite_output_dir``.
-* :func:`foreign_readme`: a ``README.md`` that is not an hf_w2s card is the user's, never silently replaced.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from .files import atomic_write
 logger = logging.getLogger(__name__)
 
 __all__ = ["RUN_CONFIG", "RUN_FILE", "check_output_path", "claim_output_dir", "run_identity", "check_output_dir",
-           "write_run_file", "foreign_readme"]
+           "write_run_file"]
 
 #: the configuration a whole run writes into its output folder; its presence marks the folder as hf_w2s's
 RUN_CONFIG = "w2s_config.yaml"
@@ -160,16 +159,3 @@ def check_output_path(path, option: str = "output_dir") -> None:
     if not os.path.isdir(probe):
         where = "" if probe == full else f" cannot be created: {probe!r}"
         raise ValueError(f"{option} {str(path)!r}{where} is a file, not a folder; choose a folder for {option}.")
-
-
-def foreign_readme(output_dir) -> str | None:
-    """The path of a ``README.md`` in ``output_dir`` that is not an hf_w2s model card (the user's own), or ``None``."""
-    path = os.path.join(str(output_dir), "README.md")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8", errors="replace") as f:
-        text = f.read(20_000)
-    header = text.split("---", 2)[1] if text.startswith("---") and text.count("---") >= 2 else ""
-    return None if re.search(r"^\s*-\s*hf_w2s\s*$", header, re.M) else path
-
-

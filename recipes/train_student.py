@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train a weak-to-strong student from a recipe: the same as ``hf-w2s train``.
 
-    python recipes/train_student.py --config recipes/configs/digits_distillation_offline.yaml
-    python recipes/train_student.py --config recipes/configs/cifar100_distillation.yaml --output_dir my-student \
+    python recipes/train_student.py --config recipes/configs/cifar100_distillation_gt_offline.yaml
+    python recipes/train_student.py --config recipes/configs/cifar100_distillation_gt.yaml --output_dir my-student \
         --push_to_hub true --hub_model_id me/cifar100-resnet50-adaptconf
 
 Every key of the YAML file is an option; flags on the command line override it (``--help`` lists them all).

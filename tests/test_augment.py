@@ -1,13 +1,19 @@
+"""Training augmentation (kornia, on normalised pixel values), mixup / CutMix, and the one schema's `augmentation`
+mapping (``TrainAugmentation.from_spec``, ``check_augmentation``)."""
+
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from testing_utils import require_kornia
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.trainer.augment import AugmentingCollator, TrainAugmentation, cutmix, mixup, processor_normalization
 from hf_w2s.modeling import build_model, tiny_image_processor
+from hf_w2s.trainer.augment import AugmentingCollator, TrainAugmentation, cutmix, mixup, processor_normalization
+
+pytestmark = require_kornia
 
 
 def _ramp(b=4, c=1, h=8, w=8):
@@ -179,7 +185,8 @@ def test_collator_augments_only_when_training():
 
 
 def test_trainer_applies_transform_in_training_not_in_evaluation(tmp_path):
-    from datasets import ClassLabel, Dataset, Features, Image as ImageFeature, List, Value
+    from datasets import ClassLabel, Dataset, Features, List, Value
+    from datasets import Image as ImageFeature
 
     ims = _digits(8)
     ds = Dataset.from_dict(
@@ -205,3 +212,53 @@ def test_trainer_applies_transform_in_training_not_in_evaluation(tmp_path):
     assert calls == []
     trainer.train()
     assert calls == [4, 4]
+
+
+# -- the one schema's `augmentation` mapping (kornia class names -> arguments) ------------------------------------
+
+
+def test_from_spec_builds_the_special_entries_and_plain_kornia_layers_in_order():
+    proc = tiny_image_processor(8, 1)
+    # a plain kornia layer: a flip that always happens mirrors every image
+    x = _ramp(b=3)
+    torch.testing.assert_close(TrainAugmentation.from_spec(proc, {"RandomHorizontalFlip": {"p": 1.0}})(x),
+                               x.flip(-1))
+    # RandomResizedCrop without size: to the processor's output size (the input's), a quarter-area zoom of the ramp
+    torch.manual_seed(0)
+    crop = TrainAugmentation.from_spec(proc, {"RandomResizedCrop": {"scale": [0.25, 0.25], "ratio": [1.0, 1.0]}})
+    y = crop(_ramp(b=4, h=16, w=16))
+    assert crop.crop_scale == (0.25, 0.25) and y.shape == (4, 1, 16, 16)
+    assert 0.6 < float((y[..., -1] - y[..., 0]).mean()) < 1.4
+    # ... with size it is kornia's own layer: that size
+    sized = TrainAugmentation.from_spec(proc, {"RandomResizedCrop": {"size": [4, 4]}})
+    assert sized.crop_scale is None and sized(_ramp(b=2, h=16, w=16)).shape == (2, 1, 4, 4)
+    # RandAugment (n, m) changes the images within the processor's range; RandomErasing fills the mean colour
+    torch.manual_seed(0)
+    ra = TrainAugmentation.from_spec(proc, {"RandAugment": {"n": 2, "m": 15}})
+    z = torch.rand(8, 1, 16, 16) * 2 - 1
+    out = ra(z)
+    assert ra.randaugment is not None and not torch.allclose(out, z) and out.min() >= -1 - 1e-6
+    erased = TrainAugmentation.from_spec(proc, {"RandomErasing": {"p": 1.0}})(torch.ones(4, 1, 16, 16))
+    assert torch.all((erased == 0.0) | (erased == 1.0)) and torch.all((erased == 0.0).flatten(1).any(1))
+    # nothing asked, nothing done
+    torch.testing.assert_close(TrainAugmentation.from_spec(proc, {})(x), x)
+
+
+def test_check_augmentation_names_the_entry_before_anything_trains():
+    from hf_w2s.trainer.augment import check_augmentation
+
+    check_augmentation(None)
+    check_augmentation({"RandomResizedCrop": {"scale": [0.35, 1.0]}, "RandomAffine": {"degrees": 10},
+                        "RandAugment": {"n": 2, "m": 9}, "RandomErasing": {"p": 0.25}})
+    for spec, where, match in [
+            ({"RandomAfine": {"degrees": 10}}, "augmentation",
+             r"augmentation: kornia.augmentation has no class 'RandomAfine' \(did you mean 'RandomAffine'\?\)"),
+            ({"RandomAffine": {"degreez": 10}}, "augmentation", r"augmentation\.RandomAffine: .*degreez"),
+            ({"RandAugment": {"n": 2, "magnitude": 9}}, "training_candidates 'b' augmentation",
+             r"training_candidates 'b' augmentation\.RandAugment: unknown arguments \['magnitude'\]"),
+            ({"RandomResizedCrop": {"scale": [0.0, 1.0]}}, "augmentation",
+             r"augmentation: crop_scale must satisfy 0 < min <= max <= 1"),
+            ({"RandomErasing": 0.5}, "augmentation", r"augmentation\.RandomErasing: its arguments must be a mapping"),
+            (["RandomErasing"], "augmentation", "augmentation must be a mapping of kornia.augmentation class names")]:
+        with pytest.raises(ValueError, match=match):
+            check_augmentation(spec, where)

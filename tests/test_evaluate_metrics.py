@@ -1,41 +1,44 @@
 """The metrics as local `evaluate` modules (hf_w2s/metric_modules): loadable offline with `evaluate.load(<path>)`,
 equal to hand-computed values and to the functions of hf_w2s.metrics, and what the trainer's compute_metrics uses."""
 
-import json
 import os
-import sys
 
-import forkserver
 import numpy as np
 import pytest
 from transformers import EvalPrediction
 
 from hf_w2s.metric_modules import METRIC_MODULES, metric_path
-from hf_w2s.metrics import (accuracy, agreement, build_compute_metrics, evaluate_metric, load_metric,
-                            performance_gap_recovered)
-
-OFFLINE = """
-import json, sys, evaluate
-from hf_w2s.metric_modules import metric_path
-out = {}
-out["accuracy"] = evaluate.load(metric_path("accuracy")).compute(predictions=[0, 1, 2, 2], references=[0, 1, 1, -100])
-out["agreement"] = evaluate.load(metric_path("agreement")).compute(predictions=[0, 1, 2, 2], references=[0, 1, 1, 2])
-out["pgr"] = evaluate.load(metric_path("pgr")).compute(predictions=[0, 1, 1, 1], references=[0, 1, 1, 0],
-                                                      weak_accuracy=0.5, ceiling_accuracy=1.0)
-print(json.dumps(out))
-"""
+from hf_w2s.metrics import (
+    accuracy,
+    agreement,
+    build_compute_metrics,
+    evaluate_metric,
+    load_metric,
+    performance_gap_recovered,
+)
 
 
-def test_evaluate_load_works_offline_in_a_fresh_process(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_ENDPOINT": "http://127.0.0.1:9",
-           "PYTHONPATH": os.pathsep.join([str(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                          os.environ.get("PYTHONPATH", "")])}
-    run = forkserver.run([sys.executable, "-c", OFFLINE], env=env, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["accuracy"] == {"accuracy": pytest.approx(2 / 3)}  # the -100 reference is ignored
-    assert out["agreement"] == {"agreement": 0.75}
-    assert out["pgr"] == {"pgr": pytest.approx(0.5), "accuracy": 0.75}  # (0.75 - 0.5) / (1.0 - 0.5)
+def test_evaluate_load_works_offline(monkeypatch):
+    """Offline mode on (read at import: set where the libraries keep it) and no socket may connect."""
+    import socket
+
+    import evaluate
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    accuracy_ = evaluate.load(metric_path("accuracy")).compute(predictions=[0, 1, 2, 2], references=[0, 1, 1, -100])
+    agreement_ = evaluate.load(metric_path("agreement")).compute(predictions=[0, 1, 2, 2], references=[0, 1, 1, 2])
+    pgr = evaluate.load(metric_path("pgr")).compute(predictions=[0, 1, 1, 1], references=[0, 1, 1, 0],
+                                                    weak_accuracy=0.5, ceiling_accuracy=1.0)
+    assert accuracy_ == {"accuracy": pytest.approx(2 / 3)}  # the -100 reference is ignored
+    assert agreement_ == {"agreement": 0.75}
+    assert pgr == {"pgr": pytest.approx(0.5), "accuracy": 0.75}  # (0.75 - 0.5) / (1.0 - 0.5)
 
 
 def test_modules_match_the_functions_on_random_data():

@@ -169,21 +169,29 @@ def test_save_model_under_fsdp_writes_a_plain_transformers_checkpoint(fsdp_runs,
 
 
 def test_the_recipe_command_trains_a_weak_supervisor_then_the_student_under_fsdp(fsdp_runs):
-    """``hf-w2s train --fsdp --fsdp_config examples/accelerate/fsdp_config.json`` on the ViT transfer recipe: the weak
-    supervisor is fine-tuned sharded, then the student on the same TrainingArguments (a second trainer in the same
-    processes) with the weak model online; both saved as plain checkpoints."""
+    """``hf-w2s train --fsdp --fsdp_config examples/accelerate/fsdp_config.json`` on the ViT transfer recipe, in both
+    processes: the weak supervisor is fine-tuned sharded, then the student on the same training arguments (a second
+    trainer in the same processes) with the weak model online; both saved as plain checkpoints in ``student/``. The
+    main process alone writes (the results, the student, the report) and prints; the other one reads what it wrote."""
     from transformers import AutoModelForImageClassification
 
     out, results = fsdp_runs
-    assert results["recipe_exit_code"] == 0
+    assert results["recipe_exit_code"] == 0, results["recipe_errors"]
     recipe = out / "recipe"
-    student = AutoModelForImageClassification.from_pretrained(str(recipe))
-    weak = AutoModelForImageClassification.from_pretrained(str(recipe / "weak_model"))
+    student = AutoModelForImageClassification.from_pretrained(str(recipe / "student"))
+    weak = AutoModelForImageClassification.from_pretrained(str(recipe / "student" / "weak_model"))
     assert type(student).__name__ == "ViTForImageClassification"
     assert type(weak).__name__ == "ConvNextForImageClassification"
     assert student.config.id2label == weak.config.id2label and len(student.config.id2label) == 10
-    summary = json.loads((recipe / "w2s_results.json").read_text())
-    assert 0.0 <= summary["accuracy"] <= 1.0 and summary["weak_train_examples"] == 64
+    summary = json.loads((recipe / "student" / "w2s_results.json").read_text())
+    assert 0.0 <= summary["accuracy"] <= 1.0
+    records = [json.loads(line) for line in (recipe / "results.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["weak", "w2s"]  # each run once: written by the main process only
+    assert records[0]["num_train_examples"] == 64 and records[1]["test_accuracy"] == summary["accuracy"]
+    main, other = ((out / f"recipe-stdout-{rank}.txt").read_text() for rank in (0, 1))
+    assert json.loads(main.strip().splitlines()[-1])["accuracy"] == summary["accuracy"]  # the summary, once
+    assert "[2/2]" in main  # the progress, the summary: the main process's (notices may come from either)
+    assert not [line for line in other.splitlines() if line and not line.startswith("notice:")], other
 
 
 def test_deepspeed_zero3_on_cpu_trains_like_one_process(tmp_path):

@@ -110,8 +110,8 @@ def test_the_online_weak_model_runs_on_the_students_device_and_equals_cached_log
     cpu_copy = copy.deepcopy(weak)
     online = _trainer(tmp_path / "online", _data(weak_logits=False), weak_model=weak)
     devices = []
-    online.weak_model.register_forward_pre_hook(lambda m, args, kwargs: devices.append(kwargs["pixel_values"].device.type),
-                                                with_kwargs=True)
+    online.weak_model.register_forward_pre_hook(
+        lambda m, args, kwargs: devices.append(kwargs["pixel_values"].device.type), with_kwargs=True)
     assert {p.device.type for p in online.weak_model.parameters()} == {DEVICE}
     assert not online.weak_model.training and not any(p.requires_grad for p in online.weak_model.parameters())
     online.train()

@@ -1,15 +1,17 @@
-"""The Hub-faithful recipe repos (tests/hub_fixtures.py), read back through the real datasets / transformers clients
-in fresh processes pointed at the local Hub. Expected values are the public repos' facts written out by hand here
-(class names at given indices, config shapes, processor classes), not read from hub_fixtures."""
+"""The Hub-faithful recipe repos (tests/hub/recipe_repos.py), read back through the real datasets / transformers
+clients (in this process, pointed at the local Hub by tests/conftest.py). Expected values are the public repos' facts
+written out by hand here (class names at given indices, config shapes, processor classes), not read from
+recipe_repos."""
 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
-
-import hub_fixtures
-from hub_fixtures import (
+from hub import recipe_repos
+from hub.recipe_repos import (
     CIFAR10,
     CIFAR100,
     IMAGENET,
@@ -24,128 +26,102 @@ from hub_fixtures import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-DATASETS_CLIENT = """
-from datasets import get_dataset_config_names, load_dataset
 
-def images(column):
+def _images(column) -> list:
     return [{"size": list(im.size), "mode": im.mode, "format": im.format} for im in column]
 
-out = {}
-ds = load_dataset("uoft-cs/cifar100", split="train")
-out["cifar100"] = {
-    "columns": ds.column_names, "types": {k: type(v).__name__ for k, v in ds.features.items()},
-    "fine": ds.features["fine_label"].names, "coarse": ds.features["coarse_label"].names,
-    "fine_labels": list(ds["fine_label"]), "coarse_labels": list(ds["coarse_label"]), "images": images(ds["img"]),
-    "configs": get_dataset_config_names("uoft-cs/cifar100"),
-    "splits": {k: v.num_rows for k, v in load_dataset("uoft-cs/cifar100").items()},
-}
-ds = load_dataset("uoft-cs/cifar10", split="test")
-out["cifar10"] = {
-    "columns": ds.column_names, "names": ds.features["label"].names, "labels": list(ds["label"]),
-    "images": images(ds["img"]), "configs": get_dataset_config_names("uoft-cs/cifar10"),
-}
-dd = load_dataset("ILSVRC/imagenet-1k")
-out["imagenet"] = {
-    "splits": list(dd), "columns": dd["train"].column_names, "names": dd["train"].features["label"].names,
-    "labels": {k: list(v["label"]) for k, v in dd.items()}, "images": {k: images(v["image"]) for k, v in dd.items()},
-}
-dd = load_dataset("timm/mini-imagenet")
-out["mini"] = {
-    "splits": list(dd), "columns": dd["train"].column_names, "names": dd["train"].features["label"].names,
-    "images": images(dd["validation"]["image"]),
-}
-emit(out)
-"""
 
-MODELS_CLIENT = """
-import numpy as np, torch
-from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError
-from PIL import Image
-from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification,
-                          AutoModelForPreTraining, ViTForImageClassification)
+def read_datasets() -> dict:
+    from datasets import get_dataset_config_names, load_dataset
 
-image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8))
-out = {}
-for repo_id in ["microsoft/resnet-18", "microsoft/resnet-34", "microsoft/resnet-50", "facebook/vit-mae-base",
-                "google/vit-base-patch16-224-in21k"]:
-    processor = AutoImageProcessor.from_pretrained(repo_id)
-    config = AutoConfig.from_pretrained(repo_id)
-    entry = out[repo_id] = {
-        "processor": type(processor).__name__, "size": dict(processor.size), "mean": list(processor.image_mean),
-        "std": list(processor.image_std), "crop_pct": getattr(processor, "crop_pct", None),
-        "pixel_values": list(processor(image, return_tensors="pt")["pixel_values"].shape),
-        "model_type": config.model_type, "architectures": config.architectures, "num_labels": config.num_labels,
-        "id2label": [config.id2label[i] for i in sorted(config.id2label)][:1000],
-        "last_label": config.id2label[max(config.id2label)],
-        "layer_type": getattr(config, "layer_type", None), "depths": getattr(config, "depths", None),
-        "image_size": getattr(config, "image_size", None), "patch_size": getattr(config, "patch_size", None),
+    out = {}
+    ds = load_dataset("uoft-cs/cifar100", split="train")
+    out["cifar100"] = {
+        "columns": ds.column_names, "types": {k: type(v).__name__ for k, v in ds.features.items()},
+        "fine": ds.features["fine_label"].names, "coarse": ds.features["coarse_label"].names,
+        "fine_labels": list(ds["fine_label"]), "coarse_labels": list(ds["coarse_label"]), "images": _images(ds["img"]),
+        "configs": get_dataset_config_names("uoft-cs/cifar100"),
+        "splits": {k: v.num_rows for k, v in load_dataset("uoft-cs/cifar100").items()},
     }
-    try:
-        model = AutoModelForImageClassification.from_pretrained(repo_id).eval()
-        entry["classifier"] = type(model).__name__
-        if config.model_type == "resnet":
-            with torch.no_grad():
-                entry["logits"] = list(model(**processor(image, return_tensors="pt")).logits.shape)
-    except ValueError as err:
-        entry["classifier_error"] = str(err).splitlines()[0]
-
-mae = AutoModelForPreTraining.from_pretrained("facebook/vit-mae-base")
-vit = ViTForImageClassification.from_pretrained("facebook/vit-mae-base", num_labels=1000)
-ms, vs = mae.state_dict(), vit.state_dict()
-out["mae"] = {"class": type(mae).__name__, "not_in_checkpoint": sorted(k for k in vs if k not in ms),
-              "differing": sorted(k for k in vs if k in ms and not torch.equal(ms[k], vs[k]))}
-base = AutoModel.from_pretrained("google/vit-base-patch16-224-in21k")
-out["in21k"] = {"class": type(base).__name__, "has_pooler": base.pooler is not None}
-try:
-    HfApi().upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id="microsoft/resnet-50")
-    out["foreign_push"] = "accepted"
-except HfHubHTTPError as err:
-    out["foreign_push"] = err.response.status_code
-emit(out)
-"""
+    ds = load_dataset("uoft-cs/cifar10", split="test")
+    out["cifar10"] = {"columns": ds.column_names, "names": ds.features["label"].names, "labels": list(ds["label"]),
+                      "images": _images(ds["img"]), "configs": get_dataset_config_names("uoft-cs/cifar10")}
+    dd = load_dataset("ILSVRC/imagenet-1k")
+    out["imagenet"] = {
+        "splits": list(dd), "columns": dd["train"].column_names, "names": dd["train"].features["label"].names,
+        "labels": {k: list(v["label"]) for k, v in dd.items()},
+        "images": {k: _images(v["image"]) for k, v in dd.items()},
+    }
+    dd = load_dataset("timm/mini-imagenet")
+    out["mini"] = {"splits": list(dd), "columns": dd["train"].column_names,
+                   "names": dd["train"].features["label"].names, "images": _images(dd["validation"]["image"])}
+    return out
 
 
-def _readme_snippet() -> str:
-    text = (REPO_ROOT / "README.md").read_text()
-    section = text.split("## In ten lines", 1)[1].split("\n## ", 1)[0]
-    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+def read_models() -> dict:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+    from PIL import Image
+    from transformers import (
+        AutoConfig,
+        AutoImageProcessor,
+        AutoModel,
+        AutoModelForImageClassification,
+        AutoModelForPreTraining,
+        ViTForImageClassification,
+    )
 
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    out = {}
+    for repo_id in [RESNET18, RESNET34, RESNET50, VIT_MAE, VIT_IN21K]:
+        processor = AutoImageProcessor.from_pretrained(repo_id)
+        config = AutoConfig.from_pretrained(repo_id)
+        entry = out[repo_id] = {
+            "processor": type(processor).__name__, "size": dict(processor.size), "mean": list(processor.image_mean),
+            "std": list(processor.image_std), "crop_pct": getattr(processor, "crop_pct", None),
+            "pixel_values": list(processor(image, return_tensors="pt")["pixel_values"].shape),
+            "model_type": config.model_type, "architectures": config.architectures, "num_labels": config.num_labels,
+            "id2label": [config.id2label[i] for i in sorted(config.id2label)][:1000],
+            "last_label": config.id2label[max(config.id2label)],
+            "layer_type": getattr(config, "layer_type", None), "depths": getattr(config, "depths", None),
+            "image_size": getattr(config, "image_size", None), "patch_size": getattr(config, "patch_size", None),
+        }
+        try:
+            model = AutoModelForImageClassification.from_pretrained(repo_id).eval()
+            entry["classifier"] = type(model).__name__
+            if config.model_type == "resnet":
+                with torch.no_grad():
+                    entry["logits"] = list(model(**processor(image, return_tensors="pt")).logits.shape)
+        except ValueError as err:
+            entry["classifier_error"] = str(err).splitlines()[0]
 
-README_WEAK_REPO = "your-name/cifar10-weak-model"
-README_MARKER = "---- the README's ten lines ----"
-
-
-def _readme_client(repo: str) -> str:
-    """The README's ten lines against the recipe repos, with their weak model pushed to ``repo`` first (one step)."""
-    prelude = f"""
-import sys
-print({README_MARKER!r}, file=sys.stderr, flush=True)
-from hf_w2s.modeling import build_model, tiny_image_processor
-weak = build_model("resnet", {hub_fixtures.CIFAR10_NAMES!r}, image_size=32, num_channels=3, width=8, depth=1, seed=0)
-weak.push_to_hub({repo!r}); tiny_image_processor(32, 3).push_to_hub({repo!r})
-"""
-    code = _readme_snippet().replace(README_WEAK_REPO, repo).replace('w2s_loss="adapt_conf"',
-                                                                     'w2s_loss="adapt_conf", max_steps=1')
-    return prelude + code + "\nemit({'columns': train.column_names, 'labels': [student.config.id2label[i] " \
-                            "for i in range(10)]})\n"
+    mae = AutoModelForPreTraining.from_pretrained(VIT_MAE)
+    vit = ViTForImageClassification.from_pretrained(VIT_MAE, num_labels=1000)
+    ms, vs = mae.state_dict(), vit.state_dict()
+    out["mae"] = {"class": type(mae).__name__, "not_in_checkpoint": sorted(k for k in vs if k not in ms),
+                  "differing": sorted(k for k in vs if k in ms and not torch.equal(ms[k], vs[k]))}
+    base = AutoModel.from_pretrained(VIT_IN21K)
+    out["in21k"] = {"class": type(base).__name__, "has_pooler": base.pooler is not None}
+    try:  # the test user (HF_TOKEN) is no member of microsoft
+        HfApi().upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=RESNET50)
+        out["foreign_push"] = "accepted"
+    except HfHubHTTPError as err:
+        out["foreign_push"] = err.response.status_code
+    return out
 
 
 @pytest.fixture(scope="module")
-def views(recipe_hub, tmp_path_factory):
-    """What the clients read back (datasets, then models), then the README's ten lines run on these repos: one after
-    the other in one fresh interpreter (its imports are most of the cost)."""
-    run = recipe_hub.run_python(DATASETS_CLIENT + MODELS_CLIENT + _readme_client(
-        recipe_hub.new_repo_id("cifar10-weak-model")), cwd=tmp_path_factory.mktemp("readme"), timeout=600)
-    datasets_view, models_view, readme = run.results
-    return {"datasets": datasets_view, "models": models_view, "readme": readme,
-            "readme_stderr": run.stderr.split(README_MARKER, 1)[1]}
+def views(recipe_hub):
+    """What the clients read back: the datasets, then the models (with the test user's token)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_TOKEN", recipe_hub.token)
+        return {"datasets": read_datasets(), "models": read_models()}
 
 
 # ---- the fixture's own tables (no Hub needed) ------------------------------------------------------------------------
 def test_cifar100_superclass_table_is_a_partition_with_the_known_pairs():
-    fine_to_coarse = hub_fixtures.cifar100_fine_to_coarse()
-    fine, coarse = hub_fixtures.CIFAR100_FINE, hub_fixtures.CIFAR100_COARSE
+    fine_to_coarse = recipe_repos.cifar100_fine_to_coarse()
+    fine, coarse = recipe_repos.CIFAR100_FINE, recipe_repos.CIFAR100_COARSE
     assert len(fine) == len(set(fine)) == 100 and len(coarse) == len(set(coarse)) == 20
     assert sorted(fine_to_coarse.count(c) for c in range(20)) == [5] * 20
     pairs = {fine[i]: coarse[c] for i, c in enumerate(fine_to_coarse)}
@@ -155,13 +131,13 @@ def test_cifar100_superclass_table_is_a_partition_with_the_known_pairs():
 
 
 def test_imagenet_names_come_from_the_package_with_the_hub_quirks():
-    names, synsets = hub_fixtures.imagenet_class_names(), hub_fixtures.imagenet_synsets()
+    names, synsets = recipe_repos.imagenet_class_names(), recipe_repos.imagenet_synsets()
     assert len(names) == len(synsets) == len(set(synsets)) == 1000 and synsets == sorted(synsets)
     assert names[0] == "tench, Tinca tinca" and synsets[0] == "n01440764"
     assert names[134] == names[517] == "crane" and len(set(names)) == 999
     assert (synsets[134], synsets[517]) == ("n02012849", "n03126707")
     assert names[638] == "maillot" and names[639] == "maillot, tank suit"
-    assert set(hub_fixtures.MINI_IMAGENET_SYNSETS) <= set(synsets)
+    assert set(recipe_repos.MINI_IMAGENET_SYNSETS) <= set(synsets)
 
 
 # ---- datasets --------------------------------------------------------------------------------------------------------
@@ -176,7 +152,7 @@ def test_cifar100_has_the_hub_schema(views):
         "apple", "aquarium_fish", "cra", "pickup_truck", "worm")
     assert len(coarse) == 20 and (coarse[0], coarse[9], coarse[19]) == (
         "aquatic_mammals", "large_man-made_outdoor_things", "vehicles_2")
-    table = hub_fixtures.cifar100_fine_to_coarse()
+    table = recipe_repos.cifar100_fine_to_coarse()
     assert [table[f] for f in c100["fine_labels"]] == c100["coarse_labels"]
     assert {(tuple(im["size"]), im["mode"], im["format"]) for im in c100["images"]} == {((32, 32), "RGB", "PNG")}
 
@@ -305,12 +281,35 @@ def test_populate_runs_once_per_hub(recipe_hub):
     assert {repo_id: info["sha"] for repo_id, info in recipe_hub.recipe_repos.items()} == heads
 
 
-# ---- the README's ten lines -------------------------------------------------------------------------------------------
-def test_readme_ten_lines_run_on_the_hub_schema(views):
+# ---- the README's ten lines ------------------------------------------------------------------------------------------
+README_WEAK_REPO = "your-name/cifar10-weak-model"
+
+
+def _readme_snippet() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## In ten lines", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def test_readme_ten_lines_run_on_the_hub_schema(recipe_hub, hub_token, tmp_path, monkeypatch, capfd):
+    """The README's lines as they are, on the recipe repos, with their weak model pushed first (one training step)."""
+    from hf_w2s.modeling import build_model, tiny_image_processor
+
     snippet = _readme_snippet()
     assert 'image_column="img"' in snippet and "num_labels=" not in snippet
     assert len([line for line in snippet.splitlines() if line.strip() and not line.startswith(" ")]) <= 10
     assert README_WEAK_REPO in snippet
-    assert {"img", "label", "weak_logits", "weak_label"} <= set(views["readme"]["columns"])
-    assert views["readme"]["labels"] == hub_fixtures.CIFAR10_NAMES
-    assert "incompatible" not in views["readme_stderr"]  # no num_labels-vs-id2label warning
+    repo = recipe_hub.new_repo_id("cifar10-weak-model")
+    weak = build_model("resnet", recipe_repos.CIFAR10_NAMES, image_size=32, num_channels=3, width=8, depth=1, seed=0)
+    weak.push_to_hub(repo)
+    tiny_image_processor(32, 3).push_to_hub(repo)
+    monkeypatch.chdir(tmp_path)  # output_dir="w2s-student"
+    capfd.readouterr()
+    code = snippet.replace(README_WEAK_REPO, repo).replace('w2s_loss="adapt_conf"',
+                                                           'w2s_loss="adapt_conf", max_steps=1')
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert {"img", "label", "weak_logits", "weak_label"} <= set(namespace["train"].column_names)
+    assert [namespace["student"].config.id2label[i] for i in range(10)] == recipe_repos.CIFAR10_NAMES
+    assert (tmp_path / "w2s-student").is_dir()
+    assert "incompatible" not in capfd.readouterr().err  # no num_labels-vs-id2label warning

@@ -56,7 +56,8 @@ def test_a_sweep_without_matplotlib_is_refused_before_any_training(tmp_path, cap
     monkeypatch.setattr(import_utils, "is_package_available", lambda name: name != "matplotlib" and real(name))
     assert cli.main(["experiment", "--config", str(_config(tmp_path))]) == 2
     err = capsys.readouterr().err
-    assert "the experiment report's plots needs matplotlib" in err and 'pip install "hf_w2s[plots]"' in err
+    assert "the experiment report's plots (plots: true) needs matplotlib" in err
+    assert 'pip install "hf_w2s[plots]"' in err
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
 
 
@@ -82,14 +83,37 @@ def test_augmentation_without_kornia_names_the_extra(tmp_path, capsys, monkeypat
 def test_the_tiny_sweep_prints_its_own_lines_only(tmp_path):
     """No Python warning, no progress bar, no library log without --verbose: one line per run and the report."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "default"}
+    smaller = ["--split_sizes", "30", "60", "20", "30", "--num_train_epochs", "1", "--weak_supervisors",
+               "{name: weak, model: 'tiny:linear,width=8,depth=1', num_train_epochs: 2, train_size: 20}"]
     proc = subprocess.run([sys.executable, "-m", "hf_w2s.cli", "experiment", "--config", str(TINY), "--output_dir",
-                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=300)
+                           str(tmp_path / "out"), *smaller], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
     assert not [line for line in lines if "Warning" in line or "it/s" in line or "examples/s" in line]
     runs = [line for line in lines if line.startswith("[")]
     assert len(runs) == 6 and runs[-1].startswith("[6/6]")
+
+
+def test_a_command_run_in_process_leaves_its_logging_as_it_found_it(tmp_path, capsys):
+    """Commands silence the libraries and print hf_w2s's notices themselves (console.quiet_libraries); run through
+    hf_w2s.cli.main in a Python process, they put it all back (a test's caplog, a notebook's logging)."""
+    import logging
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    package = logging.getLogger("hf_w2s")
+
+    def state():
+        return (list(package.handlers), package.level, package.propagate, hf_logging.get_verbosity(),
+                hf_logging.is_progress_bar_enabled(), datasets.logging.get_verbosity(),
+                datasets.is_progress_bar_enabled())
+
+    before = state()
+    assert cli.main(["experiment", "--config", str(_config(tmp_path)), "--dry_run", "true", "--plots", "false"]) == 0
+    assert "weak supervisor(s)" in capsys.readouterr().out
+    assert state() == before and package.propagate
 
 
 def test_ci_installs_the_tested_versions():

@@ -1,4 +1,4 @@
-"""Weak labels end to end against the local Hub (tests/hub_server.py): label -> cache -> push -> load by id in a
+"""Weak labels end to end against the local Hub (tests/hub/server.py): label -> cache -> push -> load by id in a
 fresh process -> dataset card -> train a student from the Hub id; the same from the shell with ``hf-w2s label``.
 
 The client code runs in fresh interpreters wired to the local server (the HF libraries read the endpoint at import);
@@ -8,11 +8,11 @@ nothing inside huggingface_hub, datasets or transformers is patched. A failed pu
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import forkserver
 import numpy as np
 import pytest
 import torch
@@ -221,11 +221,12 @@ def test_cli_from_the_shell(local_hub, assets, pushed, tmp_path):
     # a user who may not write to that namespace (checked below), run at the same time on the second core
     local_hub.add_user("hf_reader_token", "reader")
     out2 = tmp_path / "labels2"
-    denied_run = forkserver.popen(
+    denied_run = subprocess.Popen(
         cli + ["label", "--weak-model", weak_repo, "--dataset", str(assets / "images"), "--output", str(out2),
                "--push-to-hub", local_hub.new_repo_id("not-yours")],
-        env=local_hub.env(hf_home=tmp_path / "hf_home_reader", token="hf_reader_token"))
-    run = forkserver.run(cli + args, env=local_hub.env(hf_home=hf_home), timeout=300)
+        env=local_hub.env(hf_home=tmp_path / "hf_home_reader", token="hf_reader_token"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    run = subprocess.run(cli + args, env=local_hub.env(hf_home=hf_home), timeout=300, capture_output=True, text=True)
     _, denied_stderr = denied_run.communicate(timeout=300)
     assert run.returncode == 0, run.stderr
     assert "weak accuracy: " in run.stdout and f"pushed to the Hub dataset {labels_repo!r}" in run.stdout

@@ -1,5 +1,7 @@
-"""The package's structure, checked statically: no import cycle between its modules, no module that nothing but the
-tests imports, no function longer than ~80 lines without a comment saying why."""
+"""The package's structure, checked statically: layers that import downwards only (commands → the runner → the
+trainer → data, models, the Hub → losses and plain helpers), no import cycle between its modules — imports inside
+functions included, so a cycle cannot hide in a lazy import —, no module that nothing but the tests imports, no
+function longer than ~80 lines without a comment saying why."""
 
 from __future__ import annotations
 
@@ -43,12 +45,42 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def test_no_import_cycle_between_modules():
+def import_graph() -> dict[str, set[str]]:
+    """Each module's hf_w2s imports, wherever they are (module level, inside functions, under TYPE_CHECKING); a
+    module's import of a package above it (its ``__init__`` re-exports its modules) does not count."""
     mods = modules()
-    graph = {m: {i for i in imports_of(p, top_level_only=True) if i in mods and i != m} for m, p in mods.items()}
-    # a package's __init__ re-exports its modules: importing a module of the package is not a cycle through it
-    for m in graph:
-        graph[m] = {i for i in graph[m] if not m.startswith(i + ".")}
+    graph = {m: {i for i in imports_of(p, top_level_only=False) if i in mods and i != m} for m, p in mods.items()}
+    return {m: {i for i in imports if not m.startswith(i + ".")} for m, imports in graph.items()}
+
+
+#: the layers, from the top: a module imports modules of its own layer or of layers below it, never above
+LAYERS = [
+    ("commands", ("hf_w2s.cli", "hf_w2s.scripts")),
+    ("the runner", ("hf_w2s.experiment",)),
+    ("the trainer", ("hf_w2s.trainer",)),
+    # data, models, LoRA, the Hub, metrics, calibration, distributed helpers, options classes: everything else
+    ("the library", ()),
+    ("plain helpers", ("hf_w2s.losses", "hf_w2s.options", "hf_w2s.files", "hf_w2s.labels", "hf_w2s.security",
+                       "hf_w2s.yaml_config", "hf_w2s.import_utils", "hf_w2s.console")),
+]
+
+
+def layer_of(module: str) -> int:
+    for i, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return next(i for i, (_, prefixes) in enumerate(LAYERS) if not prefixes)
+
+
+def test_layers_import_downwards_only():
+    upward = sorted(f"{m} ({LAYERS[layer_of(m)][0]}) imports {i} ({LAYERS[layer_of(i)][0]})"
+                    for m, imports in import_graph().items() if m != "hf_w2s" for i in imports
+                    if i != "hf_w2s" and layer_of(i) < layer_of(m))
+    assert not upward, upward
+
+
+def test_no_import_cycle_between_modules():
+    graph = import_graph()
     seen, stack, cycles = set(), [], []
 
     def visit(m):

@@ -8,19 +8,21 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset
 from PIL import Image
+from testing_utils import experiment, saved_bands, tiny_experiment
 
 from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.trainer.collator import WeakToStrongCollator
-from hf_w2s.modeling import build_model, tiny_image_processor
 from hf_w2s.data.multi_weak import (
     label_dataset_multi,
     merge_weak_label_datasets,
     stack_weak_logits,
     supervisor_accuracies,
 )
-from hf_w2s.trainer.multi_weak import WeakCombiner, accuracy_weights, combine_weak_logits, supervisors_agree, weights_nll
-from hf_w2s.trainer import WEAK_COMBINER_NAME
 from hf_w2s.data.weak_labels import label_dataset, weak_logits_array
+from hf_w2s.experiment import Experiment, ExperimentConfig
+from hf_w2s.modeling import build_model, tiny_image_processor
+from hf_w2s.trainer import WEAK_COMBINER_NAME
+from hf_w2s.trainer.collator import WeakToStrongCollator
+from hf_w2s.trainer.combiner import WeakCombiner, accuracy_weights, combine_weak_logits, supervisors_agree, weights_nll
 
 LN3 = math.log(3.0)
 # supervisor 0 says [0.75, 0.25], supervisor 1 says [0.25, 0.75]
@@ -103,7 +105,7 @@ def test_combiner_modes_and_gradients():
         ({"weak_logits_columns": ["a", "b"], "weak_combination": "accuracy"}, "needs weak_accuracies"),
         ({"weak_logits_columns": ["a", "b"], "weak_accuracies": [0.9]}, "1 values for 2"),
         ({"weak_accuracies": [0.9]}, "weak_logits_columns is not"),
-        ({"weak_logits_columns": ["a"], "weak_temperatures": [0.0]}, "weak_temperatures must be > 0"),
+        ({"weak_logits_columns": ["a"], "weak_temperatures": [0.0]}, r"weak_temperatures\[0\] must be > 0"),
         ({"weak_agreement_warmup": -0.1}, "weak_agreement_warmup must be within"),
         ({"weak_weights_learning_rate": 0.0}, "weak_weights_learning_rate must be > 0"),
     ],
@@ -324,31 +326,31 @@ def test_learned_weights_stay_uniform_during_their_warmup(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the experiment harness: a combined supervisor and conf_select in one tiny sweep
-
-from test_experiment import bands_dataset, tiny_config  # noqa: E402,F401  (the fixture, shared)
+# the runner: a combined supervisor and conf_select in one tiny experiment
 
 
-def test_harness_combined_supervisor_and_conf_select(tmp_path, bands_dataset, monkeypatch):  # noqa: F811
-    from hf_w2s.experiment import Experiment
-    from hf_w2s.experiment.config import ExperimentConfig
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    return saved_bands(tmp_path_factory.mktemp("bands") / "ds")
 
+
+def test_runner_combined_supervisor_and_conf_select(tmp_path, pool, monkeypatch):
     fits = []
     original_fit = Experiment.fit
 
-    def spy(self, *args, **kwargs):
-        trainer = original_fit(self, *args, **kwargs)
-        fits.append((kwargs["loss"], trainer.args, trainer.calibration_callback))
+    def spy(self, model, processor, train, args, **kwargs):
+        trainer = original_fit(self, model, processor, train, args, **kwargs)
+        fits.append((args.w2s_loss, trainer.args, trainer.calibration_callback))
         return trainer
 
     monkeypatch.setattr(Experiment, "fit", spy)
-    cfg = tiny_config(bands_dataset, tmp_path / "out", seeds=[0], losses=["conf_select"], weak_supervisors=[
-        {"name": "good", "arch": "linear", "width": 4, "epochs": 3, "batch_size": 8, "calibration_size": 20},
-        {"name": "poor", "arch": "linear", "width": 4, "epochs": 1, "batch_size": 8, "calibration_size": 20,
-         "train_size": 6},
+    exp = experiment(tiny_experiment(pool, tmp_path / "out", losses=["conf_select"], weak_supervisors=[
+        {"name": "good", "model": "tiny:linear,width=4", "num_train_epochs": 3, "per_device_train_batch_size": 8,
+         "calibration_size": 20},
+        {"name": "poor", "model": "tiny:linear,width=4", "num_train_epochs": 1, "per_device_train_batch_size": 8,
+         "calibration_size": 20, "train_size": 6},
         {"name": "both", "combine": ["good", "poor"], "combination": "accuracy", "calibrate": True},
-    ])
-    exp = Experiment(ExperimentConfig(**cfg), log=lambda *_: None)
+    ]))
     exp.run()
     weak = {r["weak"]: r for r in exp.results() if r["kind"] == "weak"}
     assert weak["good"]["calibration_basis"] == "20 held-out weak_train examples"
@@ -378,10 +380,11 @@ def test_harness_combined_supervisor_and_conf_select(tmp_path, bands_dataset, mo
         ([{"name": "a"}, {"name": "c", "combine": ["a"]}], "at least two distinct"),
         ([{"name": "a"}, {"name": "b"}, {"name": "c", "combine": ["a", "b"], "combination": "vote"}],
          "combination must be one of"),
+        ([{"name": "a"}, {"name": "b"}, {"name": "c", "combine": ["a", "b"], "combine_knobs": {"weak_wieghts": 1}}],
+         "weak_wieghts"),
+        ([{"name": "a", "combine_knobs": {"weak_weights_warmup": 0.5}}], "combine_knobs apply to source combine only"),
     ],
 )
-def test_harness_rejects_bad_combinations(tmp_path, supervisors, match):
-    from hf_w2s.experiment.config import ExperimentConfig
-
+def test_runner_rejects_bad_combinations(supervisors, match):
     with pytest.raises(ValueError, match=match):
-        ExperimentConfig(output_dir=str(tmp_path), weak_supervisors=supervisors)
+        ExperimentConfig(weak_supervisors=supervisors)

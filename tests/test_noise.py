@@ -3,8 +3,8 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
 
-from hf_w2s.losses import compute_w2s_loss
 from hf_w2s.data.noise import add_noisy_labels, corrupt_labels, noisy_weak_logits
+from hf_w2s.losses import compute_w2s_loss
 
 
 def test_symmetric_flips_exactly_rate_to_other_classes_uniformly():

@@ -1,4 +1,4 @@
-"""Layer-wise learning-rate decay (hf_w2s.optim) through WeakToStrongTrainer."""
+"""Layer-wise learning-rate decay (hf_w2s.trainer.optim) through WeakToStrongTrainer."""
 
 import numpy as np
 import pytest
@@ -27,11 +27,12 @@ def vit(depth=3):
     return build_model("vit", NAMES, image_size=8, width=8, depth=depth, seed=0)
 
 
-def trainer(tmp_path, model, **kw):
+def trainer(tmp_path, model, peft_config=None, **kw):
     args = WeakToStrongConfig(output_dir=str(tmp_path / "out"), report_to="none", save_strategy="no", use_cpu=True,
                               disable_tqdm=True, learning_rate=1e-2, weight_decay=0.05, per_device_train_batch_size=8,
                               max_steps=2, lr_scheduler_type="constant", **kw)
-    return WeakToStrongTrainer(model=model, args=args, train_dataset=data(), processing_class=PROC)
+    return WeakToStrongTrainer(model=model, args=args, train_dataset=data(), processing_class=PROC,
+                               peft_config=peft_config)
 
 
 def test_layer_ids_by_name():
@@ -81,10 +82,9 @@ def test_off_by_default_and_refused_for_models_without_encoder_blocks(tmp_path):
 
 
 def test_works_under_lora(tmp_path):
-    from hf_w2s.lora import apply_lora
+    from peft import LoraConfig
 
-    model = apply_lora(vit(), r=2)
-    opt = trainer(tmp_path, model, layer_decay=0.5).create_optimizer()
+    opt = trainer(tmp_path, vit(), peft_config=LoraConfig(r=2), layer_decay=0.5).create_optimizer()
     lrs = {g["layer_id"]: g["lr"] for g in opt.param_groups}
     # LoRA adapters sit in blocks 0..2 (layer ids 1..3), the head (modules_to_save) after the encoder
     assert set(lrs) == {1, 2, 3, 4}

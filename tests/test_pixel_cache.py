@@ -3,10 +3,10 @@ decoded and pre-processed once instead of every epoch, and training is exactly t
 
 import pytest
 import torch
+from testing_utils import block_dataset, tiny_model, training_args
 
 from hf_w2s import WeakToStrongTrainer
 from hf_w2s.modeling import tiny_image_processor
-from test_trainer import block_images, config, make_dataset, noisy_weak_logits, vit
 
 
 class CountingProcessor:
@@ -25,13 +25,14 @@ class CountingProcessor:
 
 
 def train(tmp_path, mb, epochs=3):
-    _, labels = block_images(40, seed=3)
-    train_set = make_dataset(40, seed=3, weak_logits=noisy_weak_logits(labels, seed=3))
-    eval_set = make_dataset(24, seed=4)
+    train_set = block_dataset(40, seed=3, weak_accuracy=0.75)
+    eval_set = block_dataset(24, seed=4)
     processor = CountingProcessor()
-    args = config(tmp_path / str(mb), w2s_loss="adapt_conf", num_train_epochs=epochs, per_device_train_batch_size=8,
-                  learning_rate=0.05, eval_strategy="epoch", pixel_cache_mb=mb)
-    trainer = WeakToStrongTrainer(model=vit(seed=0), args=args, train_dataset=train_set, eval_dataset=eval_set,
+    args = training_args(tmp_path / str(mb), w2s_loss="adapt_conf", max_steps=-1, num_train_epochs=epochs, seed=0,
+                         per_device_train_batch_size=8, per_device_eval_batch_size=64, learning_rate=0.05,
+                         eval_strategy="epoch", pixel_cache_mb=mb)
+    model = tiny_model("vit", channels=3, width=8, depth=1)
+    trainer = WeakToStrongTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                                   processing_class=processor)
     trainer.train()
     metrics = trainer.evaluate()

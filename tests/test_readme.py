@@ -7,7 +7,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ci_runs_the_readme_test_command():
-    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd ", "export "))]
+    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines()
+          if line and not line.startswith(("#", "set ", "cd ", "export "))]
     assert len(ci) == 1
     readme_blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     commands = [line for block in readme_blocks for line in block.splitlines() if line and not line.startswith("#")]

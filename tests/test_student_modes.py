@@ -1,43 +1,24 @@
-"""Student modes (hf_w2s.trainer.student_modes) through WeakToStrongTrainer: full, linear_probe, last_blocks, lora.
+"""Student modes (hf_w2s.trainer.student_modes) through WeakToStrongTrainer: full, linear_probe, last_blocks; and
+LoRA, which is not a mode but the trainer's ``peft_config`` (TRL's way).
 
 Expected parameter sets are written out by hand from the architectures (EfficientNet-Lite0: 16 MBConv blocks, block
 0 without an expansion; the tiny ResNet: one layer per stage), never taken from the code under test.
 """
 
-import numpy as np
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Image, List, Value
-from PIL import Image as PILImage
+from testing_utils import NAMES, block_dataset, training_args
 
-from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
+from hf_w2s import ModelConfig, WeakToStrongConfig, WeakToStrongTrainer
 from hf_w2s.modeling import build_model, load_image_classifier, load_image_processor, tiny_image_processor
 from hf_w2s.trainer.student_modes import numbered_blocks
 
-NAMES = ["a", "b", "c", "d"]
 
-
-def dataset(n=16, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, n)
-    images = []
-    for k in labels:
-        x = rng.integers(0, 60, (8, 8)).astype(np.uint8)
-        r, c = divmod(int(k), 2)
-        x[r * 4:r * 4 + 4, c * 4:c * 4 + 4] += 180
-        images.append(PILImage.fromarray(x))
-    logits = np.eye(4)[labels] * 3.0 + rng.normal(0, 0.3, (n, 4))
-    return Dataset.from_dict(
-        {"image": images, "label": labels.tolist(), "weak_logits": logits.astype(np.float32).tolist()},
-        features=Features({"image": Image(), "label": ClassLabel(names=NAMES),
-                           "weak_logits": List(Value("float32"), length=4)}))
-
-
-def train(model, tmp_path, processor, steps=2, **kw):
-    args = WeakToStrongConfig(output_dir=str(tmp_path / "out"), report_to="none", save_strategy="no", use_cpu=True,
-                              disable_tqdm=True, seed=0, w2s_loss="weak_soft", max_steps=steps, learning_rate=0.05,
-                              per_device_train_batch_size=8, lr_scheduler_type="constant", **kw)
-    trainer = WeakToStrongTrainer(model=model, args=args, train_dataset=dataset(), processing_class=processor)
+def train(model, tmp_path, processor, steps=2, peft_config=None, **kw):
+    args = training_args(tmp_path, **{"w2s_loss": "weak_soft", "max_steps": steps, "learning_rate": 0.05, "seed": 0,
+                                      "per_device_train_batch_size": 8, "lr_scheduler_type": "constant", **kw})
+    trainer = WeakToStrongTrainer(model=model, args=args, train_dataset=block_dataset(16, weak_accuracy=1.0),
+                                  processing_class=processor, peft_config=peft_config)
     trainer.train()
     return trainer
 
@@ -121,14 +102,16 @@ def test_last_blocks_counts_the_layers_of_every_stage(tmp_path):
     assert {"classifier.1.weight", "classifier.1.bias"} <= moved
 
 
-def test_lora_on_efficientnet_convolutions(lite0, tmp_path):
+def test_lora_on_efficientnet_convolutions_through_peft_config(lite0, tmp_path):
     from transformers import AutoModelForImageClassification
 
     from hf_w2s.lora import save_lora_student
 
     model, processor = lite0
     conv_before = model.efficientnet.encoder.blocks[5].projection.project_conv.weight.detach().clone()
-    trainer = train(model, tmp_path, processor, student_mode="lora", lora_r=2)
+    from peft import LoraConfig
+
+    trainer = train(model, tmp_path, processor, peft_config=LoraConfig(r=2, lora_alpha=4))
     peft_model = trainer.model
     adapted = sorted(n.rsplit(".lora_A", 1)[0].removeprefix("base_model.model.")
                      for n, _ in peft_model.named_modules() if n.endswith("lora_A"))
@@ -149,14 +132,28 @@ def test_lora_on_efficientnet_convolutions(lite0, tmp_path):
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"student_mode": "probe"}, r"student_mode must be one of \('full', 'linear_probe', 'last_blocks', 'lora'\)"),
-    ({"student_mode": "last_blocks", "trainable_blocks": 0}, "trainable_blocks must be an integer >= 1"),
-    ({"student_mode": "linear_probe", "lora_r": 4}, "lora_r > 0 trains a LoRA student, but student_mode is"),
-    ({"lora_alpha": 8.0}, "lora_r is 0"),
+    ({"student_mode": "probe"}, r"student_mode must be one of \['full', 'linear_probe', 'last_blocks'\], got 'probe'"),
+    ({"student_mode": "lora"}, r"student_mode must be one of .*, got 'lora'"),  # LoRA is peft_config (use_peft)
+    ({"student_mode": "last_blocks", "trainable_blocks": 0}, "trainable_blocks must be >= 1, got 0."),
 ])
 def test_bad_modes_are_refused_by_the_config(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         WeakToStrongConfig(output_dir=str(tmp_path), **kw)
+
+
+def test_lora_and_a_freezing_mode_are_refused_together(tmp_path):
+    from peft import LoraConfig
+
+    with pytest.raises(ValueError, match="peft_config \\(LoRA\\) trains adapters on the whole model; student_mode "
+                                         "'linear_probe' would freeze parts of it too"):
+        train(resnet(), tmp_path, tiny_image_processor(8), peft_config=LoraConfig(r=2), student_mode="linear_probe")
+    assert not (tmp_path / "out").exists()
+    # the command line's LoRA options only apply with use_peft
+    with pytest.raises(ValueError, match="lora_alpha / lora_target_modules are set but use_peft is false"):
+        ModelConfig(lora_alpha=8.0)
+    assert ModelConfig().get_peft_config() is None
+    peft = ModelConfig(use_peft=True, lora_r=4, lora_target_modules=["q_proj"]).get_peft_config()
+    assert (peft.r, peft.lora_alpha, set(peft.target_modules)) == (4, 8, {"q_proj"})
 
 
 def test_modes_a_model_cannot_take_are_refused_before_training(lite0, tmp_path):

@@ -3,52 +3,19 @@
 import numpy as np
 import pytest
 import torch
-from datasets import ClassLabel, Dataset, Features, Image, List, Value
-from PIL import Image as PILImage
-
-from hf_w2s import WeakToStrongConfig, WeakToStrongTrainer
-from hf_w2s.data.weak_labels import align_to_model
-from hf_w2s.modeling import build_model, tiny_image_processor
-from hf_w2s.data.weak_labels import label_dataset
+from datasets import ClassLabel
 from scripts.tiny_data import weak_model_with_dropout_and_batch_norm
+from testing_utils import NAMES, block_dataset, block_images, noisy_weak_logits, training_args
 
-NAMES = ["a", "b", "c", "d"]
-
-
-def block_images(n, seed=0, size=8):
-    """Class k = a bright 4x4 block in quadrant k, plus noise: learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 4, n)
-    images = []
-    for k in labels:
-        x = rng.integers(0, 60, (size, size)).astype(np.uint8)
-        r, c = divmod(int(k), 2)
-        x[r * 4 : r * 4 + 4, c * 4 : c * 4 + 4] += 180
-        images.append(PILImage.fromarray(x))
-    return images, labels
-
-
-def make_dataset(n, seed=0, weak_logits=None):
-    images, labels = block_images(n, seed)
-    data = {"image": images, "label": labels.tolist()}
-    feats = {"image": Image(), "label": ClassLabel(names=NAMES)}
-    if weak_logits is not None:
-        data["weak_logits"] = np.asarray(weak_logits, dtype=np.float32).tolist()
-        feats["weak_logits"] = List(Value("float32"), length=len(NAMES))
-    return Dataset.from_dict(data, features=Features(feats))
-
-
-def noisy_weak_logits(labels, accuracy=0.75, seed=0):
-    rng = np.random.default_rng(seed)
-    noisy = np.where(rng.random(len(labels)) < accuracy, labels, rng.integers(0, 4, len(labels)))
-    return np.eye(4)[noisy] * 3.0 + rng.normal(0, 0.3, (len(labels), 4))
+from hf_w2s import WeakToStrongTrainer
+from hf_w2s.data.weak_labels import align_to_model, label_dataset
+from hf_w2s.modeling import build_model, tiny_image_processor
 
 
 def config(tmp_path, **kw):
-    base = dict(output_dir=str(tmp_path / "out"), report_to="none", save_strategy="no", use_cpu=True,
-                disable_tqdm=True, seed=0, per_device_eval_batch_size=64)
-    base.update(kw)
-    return WeakToStrongConfig(**base)
+    """The trainer's defaults (AdaptConf, epochs) in a quiet CPU run that saves nothing."""
+    return training_args(tmp_path, **{"w2s_loss": "adapt_conf", "max_steps": -1, "seed": 0,
+                                      "per_device_eval_batch_size": 64, **kw})
 
 
 PROC = tiny_image_processor(image_size=8)
@@ -61,7 +28,7 @@ def vit(seed=0, names=NAMES):
 @pytest.mark.parametrize("loss", ["adapt_conf", "weak_hard"])
 def test_gradient_accumulation_matches_full_batch(tmp_path, loss):
     images, labels = block_images(8, seed=1)
-    ds = make_dataset(8, seed=1, weak_logits=noisy_weak_logits(labels))
+    ds = block_dataset(8, seed=1, weak_logits=noisy_weak_logits(labels))
     weights = []
     for bs, ga in [(8, 1), (4, 2)]:
         model = vit(seed=0)
@@ -78,8 +45,8 @@ def test_gradient_accumulation_matches_full_batch(tmp_path, loss):
 
 def test_training_logs_components_and_improves_accuracy(tmp_path):
     train_images, train_labels = block_images(256, seed=2)
-    train = make_dataset(256, seed=2, weak_logits=noisy_weak_logits(train_labels, 0.7, seed=2))
-    test = make_dataset(128, seed=3)  # images and true labels only, no weak logits
+    train = block_dataset(256, seed=2, weak_logits=noisy_weak_logits(train_labels, 0.7, seed=2))
+    test = block_dataset(128, seed=3)  # images and true labels only, no weak logits
     model = build_model("resnet", NAMES, image_size=8, width=8, depth=1, seed=0)
     args = config(tmp_path, w2s_loss="adapt_conf", per_device_train_batch_size=32, num_train_epochs=6,
                   learning_rate=5e-3, logging_steps=8)
@@ -107,7 +74,7 @@ def test_training_logs_components_and_improves_accuracy(tmp_path):
 
 
 def test_eval_with_weak_logits_reports_agreement(tmp_path):
-    ds = make_dataset(32, seed=4, weak_logits=noisy_weak_logits(block_images(32, seed=4)[1]))
+    ds = block_dataset(32, seed=4, weak_logits=noisy_weak_logits(block_images(32, seed=4)[1]))
     trainer = WeakToStrongTrainer(model=vit(), args=config(tmp_path), eval_dataset=ds, processing_class=PROC)
     m = trainer.evaluate(metric_key_prefix="test")
     assert {"test_agreement", "test_a", "test_kd", "test_accuracy"} <= set(m)
@@ -129,7 +96,7 @@ def rotated_names(ds):
 
 
 def test_ground_truth_is_matched_to_the_student_by_name(tmp_path):
-    ds = make_dataset(64, seed=8)
+    ds = block_dataset(64, seed=8)
     rev = rotated_names(ds)
     assert rev[0]["label"] != ds[0]["label"] and rev.features["label"].names[rev[0]["label"]] == NAMES[ds[0]["label"]]
     model = build_model("resnet", NAMES, image_size=8, width=8, depth=1, seed=0)
@@ -150,8 +117,8 @@ def test_ground_truth_is_matched_to_the_student_by_name(tmp_path):
 def test_eval_dataset_given_as_a_path_loads_its_split(tmp_path):
     from datasets import DatasetDict
 
-    DatasetDict({"train": make_dataset(8, seed=9), "test": make_dataset(24, seed=10),
-                 "validation": make_dataset(16, seed=11)}).save_to_disk(tmp_path / "data")
+    DatasetDict({"train": block_dataset(8, seed=9), "test": block_dataset(24, seed=10),
+                 "validation": block_dataset(16, seed=11)}).save_to_disk(tmp_path / "data")
     tr = WeakToStrongTrainer(model=vit(), args=config(tmp_path), eval_dataset=str(tmp_path / "data"),
                              processing_class=PROC)
     assert len(tr.eval_dataset) == 24 and "eval_accuracy" in tr.evaluate()
@@ -165,7 +132,7 @@ def test_eval_dataset_given_as_a_path_loads_its_split(tmp_path):
 
 def test_online_weak_model_equals_cached_logits_and_remaps_names(tmp_path):
     images, labels = block_images(16, seed=5)
-    base = make_dataset(16, seed=5)
+    base = block_dataset(16, seed=5)
     weak = vit(seed=7)
     cached = label_dataset(base, weak, PROC)
     # a weak model whose labels are in the order ROTATED: the same function, output k is class ROTATED[k]
@@ -190,18 +157,18 @@ def test_online_weak_model_equals_cached_logits_and_remaps_names(tmp_path):
 def test_online_weak_model_with_other_label_names_is_refused(tmp_path):
     weak = vit(names=["a", "b", "c", "zebra"])
     with pytest.raises(ValueError, match=r"missing from the weak model: \['d'\]"):
-        WeakToStrongTrainer(model=vit(), args=config(tmp_path), train_dataset=make_dataset(4),
+        WeakToStrongTrainer(model=vit(), args=config(tmp_path), train_dataset=block_dataset(4),
                             processing_class=PROC, weak_model=weak)
 
 
 def test_missing_supervision_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="no 'weak_logits' column"):
-        WeakToStrongTrainer(model=vit(), args=config(tmp_path), train_dataset=make_dataset(4), processing_class=PROC)
-    ds = make_dataset(4, weak_logits=np.zeros((4, 4))).remove_columns("label")
+        WeakToStrongTrainer(model=vit(), args=config(tmp_path), train_dataset=block_dataset(4), processing_class=PROC)
+    ds = block_dataset(4, weak_logits=np.zeros((4, 4))).remove_columns("label")
     with pytest.raises(ValueError, match="needs true labels"):
         WeakToStrongTrainer(model=vit(), args=config(tmp_path, gt_loss_weight=1.0), train_dataset=ds,
                             processing_class=PROC)
-    wide = make_dataset(4).add_column("weak_logits", np.zeros((4, 5), dtype=np.float32).tolist())
+    wide = block_dataset(4).add_column("weak_logits", np.zeros((4, 5), dtype=np.float32).tolist())
     with pytest.raises(ValueError, match="5 values per example but the student has 4 labels"):
         WeakToStrongTrainer(model=vit(), args=config(tmp_path), train_dataset=wide, processing_class=PROC)
 
@@ -214,7 +181,8 @@ def test_schedule_progress_comes_from_trainer_state(tmp_path):
 
 @pytest.mark.parametrize(
     "kw,msg",
-    [({"w2s_loss": "nope"}, "not a known loss"), ({"confidence_temperature": 0.0}, "confidence_temperature must be > 0"),
+    [({"w2s_loss": "nope"}, r"w2s_loss must be one of \['adapt_conf', .*got 'nope'"),
+     ({"confidence_temperature": 0.0}, "confidence_temperature must be > 0"),
      ({"kd_temperature": -1.0}, "kd_temperature must be > 0"), ({"a_ramp": 1.5}, r"a_ramp must be within \[0, 1\]"),
      ({"a_max": -0.1}, "a_max must be within"), ({"gt_loss_weight": -1.0}, "gt_loss_weight must be >= 0")],
 )
@@ -239,7 +207,7 @@ def test_one_step_follows_the_weighted_loss_by_hand(tmp_path):
     out in the test, with weights that are neither 0 nor 1 (a trainer that ignored either would step elsewhere)."""
     images, labels = block_images(8, seed=12)
     weak = noisy_weak_logits(labels, 0.5, seed=12)
-    ds = make_dataset(8, seed=12, weak_logits=weak)
+    ds = block_dataset(8, seed=12, weak_logits=weak)
     lr, gt_w, weak_w, tau = 0.5, 0.3, 1.7, 2.0
     args = config(tmp_path, w2s_loss="kd", kd_temperature=tau, gt_loss_weight=gt_w, weak_loss_weight=weak_w,
                   per_device_train_batch_size=8, max_steps=1, learning_rate=lr, optim="sgd",
@@ -267,7 +235,7 @@ def test_online_weak_model_uses_its_own_preprocessing(tmp_path):
     """An online weak model with its own image processor (and dropout and batch norm) sees the weak pixel values in
     evaluation mode: its loss equals the loss on the logits label_dataset cached with that processor, and differs from
     the loss on the student's pixels."""
-    base = make_dataset(16, seed=5)
+    base = block_dataset(16, seed=5)
     weak = weak_model_with_dropout_and_batch_norm(NAMES, seed=7)  # must run in eval mode online as when cached
     weak_proc = tiny_image_processor(image_size=8)
     weak_proc.image_mean, weak_proc.image_std = [0.2, 0.3, 0.4], [0.25, 0.2, 0.3]
@@ -276,7 +244,7 @@ def test_online_weak_model_uses_its_own_preprocessing(tmp_path):
     cached = label_dataset(base, weak, weak_proc)
     with torch.no_grad():
         on_student_pixels = weak.eval()(pixel_values=pixel_values(images)).logits
-    on_wrong = make_dataset(16, seed=5, weak_logits=on_student_pixels.numpy())
+    on_wrong = block_dataset(16, seed=5, weak_logits=on_student_pixels.numpy())
     losses = []
     for ds, weak_model in [(cached, None), (base, weak), (on_wrong, None)]:
         args = config(tmp_path, w2s_loss="kd", per_device_train_batch_size=16, max_steps=1, learning_rate=0.1,
@@ -296,7 +264,7 @@ def resnet(seed=0):
 def test_channels_last_trains_the_same_model_and_saves_a_plain_checkpoint(tmp_path):
     from transformers import AutoModelForImageClassification
 
-    ds = make_dataset(32, seed=3)
+    ds = block_dataset(32, seed=3)
     trained = {}
     for flag in (False, True):
         model, weak = resnet(seed=0), resnet(seed=1)

@@ -6,8 +6,8 @@ choice is made on it) and ``test`` (read once per run, for the reported figures)
 disjoint, from one pool — the dataset's ``train_split`` (or the whole of a dataset without splits) — with the sizes
 ``split_sizes``; ``validation_split`` / ``test_split`` take those two from the dataset's own splits instead (their size
 then counts in that split; 0 = all of it). Disjointness is checked by content hash
-(:func:`hf_w2s.data.splits.check_disjoint`). Columns are renamed to ``image`` / ``label``; labels must be a ``ClassLabel`` or class names given
-in ``class_names`` (strings are mapped to ids).
+(:func:`hf_w2s.data.splits.check_disjoint`). Columns are renamed to ``image`` / ``label``; labels must be a
+``ClassLabel`` or class names given in ``class_names`` (strings are mapped to ids).
 """
 
 from __future__ import annotations
@@ -93,6 +93,10 @@ class DataConfig:
         if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
             twice = sorted({n for n in self.class_names if self.class_names.count(n) > 1})
             raise ValueError(f"class_names must be distinct, but {twice} appear more than once.")
+        if self.validation_split and self.validation_split == self.test_split:
+            raise ValueError(f"validation_split and test_split are both {self.test_split!r}: every choice would be "
+                             "made on the test split. Give the validation split another split of the dataset, or leave "
+                             "validation_split unset to carve it from the pool (split_sizes[2]).")
         named = [n for n in ("train_split", "validation_split", "test_split") if getattr(self, n)]
         if named and self.dataset.startswith(PACKAGED_PREFIX):
             raise ValueError(f"{self.dataset} is a single pool of examples without splits: {named[0]} cannot name "

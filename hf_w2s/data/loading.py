@@ -84,7 +84,8 @@ def is_streaming(dataset) -> bool:
 
 def check_source_name(name, what: str = "dataset", option: str | None = None) -> None:
     """Check a dataset or model name when the options are read, before anything is loaded: packaged data must exist
-    (``hf_w2s:NAME``), a name that can only be a local path must exist. Hub ids are checked when they load."""
+    (``hf_w2s:NAME``), a name that can only be a local path must exist, a local ``model`` folder must hold a saved
+    model (``config.json``; not, say, a saved dataset). Hub ids are checked when they load."""
     if name is None or not isinstance(name, (str, os.PathLike)):
         return
     name = str(name)
@@ -97,6 +98,10 @@ def check_source_name(name, what: str = "dataset", option: str | None = None) ->
         return
     if not os.path.exists(name) and looks_local(name):
         raise missing_local_error(name, option or what)
+    if what == "model" and os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json")):
+        kind = "a saved dataset" if is_saved_dataset(name) else "no config.json"
+        raise ValueError(f"{option or what} {name!r} is a folder but not a saved model ({kind}); give the folder of a "
+                         "model saved with save_pretrained (config.json and weights), or a Hub id.")
 
 
 def streaming_error(what: str = "hf_w2s") -> ValueError:

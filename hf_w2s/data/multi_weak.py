@@ -3,7 +3,7 @@
 :func:`label_dataset_multi` labels a dataset with several weak models in one call (a loop over
 :func:`~hf_w2s.label_dataset`); :func:`merge_weak_label_datasets` merges several single-supervisor datasets of the
 same rows. The columns are ``weak_logits_0 .. weak_logits_{K-1}`` by default; the trainer combines them
-(:mod:`hf_w2s.trainer.multi_weak`).
+(:mod:`hf_w2s.trainer.combiner`).
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def label_dataset_multi(
 ) -> Dataset:
     """Label ``dataset`` with several weak models in one call: one logits column per model.
 
-    A small loop over :func:`~hf_w2s.weak_labels.label_dataset` (each call cached by its own fingerprint).
-    ``weak_models``: in-memory models, Hub ids / local directories or :class:`~hf_w2s.weak_labels.WeakModel` s;
+    A small loop over :func:`~hf_w2s.data.weak_labels.label_dataset` (each call cached by its own fingerprint).
+    ``weak_models``: in-memory models, Hub ids / local directories or :class:`~hf_w2s.data.weak_labels.WeakModel` s;
     ``image_processors``: one for all, a list with one per model, or ``None`` for models loaded with their own.
     Every column is written in one label order, matched by name: ``label_names`` if given, else the ground-truth
     ``ClassLabel``'s names, else the first model's ``id2label``; a model missing a name is an error before any

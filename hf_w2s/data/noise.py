@@ -10,7 +10,7 @@ corruption picks exactly ``round(rate * N)`` examples at random (seeded) and cha
 
 :func:`noisy_weak_logits` turns (noisy) labels into ``weak_logits`` rows — the log of a smoothed one-hot with
 ``confidence`` on the given label — and :func:`add_noisy_labels` adds them to a dataset in the same columns that
-:func:`hf_w2s.weak_labels.label_dataset` writes, so any weak-to-strong loss trains on them unchanged.
+:func:`hf_w2s.data.weak_labels.label_dataset` writes, so any weak-to-strong loss trains on them unchanged.
 """
 
 from __future__ import annotations

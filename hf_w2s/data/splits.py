@@ -62,14 +62,16 @@ def shots_per_class(ds, k: int, seed: int, label_column: str = "label"):
 
 
 def canonical_columns(ds, *, image_column: str | None = None, label_column: str | None = None,
-                      select: bool = False, where: str = "the dataset"):
+                      select: bool = False, where: str = "given"):
     """Rename ``image_column`` → ``image`` and ``label_column`` → ``label`` (what the collator and harness read; an
     existing other ``label`` column is dropped). ``select`` keeps only those two columns. Missing columns are a
     ``ValueError`` that lists the columns present."""
+    from .checks import missing_column_error
+
     wanted = {c: new for c, new in ((image_column, "image"), (label_column, "label")) if c is not None}
-    missing = [c for c in wanted if c not in ds.column_names]
-    if missing:
-        raise ValueError(f"{where} has no column {missing[0]!r}; columns: {ds.column_names}")
+    for column, kind in ((image_column, "image"), (label_column, "label")):
+        if column is not None and column not in ds.column_names:
+            raise missing_column_error(where, kind, column, ds.column_names, f"{kind}_column")
     if select:
         ds = ds.select_columns(list(wanted))
     drop = [new for c, new in wanted.items() if c != new and new in ds.column_names]

@@ -78,16 +78,21 @@ def write_student_card(exp, folder, record: dict, saved: dict, results: list[dic
     hyper = dict(saved.get("hyperparameters") or {})
     hyper["evaluated_during_training_on"] = (f"validation: {len(splits['validation'])} examples"
                                              if exp.evaluates else "nothing")
+    hub_dataset = is_hub_id(data.dataset)
     card = render_student_card(
         model_name=(repo_id or str(exp.out.resolve())).rstrip("/").split("/")[-1], repo_id=card_repo,
         architecture=saved.get("architecture", "?"), label_names=exp.label_names, loss=record["loss_name"],
         knobs=saved.get("knobs") or {}, hyperparameters=hyper, base_model=model.model_name_or_path,
         weak_supervisor=weak_id, weak_desc=weak_desc,
         dataset=w.weak_labels if w.source == "weak_labels" else data.dataset, eval_dataset=data.dataset,
-        dataset_config=data.dataset_config,
+        # the configuration the data was loaded with (the dataset's default one when the config names none)
+        dataset_config=data.dataset_config or (splits["test"].info.config_name if hub_dataset else None),
         dataset_revision=dataset_commit(data.dataset, data.dataset_revision, exp.training.hub_token)
-        if is_hub_id(data.dataset) else None,
-        train_split="strong_train", eval_split=f"test ({len(splits['test'])} examples, read once)",
+        if hub_dataset else None,
+        # the dataset's split the test examples come from (model-index), and what the card's text says of them
+        train_split="strong_train", eval_split=data.test_split or data.train_split or "train",
+        eval_split_desc=f"test: {len(splits['test'])} examples of the dataset's "
+                        f"{data.test_split or data.train_split or 'train'} split, read once",
         accuracy=record["test_accuracy"], weak_accuracy=weak_acc, agreement=agreement, ceiling_accuracy=ceiling_acc,
         extra_metrics={m: record[f"test_{m}"] for m in exp.config.metrics if f"test_{m}" in record},
         gt_loss_weight=float((saved.get("knobs") or {}).get("gt_loss_weight", 0.0)),

@@ -345,18 +345,18 @@ def plot_curves(summaries: list[WeakSummary], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_report(exp, results: list[dict], out_dir) -> str:
+def write_report(exp, results: list[dict], out_dir, write: bool = True) -> str:
     """Write ``report.md`` and (with ``plots``) ``accuracy.png``, ``pgr.png`` and ``curves.png`` under ``out_dir``;
-    return the markdown."""
+    return the markdown (``write=False``: only return it)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     summaries = summarize(exp, results)
     images = []
     if exp.config.plots and summaries and summaries[0].rows:
-        plot_accuracy(summaries, out_dir / "accuracy.png")
-        plot_pgr(summaries, out_dir / "pgr.png")
-        plot_curves(summaries, out_dir / "curves.png")
         images = ["accuracy.png", "pgr.png", "curves.png"]
     text = markdown(exp, summaries, images)
-    (out_dir / "report.md").write_text(text)
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, plot in zip(images, (plot_accuracy, plot_pgr, plot_curves)):
+            plot(summaries, out_dir / name)
+        (out_dir / "report.md").write_text(text)
     return text

@@ -34,24 +34,14 @@ from ..outputs import claim_output_dir
 from ..security import redact_obj
 from ..trainer.config import WeakToStrongConfig
 from .config import ExperimentConfig, LossSpec, WeakSupervisorConfig
+from .plan import DEFAULT_CANDIDATE, HARNESS_VERSION, RunPlan, given_training_arguments
 from .report import choose_candidate
-from .store import ResultStore, non_default, slug, stable_hash
+from .store import ResultStore, slug, stable_hash
 from .supervision import Supervision, Supervisors
 
 __all__ = ["Experiment", "RESULTS_FILE", "HARNESS_VERSION"]
 
 RESULTS_FILE = "results.jsonl"
-#: bump when a change makes old results incomparable (3: the one schema of 0.3)
-HARNESS_VERSION = 3
-#: the one candidate of a row without candidates
-DEFAULT_CANDIDATE = {"label": "default"}
-#: how the runner runs each strong run unless the training arguments say otherwise (how it is evaluated, saved and
-#: logged: never what is learned)
-RUN_MECHANICS = {"save_strategy": "no", "logging_steps": 10}
-
-
-def _value(option) -> str:
-    return str(getattr(option, "value", option))
 
 
 def _mean_metric(log_history: list[dict], name: str) -> float | None:
@@ -63,23 +53,25 @@ def _pct(x) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.1f} %"
 
 
-#: training arguments TrainingArguments derives from others when they are not given (never "given" by themselves)
-_DERIVED = frozenset({"do_eval", "greater_is_better", "logging_dir", "disable_tqdm"})
+def _is_main_process() -> bool:
+    from ..distributed import process_state
+
+    return process_state().is_main_process
 
 
-def _given(training: WeakToStrongConfig) -> frozenset[str]:
-    """The training arguments a config built in Python sets (they differ from their defaults; what the runner leaves
-    alone). The command line and config files say exactly what they set (``Experiment(given=...)``)."""
-    defaults = WeakToStrongConfig(output_dir=training.output_dir, report_to="none")
-    given = {f.name for f in dataclasses.fields(training) if f.init and f.name not in _DERIVED
-             and getattr(training, f.name) != getattr(defaults, f.name)}
-    if training.load_best_model_at_end and training.metric_for_best_model == "loss":
-        given.discard("metric_for_best_model")  # TrainingArguments' own default when load_best_model_at_end
-    return frozenset(given)
+def _barrier() -> None:
+    from ..distributed import process_state
+
+    process_state().wait_for_everyone()
 
 
-class Experiment:
-    """Runs one configuration of the one schema. ``run()`` does the work; ``report()`` rebuilds the report."""
+class Experiment(RunPlan):
+    """Runs one configuration of the one schema. ``run()`` does the work; ``report()`` rebuilds the report.
+
+    Under several processes (``torchrun``, ``accelerate launch``) every process runs the same plan (each training is
+    one sharded or data-parallel ``Trainer``); only the main one logs and writes (results, the saved student, the
+    report), and the others wait for it where they then read.
+    """
 
     def __init__(self, config: ExperimentConfig, data: DataConfig, model: ModelConfig, training: WeakToStrongConfig,
                  *, log=print, verbose: bool = False, command: str = "", given=None):
@@ -92,8 +84,8 @@ class Experiment:
                              "student).")
         self.config, self.data, self.model, self.training = config, data, model, training
         self.out = Path(training.output_dir)
-        self.log, self.verbose, self.command = log, verbose, command
-        self.given = _given(training) if given is None else frozenset(given) & {
+        self._log, self.verbose, self.command = log, verbose, command
+        self.given = given_training_arguments(training) if given is None else frozenset(given) & {
             f.name for f in dataclasses.fields(WeakToStrongConfig)}
         self.store = ResultStore(self.out / RESULTS_FILE)
         self.supervisors = Supervisors(self)
@@ -102,179 +94,10 @@ class Experiment:
         self._strong_init_path: str | None = None
         self.validate()
 
-    # -- checks before any compute -------------------------------------------------------------------------------
-
-    def validate(self) -> None:
-        """Everything that can be checked before data or models are loaded: the splits the rows need, selection on
-        validation only, and every run's training arguments (built once)."""
-        c, sizes = self.config, self.data.split_sizes
-        metric = str(self.training.metric_for_best_model or "")
-        if metric.startswith(("test", "eval_test")):
-            raise ValueError(f"metric_for_best_model={metric!r} would choose the checkpoint on the test split; "
-                             "checkpoints are chosen on the validation split (eval_accuracy / eval_loss).")
-        if c.early_stopping_patience and not self.evaluates:
-            raise ValueError("early_stopping_patience stops on the validation split: set eval_strategy (epoch or "
-                             "steps) and save_strategy to the same, with load_best_model_at_end true.")
-        for w in c.weak_supervisors:
-            if w.trains and w.train_split == "weak_train" and sizes[0] == 0:
-                raise ValueError(f"weak supervisor {w.name!r} trains on weak_train, but split_sizes[0] is 0.")
-        if sizes[1] == 0 and (c.ceiling or any(w.source != "weak_labels" for w in c.weak_supervisors)):
-            raise ValueError("split_sizes[1] (the strong split) is 0.")
-        if sizes[3] == 0 and not self.data.test_split:
-            raise ValueError("split_sizes[3] (the test split) is 0: give it a size, or test_split.")
-        if self.training.push_to_hub and not self.config.student_rows:
-            raise ValueError("push_to_hub pushes the saved student, but the config trains none (no loss listed).")
-        for spec in [None, *c.losses]:
-            for candidate in self.candidates(spec):
-                try:
-                    self.run_args(spec.name if spec else "ground_truth", seed=0, run_dir=self.out / "_check",
-                                  overrides=self.row_arguments(spec, candidate), with_eval=True)
-                except (ValueError, TypeError) as err:
-                    what = f"loss {spec.label!r}" if spec else "the ceiling's training arguments"
-                    if candidate["label"] != "default":
-                        what += f", candidate {candidate['label']!r}"
-                    raise ValueError(f"{what}: {err}") from None
-        for w in c.weak_supervisors:
-            if w.trains:
-                try:
-                    self.weak_args(w, self.out / "_check")
-                except (ValueError, TypeError) as err:
-                    raise ValueError(f"weak supervisor {w.name!r}: {err}") from None
-
-    @property
-    def evaluates(self) -> bool:
-        """Whether strong runs evaluate during training (``eval_strategy``): always on the validation split."""
-        return _value(self.training.eval_strategy) != "no"
-
-    # -- planning ------------------------------------------------------------------------------------------------
-
-    def candidates(self, spec: LossSpec | None) -> list[dict]:
-        """The candidates of a row (the ceiling: ``spec=None``): ``training_candidates`` × the loss's candidates,
-        each ``{label, augmentation?, <training arguments>}``; one default candidate when there are none."""
-        training = self.config.training_candidates or [DEFAULT_CANDIDATE]
-        own = (spec.candidates if spec else None) or [DEFAULT_CANDIDATE]
-        out = []
-        for t in training:
-            for c in own:
-                labels = [x["label"] for x in (t, c) if x is not DEFAULT_CANDIDATE]
-                merged = {**{k: v for k, v in t.items() if k != "label"}, **{k: v for k, v in c.items() if k != "label"}}
-                out.append({**merged, "label": " + ".join(labels) or "default"})
-        return out
-
-    def row_arguments(self, spec: LossSpec | None = None, candidate: dict | None = None) -> dict:
-        """The training arguments a row sets over the base ones (its loss's knobs, its candidate's values)."""
-        extra = {k: v for k, v in (candidate or {}).items() if k not in ("label", "augmentation")}
-        args = {**(spec.knobs if spec else {"gt_loss_weight": 0.0}), **extra}
-        if self.config.early_stopping_patience:
-            args.setdefault("load_best_model_at_end", True)
-        return args
-
-    def needs_labels(self, spec: LossSpec) -> bool:
-        """Whether a row's students read the strong split's ground truth (a loss with true labels, or a ground-truth
-        term from the row or the config)."""
-        base = self.training.gt_loss_weight if "gt_loss_weight" in self.given else 0.0
-        weights = [self.row_arguments(spec, c).get("gt_loss_weight", base) for c in self.candidates(spec)]
-        return LOSSES[spec.name].needs_labels or any(float(w) > 0 for w in weights)
-
-    def run_args(self, loss: str, *, seed: int, run_dir: Path, overrides: dict, with_eval: bool,
-                 run_name: str | None = None) -> WeakToStrongConfig:
-        """The training arguments of one run, built afresh (what TrainingArguments derives is derived again): the
-        ones the config sets, the runner's mechanics where it sets none, the row's ``overrides``, and what the runner
-        sets for every run (its folder, loss, seed and name). ``with_eval``: evaluate on the validation split as the
-        config says (strong runs); without it, no evaluation and no checkpoints (a weak supervisor)."""
-        args = {k: v for k, v in RUN_MECHANICS.items() if k not in self.given}
-        args.update({k: getattr(self.training, k) for k in self.given})
-        args["disable_tqdm"] = self.training.disable_tqdm if "disable_tqdm" in self.given else not self.verbose
-        args.update(overrides)
-        if not with_eval:
-            args.update(eval_strategy="no", load_best_model_at_end=False, save_strategy="no")
-        if args.get("load_best_model_at_end"):  # the checkpoint chosen on the validation split
-            for name, value in (("save_strategy", args.get("eval_strategy", "no")),
-                                ("metric_for_best_model", self.config.selection_metric), ("save_total_limit", 1)):
-                if name not in self.given and name not in overrides:
-                    args[name] = value
-        args.update(output_dir=str(run_dir), w2s_loss=loss, seed=seed, run_name=run_name, image_column="image",
-                    push_to_hub=False, hub_model_id=None, resume_from_checkpoint=None)
-        return WeakToStrongConfig(**args)
-
-    def weak_args(self, w: WeakSupervisorConfig, run_dir: Path) -> WeakToStrongConfig:
-        """A weak supervisor's training: the base arguments with its own, ground truth, every weight, no evaluation
-        or checkpoints."""
-        overrides = {"num_train_epochs": w.num_train_epochs, "learning_rate": w.learning_rate,
-                     "per_device_train_batch_size": w.per_device_train_batch_size, "weight_decay": w.weight_decay,
-                     "gt_loss_weight": 0.0, "student_mode": "full", "layer_decay": 1.0, "max_steps": -1,
-                     "channels_last": False, **w.training_args}
-        return self.run_args("ground_truth", seed=w.seed, run_dir=run_dir, overrides=overrides, with_eval=False,
-                             run_name=f"weak-{slug(w.name)}")
-
-    def augmentation_spec(self, candidate: dict | None = None):
-        return (candidate or {}).get("augmentation", self.config.augmentation)
-
-    @property
-    def data_spec(self) -> dict:
-        return {**self.data.identity(), "v": HARNESS_VERSION}
-
-    def model_spec(self) -> dict:
-        return {**non_default(self.model), "image_size": self.model.image_size,
-                "num_channels": self.model.num_channels}
-
-    def strong_spec(self, candidate: dict | None = None) -> dict:
-        c = self.config
-        return {"strong": self.model_spec(), "augmentation": self.augmentation_spec(candidate),
-                "mixup": [c.mixup_alpha, c.cutmix_alpha], "data": self.data_spec}
-
-    def training_spec(self, spec: LossSpec | None, candidate: dict | None) -> dict:
-        base = {k: v for k, v in self.training.to_dict().items() if k in self.given and not k.startswith(
-            ("output_dir", "logging", "report_to", "push_to_hub", "hub_", "resume_from", "overwrite", "disable_tqdm",
-             "run_name", "save_", "dataloader_"))}
-        return {**base, **self.row_arguments(spec, candidate)}
-
-    def weak_key(self, w: WeakSupervisorConfig) -> str:
-        spec = non_default(w)
-        spec.pop("name", None)
-        spec.pop("online", None)  # the same model, cached or online
-        if w.source == "combine":  # the members by content, not by name
-            spec["combine"] = [self.weak_key(self.supervisors.config_of(n)) for n in w.combine]
-        return stable_hash({"weak": spec, "data": self.data_spec, "image_size": self.model.image_size,
-                            "num_channels": self.model.num_channels})
-
-    def ceiling_key(self, seed: int, candidate: dict | None = None) -> str:
-        return stable_hash({"kind": "ceiling", **self.strong_spec(candidate),
-                            "training": self.training_spec(None, candidate), "seed": seed})
-
-    def w2s_key(self, w: WeakSupervisorConfig, spec: LossSpec, seed: int, candidate: dict | None = None) -> str:
-        return stable_hash({"kind": "w2s", **self.strong_spec(candidate), "weak": self.weak_key(w),
-                            "online": w.online, "loss": spec.name, "training": self.training_spec(spec, candidate),
-                            "seed": seed})
-
-    def seed_order(self) -> tuple[list[int], list[int]]:
-        """``(selection seeds, other seeds)``: candidates are compared on the first, the chosen one runs on both."""
-        c = self.config
-        selection = list(c.selection_seeds or c.seeds)
-        return selection, [s for s in c.seeds if s not in selection]
-
-    def keys_by_role(self) -> dict:
-        """Every key this config may produce: ``{"weak": {name: key}, "ceiling": {label: {seed: key}}, "w2s":
-        {(weak, loss label): {label: {seed: key}}}}``."""
-        c = self.config
-        ceiling = {cand["label"]: {s: self.ceiling_key(s, cand) for s in c.seeds} for cand in self.candidates(None)}
-        return {
-            "weak": {w.name: self.weak_key(w) for w in c.weak_supervisors},
-            "ceiling": ceiling if c.ceiling else {},
-            "w2s": {(w.name, spec.label): {cand["label"]: {s: self.w2s_key(w, spec, s, cand) for s in c.seeds}
-                                           for cand in self.candidates(spec)}
-                    for w in c.weak_supervisors for spec in c.losses},
-        }
-
-    def planned_keys(self) -> list[str]:
-        """The runs to do (with candidates: all of them on the selection seeds, one per other seed)."""
-        selection, others = self.seed_order()
-        roles = self.keys_by_role()
-        keys = list(roles["weak"].values())
-        for row in [*([roles["ceiling"]] if roles["ceiling"] else []), *roles["w2s"].values()]:
-            first = next(iter(row.values()))
-            keys += [k[s] for k in row.values() for s in selection] + [first[s] for s in others]
-        return keys
+    def log(self, message: str) -> None:
+        """A progress line, from the main process only (every process runs the same plan)."""
+        if _is_main_process():
+            self._log(message)
 
     # -- data ----------------------------------------------------------------------------------------------------
 
@@ -432,12 +255,10 @@ class Experiment:
     # -- the whole run -------------------------------------------------------------------------------------------
 
     def claim_output_dir(self) -> None:
-        from ..distributed import process_state
-
         config = redact_obj({"runs": self.config.to_dict(), "data": dataclasses.asdict(self.data),
                              "model": dataclasses.asdict(self.model),
                              "training": {k: self.training.to_dict()[k] for k in sorted(self.given)}})
-        if process_state().is_main_process:
+        if _is_main_process():
             claim_output_dir(self.out, config, overwrite=self.training.overwrite_output_dir)
 
     def run(self) -> dict[str, dict]:
@@ -460,14 +281,15 @@ class Experiment:
         for w in self.config.weak_supervisors:
             for spec in self.config.losses:
                 self._run_row(w, spec, done, progress, output)
-        output.finish(self.results())
+        output.finish(self.results())  # the main process; the others then read what it wrote
+        _barrier()
         return done
 
     def _record(self, done: dict, record: dict) -> None:
-        from ..distributed import process_state
-
-        if process_state().is_main_process:
+        """Append a finished run to the results (the main process), which every process then reads alike."""
+        if _is_main_process():
             self.store.append(record)
+        _barrier()
         done[record["key"]] = record
 
     def _run_weak(self, w: WeakSupervisorConfig, done: dict, progress) -> None:
@@ -498,15 +320,6 @@ class Experiment:
         self.log(f"{what}: candidate {chosen!r} chosen on the validation split (seeds {selection})")
         for seed in others:
             self._run_one(w, spec, seed, candidate, done, progress, output)
-
-    def _key(self, w, spec, seed, candidate) -> str:
-        return self.ceiling_key(seed, candidate) if spec is None else self.w2s_key(w, spec, seed, candidate)
-
-    def run_dir(self, w, spec, seed: int, candidate: dict) -> Path:
-        sub = "" if candidate["label"] == "default" else f"/{slug(candidate['label'])}"
-        if spec is None:
-            return self.out / "runs" / f"ceiling{sub}" / f"seed{seed}"
-        return self.out / "runs" / slug(w.name) / f"{slug(spec.label)}{sub}" / f"seed{seed}"
 
     def _run_one(self, w, spec, seed: int, candidate: dict, done: dict, progress, output) -> None:
         key = self._key(w, spec, seed, candidate)
@@ -551,9 +364,12 @@ class Experiment:
         return [done[k] for k in dict.fromkeys(keys) if k in done]
 
     def report(self) -> str:
+        """The report's markdown, written with its plots under ``report/`` (by the main process)."""
         from .report import write_report
 
-        return write_report(self, self.results(), self.out / "report")
+        text = write_report(self, self.results(), self.out / "report", write=_is_main_process())
+        _barrier()
+        return text
 
 
 def _step_of(checkpoint: str | None) -> int | None:

@@ -36,7 +36,11 @@ def save_model(trainer, path, processor, base_model_name_or_path: str | None = N
     gathered)."""
     path = str(path)
     if not is_peft_model(trainer.model):
-        trainer.save_model(path)
+        pushes, trainer.args.push_to_hub = trainer.args.push_to_hub, False  # a save of the student folder: not one
+        try:  # of the run's own pushes (hub_strategy), which would upload its run folder (training_args.bin too)
+            trainer.save_model(path)
+        finally:
+            trainer.args.push_to_hub = pushes
         if trainer.args.should_save:
             processor.save_pretrained(path)
         return None
@@ -71,6 +75,7 @@ class StudentOutput:
         self.exp = exp
         self.dir = exp.out / STUDENT_DIR
         self.repo_id = None
+        self.resumed_from = None  # "<repo>/<checkpoint folder>" when the one student run resumed from the Hub
         self.one_run = exp.config.student_rows * len(exp.config.seeds) == 1
 
     # -- before any compute --------------------------------------------------------------------------------------
@@ -114,13 +119,17 @@ class StudentOutput:
         if not from_hub:
             return
         strategy = _value(args.hub_strategy)
+        if strategy in HUB_CHECKPOINT_FOLDERS:  # the checkpoint is fetched into output_dir: claimed first
+            self.exp.claim_output_dir()
         path = hub_checkpoint(self.repo_id, str(run_dir), strategy, revision=args.hub_revision,
                               token=args.hub_token) if strategy in HUB_CHECKPOINT_FOLDERS else None
         if path is None:
             raise ValueError(f"resume_from_checkpoint={resume}: {self.repo_id} holds no checkpoint pushed with "
                              f"hub_strategy checkpoint or all_checkpoints (hub_strategy is {strategy}).")
         args.resume_from_checkpoint = path
-        self.resumed_from = f"{self.repo_id}/{os.path.basename(path)}"
+        folder = HUB_CHECKPOINT_FOLDERS[strategy] if "*" not in HUB_CHECKPOINT_FOLDERS[strategy] else \
+            os.path.basename(path)  # the folder on the Hub: last-checkpoint, or checkpoint-N
+        self.resumed_from = f"{self.repo_id}/{folder}"
 
     # -- while the students train --------------------------------------------------------------------------------
 
@@ -146,8 +155,9 @@ class StudentOutput:
         with staged_dir(self.dir, replace=True) as tmp:
             lora = save_model(trainer, tmp, processor, base_model_name_or_path=base)
             if is_main:
-                if lora is not None and self.exp.model.is_tiny:  # a tiny base exists nowhere else
-                    trainer.model.get_base_model().save_pretrained(os.path.join(tmp, "base_model"))
+                if lora is not None and self.exp.model.is_tiny:  # a tiny base exists nowhere else: the run's
+                    # initial student, built again (the trained model is merged in place by now)
+                    self.exp.strong_model(record["seed"])[0].save_pretrained(os.path.join(tmp, "base_model"))
                 card_info = {"key": record["key"], "weak": w.name, "loss": spec.label, "loss_name": spec.name,
                              "seed": record["seed"], "lora": lora, "architecture": _architecture(trainer.model),
                              "knobs": _loss_settings(trainer.args), "hyperparameters": _hyper(trainer.args)}
@@ -171,6 +181,8 @@ class StudentOutput:
         record = next(r for r in students if r["key"] == saved["key"])
         from .card import write_student_card
 
+        if self.resumed_from:
+            saved["resumed_from"] = self.resumed_from
         summary = write_student_card(self.exp, self.dir, record, saved, results, self.repo_id)
         weak_dir = self.exp.supervisors.model_dir(record["weak"])
         if weak_dir is not None and weak_dir.exists():
@@ -181,10 +193,11 @@ class StudentOutput:
             from ..hub import push_student
 
             args = self.exp.training
-            summary["repo_id"] = push_student(str(self.dir), self.repo_id, token=args.hub_token,
-                                              private=args.hub_private_repo, revision=args.hub_revision)
+            summary["repo_id"] = self.repo_id  # in the results that are pushed, too
             with atomic_write(self.dir / RESULTS_FILE) as f:
                 json.dump(redact_obj({**saved, **summary}), f, indent=2)
+            push_student(str(self.dir), self.repo_id, token=args.hub_token, private=args.hub_private_repo,
+                         revision=args.hub_revision)
         self.summary = summary
 
 

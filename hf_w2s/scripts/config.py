@@ -42,7 +42,8 @@ def make_parser(prog: str = "hf-w2s experiment", description: str = "", script_a
     from .parser import W2SParser
 
     classes = ([script_args] if script_args is not None else []) + list(config_classes())
-    parser = W2SParser(classes, prog=prog, description=description)
+    titles = {classes[-1]: "the training arguments of every strong run (WeakToStrongConfig)"}
+    parser = W2SParser(classes, prog=prog, description=description, titles=titles)
     if defaults:
         parser.set_defaults(**defaults)
     return parser

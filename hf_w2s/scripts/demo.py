@@ -56,13 +56,21 @@ class DemoScriptArguments:
 
 
 def _quick(argv: list[str]) -> bool:
+    """Whether ``--quick`` is on, from the command line or else the ``--config`` file (read before the options are
+    parsed: it chooses their defaults)."""
     import argparse
 
     from transformers.hf_argparser import string_to_bool
 
+    from ..yaml_config import read_yaml
+
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--quick", type=string_to_bool, nargs="?", const=True, default=False)
-    return bool(pre.parse_known_args(argv)[0].quick)
+    pre.add_argument("--quick", type=string_to_bool, nargs="?", const=True, default=None)
+    pre.add_argument("--config", default=None)
+    known = pre.parse_known_args(argv)[0]
+    if known.quick is None and known.config:
+        known.quick = string_to_bool(read_yaml(known.config).get("quick", False))
+    return bool(known.quick)
 
 
 def _describe(exp) -> list[str]:
@@ -84,6 +92,15 @@ def _describe(exp) -> list[str]:
     return lines
 
 
+def demo_config(argv: list[str]):
+    """The demo's options (:class:`~hf_w2s.scripts.config.Config`) from its command line: :data:`DEMO` as the
+    defaults, :data:`QUICK` over them with ``--quick``, then the options given."""
+    from .config import load_config
+
+    defaults = {**DEMO, **(QUICK if _quick(argv) else {})}
+    return load_config(argv=list(argv), script_args=DemoScriptArguments, prog=PROG, defaults=defaults)
+
+
 def run_demo(argv: list[str] | None = None) -> dict:
     """Run the demo; returns the results dict (also written to ``output_dir/results.json``)."""
     import shlex
@@ -91,12 +108,10 @@ def run_demo(argv: list[str] | None = None) -> dict:
     from ..console import quiet_libraries
     from ..experiment.report import summarize
     from ..experiment.runner import Experiment
-    from .config import load_config
 
     argv = list(argv or [])
     start = time.time()
-    defaults = {**DEMO, **(QUICK if _quick(argv) else {})}
-    cfg = load_config(argv=argv, script_args=DemoScriptArguments, prog=PROG, defaults=defaults)
+    cfg = demo_config(argv)
     if not cfg.script.verbose:
         quiet_libraries()
     exp = Experiment(cfg.experiment, cfg.data, cfg.model, cfg.training, verbose=cfg.script.verbose, given=cfg.given,
@@ -127,8 +142,9 @@ def format_table(results: dict, rows: list[str]) -> str:
     def pct(x):
         return "—" if x is None else f"{100 * x:.1f}"
 
+    weak = pct(results["weak"]["test_accuracy"])
     lines = ["| model | supervision | test accuracy (%) | agreement with weak (%) | PGR |", "|---|---|---|---|---|",
-             f"| weak supervisor | ground truth (small split) | {pct(results['weak']['test_accuracy'])} | 100.0 | 0.00 |"]
+             f"| weak supervisor | ground truth (small split) | {weak} | 100.0 | 0.00 |"]
     for tag in rows:
         r = results[tag]
         lines.append(f"| strong student | weak labels, `{tag}` | {pct(r['test_accuracy'])} | {pct(r['agreement'])} | "

@@ -65,9 +65,11 @@ def run(argv: list[str], prog: str, script_args, one_run: bool = False):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..distributed import process_state
+
     argv = list(sys.argv[1:] if argv is None else argv)
     exp, report = run(argv, PROG, ExperimentScriptArguments)
-    if report is not None:
+    if report is not None and process_state().is_main_process:
         print(report)
     return 0
 

@@ -70,7 +70,9 @@ def options_given() -> frozenset[str] | None:
     return _GIVEN.get()
 
 
-def _group_title(dtype) -> str:
+def _group_title(dtype, titles: dict | None = None) -> str:
+    if titles and dtype in titles:
+        return titles[dtype]
     doc = (dtype.__doc__ or dtype.__name__).strip().splitlines()[0].rstrip(".")
     return getattr(dtype, "_argument_group_name", None) or doc
 
@@ -89,13 +91,15 @@ class _YamlValues(argparse.Action):
 
 
 class W2SParser(HfArgumentParser):
-    """``HfArgumentParser`` over ``dataclass_types`` with ``--config FILE.yaml`` (see the module doc)."""
+    """``HfArgumentParser`` over ``dataclass_types`` with ``--config FILE.yaml`` (see the module doc); ``titles``
+    names the help's group of an options class (default: its ``_argument_group_name``, else its doc's first line)."""
 
     def __init__(self, dataclass_types, *, prog: str, description: str,
                  config_help: str = "YAML file whose keys are any of the options below; flags given on the command "
-                                    "line override them.", **kwargs):
+                                    "line override them.", titles: dict | None = None, **kwargs):
         self._pending: list = []
         self.last_given: frozenset[str] = frozenset()
+        self._given_as_values: set[str] = set()  # options of a config set as values, not words (see _config_argv)
         kwargs.setdefault("usage", f"{prog} [-h] [--config FILE.yaml] [options]")
         super().__init__(dataclass_types, prog=prog, description=description,
                          formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
@@ -105,7 +109,7 @@ class W2SParser(HfArgumentParser):
             hints = get_type_hints(dtype)
             fields_ = [f for f in dataclasses.fields(dtype) if f.init and f.name not in seen]
             seen.update(f.name for f in fields_)
-            group = self.add_argument_group(_group_title(dtype))
+            group = self.add_argument_group(_group_title(dtype, titles))
             for f in fields_:
                 f.type = hints[f.name]
                 if f.metadata.get("yaml"):
@@ -152,10 +156,15 @@ class W2SParser(HfArgumentParser):
                 continue
             if isinstance(action, _YamlValues):
                 argv += [flag, json.dumps(value)]  # JSON is YAML: read back as the same structure
-            elif isinstance(value, dict):  # e.g. fsdp_config: a mapping is taken as it is (a string would be a path)
-                self.set_defaults(**{action.dest: value})
+            elif isinstance(value, dict) or (isinstance(value, (list, tuple)) and (
+                    not value or action.nargs not in ("+", "*"))):
+                # taken as it is: a mapping (e.g. fsdp_config; a string would be a path), a list where the option
+                # takes one word (e.g. report_to: [tensorboard, trackio]), an empty list (no words; refused where a
+                # list may not be empty, e.g. seeds)
+                self.set_defaults(**{action.dest: list(value) if isinstance(value, (list, tuple)) else value})
+                self._given_as_values.add(action.dest)
             elif isinstance(value, (list, tuple)) and action.nargs in ("+", "*"):
-                argv += [flag, *(_word(v) for v in value)] if value else []
+                argv += [flag, *(_word(v) for v in value)]
             else:
                 argv += [flag, _word(value)]
         return argv
@@ -169,7 +178,7 @@ class W2SParser(HfArgumentParser):
         known, rest = pre.parse_known_args(argv)
         if known.config:
             rest = self._config_argv(read_yaml(known.config), known.config) + rest
-        self.last_given = _given_by(self, rest)
+        self.last_given = _given_by(self, rest) | self._given_as_values
         token = _GIVEN.set(self.last_given)
         try:
             namespace, left = self.parse_known_args(args=rest)

@@ -24,11 +24,12 @@ class TrainScriptArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..distributed import process_state
     from .experiment import run
 
     argv = list(sys.argv[1:] if argv is None else argv)
     exp, report = run(argv, PROG, TrainScriptArguments, one_run=True)
-    if report is None:
+    if report is None or not process_state().is_main_process:  # a dry run; or another process of a launch
         return 0
     summary = json.loads((exp.out / "student" / "w2s_results.json").read_text())
     keys = ("accuracy", "weak_accuracy", "ceiling_accuracy", "pgr", "agreement", "repo_id")

@@ -141,17 +141,22 @@ class TrainAugmentation(torch.nn.Module):
 SPECIAL = ("RandomResizedCrop", "RandAugment", "RandomErasing")
 
 
-def _kornia_sequence(spec: dict) -> torch.nn.Module:
+def _kornia_sequence(spec: dict, where: str = "augmentation") -> torch.nn.Module:
+    """The ``kornia.augmentation`` layers of a mapping (class name -> keyword arguments), in order; an entry kornia
+    refuses is a ``ValueError`` that names it."""
     import kornia.augmentation as K
 
     layers = []
     for name, kwargs in spec.items():
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in (kwargs or {}).items()}
-        layers.append(getattr(K, name)(**kwargs))
+        try:
+            layers.append(getattr(K, name)(**kwargs))
+        except Exception as err:  # noqa: BLE001 - kornia's own message (TypeError, ValueError, ...), named
+            raise ValueError(f"{where}.{name}: {err}") from None
     return torch.nn.Sequential(*layers)
 
 
-def _split_spec(spec: dict) -> tuple[dict, dict]:
+def _split_spec(spec: dict, where: str = "augmentation") -> tuple[dict, dict]:
     """``(the TrainAugmentation arguments of the special entries, the plain kornia layers)`` of a mapping."""
     kwargs, extra = {"crop_scale": None, "hflip": False}, {}
     for name, args in (spec or {}).items():
@@ -167,7 +172,7 @@ def _split_spec(spec: dict) -> tuple[dict, dict]:
             extra[name] = args
             continue
         if args:
-            raise ValueError(f"augmentation.{name}: unknown arguments {sorted(args)} (this entry takes "
+            raise ValueError(f"{where}.{name}: unknown arguments {sorted(args)} (this entry takes "
                              f"{_SPECIAL_ARGS[name]})")
     return kwargs, extra
 
@@ -200,12 +205,11 @@ def check_augmentation(spec: dict | None, where: str = "augmentation") -> None:
             raise ValueError(f"{where}: kornia.augmentation has no class {name!r}{hint}")
         if kwargs is not None and not isinstance(kwargs, dict):
             raise ValueError(f"{where}.{name}: its arguments must be a mapping, got {kwargs!r}")
+    special, extra = _split_spec(spec, where)
+    _kornia_sequence(extra, where)
     try:
-        special, extra = _split_spec(spec)
-        TrainAugmentation(**special, extra=extra or None)
-    except ValueError as err:
-        raise ValueError(f"{where}: {err}" if not str(err).startswith("augmentation") else str(err)) from None
-    except Exception as err:  # noqa: BLE001 - kornia's own message
+        TrainAugmentation(**special)
+    except Exception as err:  # noqa: BLE001 - the special entries' values (a crop scale outside (0, 1], ...)
         raise ValueError(f"{where}: {err}") from None
 
 
@@ -216,7 +220,8 @@ def mixup(batch: dict, alpha: float) -> dict:
     draw; kornia's own generator draws uniformly), the same for ``weak_pixel_values``; ``weak_logits`` become
     ``log(λ·softmax(w) + (1−λ)·softmax(w[perm]))``. Returns a new dict with ``mixup_lambda`` (the ``(B,)`` weights
     of the original images) and ``mixup_index`` (the permutation). ``labels`` are kept (the trainer mixes a
-    ground-truth target with these two). ``alpha <= 0`` returns the batch unchanged. Randomness comes from torch's global generator.
+    ground-truth target with these two). ``alpha <= 0`` returns the batch unchanged. Randomness comes from torch's
+    global generator.
     """
     if alpha <= 0:
         return batch

@@ -1,18 +1,54 @@
-"""What :class:`~hf_w2s.WeakToStrongTrainer` checks of its inputs before training: images the collator can use
-(an image column and a processor, or pixel values), processors that normalise as many channels as their models expect,
-a note (once) when images are converted between grayscale and colour, and the data checks of each split
-(:mod:`hf_w2s.data.checks`)."""
+"""What :class:`~hf_w2s.WeakToStrongTrainer` checks of its inputs before training: supervision for its loss (true
+labels, weak logits or an online weak model: :func:`check_supervision`), images the collator can use (an image column
+and a processor, or pixel values), processors that normalise as many channels as their models expect, a note (once)
+when images are converted between grayscale and colour, and the data checks of each split (:mod:`hf_w2s.data.checks`).
+docs/bad_input.md lists the messages."""
 
 from __future__ import annotations
 
 import logging
 
-from ..data.checks import check_dataset, check_weak_logits
+from ..data.checks import LABEL_COLUMNS, check_dataset, check_weak_logits
 from ..data.loading import is_streaming
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_inputs", "check_channels", "check_image_inputs", "image_mode_note"]
+__all__ = ["check_supervision", "check_inputs", "check_channels", "check_image_inputs", "image_mode_note"]
+
+
+def check_supervision(model, args, train_dataset, weak_model=None) -> None:
+    """The loss ``args.w2s_loss`` gets what it learns from: true labels when it (or ``gt_loss_weight``) needs them,
+    and weak supervision (the weak-logits column(s), or an online ``weak_model``) when it is a weak loss; a loss made
+    for a number of classes (OpenAI's binary ``aux_conf``) gets that number."""
+    from ..losses import LOSSES
+
+    if args.weak_logits_columns and weak_model is not None:
+        raise ValueError("several weak supervisors come from cached weak_logits_columns, not an online weak_model")
+    info = LOSSES[args.w2s_loss]
+    info.check_classes(model.config.num_labels)  # e.g. OpenAI's binary aux_conf on ten classes
+    columns = getattr(train_dataset, "column_names", None)
+    if columns is None:
+        return
+    if (info.needs_labels or args.gt_loss_weight > 0) and not any(c in columns for c in LABEL_COLUMNS):
+        raise ValueError(f"w2s_loss={args.w2s_loss!r} with gt_loss_weight={args.gt_loss_weight} needs true labels, "
+                         f"but the training dataset has no 'label'/'labels' column (columns: {columns}).")
+    if not info.uses_weak:
+        return
+    if args.weak_logits_columns:
+        missing = [c for c in args.weak_logits_columns if c not in columns]
+        if missing:
+            raise ValueError(f"weak_logits_columns {missing} are not in the training dataset (columns: {columns}); "
+                             "label it with hf_w2s.label_dataset_multi(...) or merge weak-label datasets "
+                             "(hf_w2s.merge_weak_label_datasets).")
+        for col in args.weak_logits_columns:
+            check_weak_logits(train_dataset, col, model.config.num_labels, what="training")
+        return
+    col = args.weak_logits_column
+    if col not in columns and weak_model is None:
+        raise ValueError(f"w2s_loss={args.w2s_loss!r} needs weak supervision: the training dataset has no {col!r} "
+                         f"column (columns: {columns}) and no weak_model was given. Label it first with "
+                         "hf_w2s.label_dataset(...) or pass weak_model=.")
+    # the column's width, nulls and NaN/inf are checked on the Arrow data by check_inputs
 
 
 def _has_transform(dataset) -> bool:

@@ -17,7 +17,7 @@ from .combiner import COMBINATIONS
 from .integrations import check_hub_strategy, check_report_to
 from .student_modes import STUDENT_MODES
 
-__all__ = ["WeakToStrongConfig", "check_training_arguments"]
+__all__ = ["WeakToStrongConfig"]
 
 
 @dataclass
@@ -29,9 +29,10 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
     labels `y`, the trainer minimises `gt_loss_weight * CE(s, y) + weak_loss_weight * mean(LOSSES[w2s_loss](s, w))`.
 
     Every option is checked when the config is built (and again by the trainer): hf_w2s's own numbers against
-    `RANGES` ([`~hf_w2s.options.check_ranges`]), transformers' numbers for finiteness, word options against their
-    choices; some training must happen (epochs or steps > 0, a loss that is not 0 by its weights). What part of the
-    student trains is `student_mode` ([`hf_w2s.trainer.student_modes`]); LoRA is the trainer's `peft_config`.
+    `RANGES` ([`~hf_w2s.options.check_ranges`]), transformers' numbers for finiteness (and `TRAINING_RANGES`: the few
+    that torch or numpy would refuse only once training started), word options against their choices; some training
+    must happen (epochs or steps > 0, a loss that is not 0 by its weights). What part of the student trains is
+    `student_mode` ([`hf_w2s.trainer.student_modes`]); LoRA is the trainer's `peft_config`.
     """
 
     #: ``name: (low, high, closed)`` of every numeric option of hf_w2s's (the loss knobs' and the trainer's)
@@ -48,6 +49,17 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
         "weak_temperatures": (0.0, None, False),
         "pixel_cache_mb": (0.0, None, True),
         "trainable_blocks": (1, None, True),
+    }
+    #: TrainingArguments numbers that transformers accepts but torch, numpy or the Trainer refuse once training
+    #: starts (an optimizer with a negative learning rate, a DataLoader of batch size 0, a seed numpy cannot take):
+    #: refused when the config is built, before any compute. Their other numbers are only checked to be finite.
+    TRAINING_RANGES: ClassVar[dict[str, tuple]] = {
+        "learning_rate": (0.0, None, True),
+        "weight_decay": (0.0, None, True),
+        "per_device_train_batch_size": (1, None, True),
+        "per_device_eval_batch_size": (1, None, True),
+        "gradient_accumulation_steps": (1, None, True),
+        "seed": (0, None, True),
     }
 
     w2s_loss: str = field(
@@ -206,7 +218,8 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
         check_choice("w2s_loss", self.w2s_loss, sorted(LOSSES))
         check_choice("student_mode", self.student_mode, STUDENT_MODES)
         check_ranges(self)
-        check_finite_numbers(self, {f.name for f in fields(TrainingArguments)})
+        check_ranges(self, self.TRAINING_RANGES)
+        check_finite_numbers(self, {f.name for f in fields(TrainingArguments)} - set(self.TRAINING_RANGES))
         for f in fields(LossKnobs):
             if "choices" in f.metadata:
                 check_choice(f.name, getattr(self, f.name), f.metadata["choices"])
@@ -229,7 +242,7 @@ class WeakToStrongConfig(LossKnobs, TrainingArguments):
         cols = self.weak_logits_columns
         if cols is not None:
             if isinstance(cols, str):
-                raise ValueError(f"weak_logits_columns must be a list of column names, got the string {cols!r}.")
+                raise ValueError(f"weak_logits_columns must be a list of column names, got {cols!r} (str).")
             if len(cols) < 1 or len(set(cols)) != len(cols):
                 raise ValueError(f"weak_logits_columns must name distinct columns, got {cols}.")
         k = len(cols) if cols else None
@@ -260,15 +273,3 @@ def _has_accelerator(args) -> bool:
     if accelerator is not None and hasattr(accelerator, "is_available"):
         return bool(accelerator.is_available())
     return torch.cuda.is_available()
-
-
-def check_training_arguments(arguments: dict, where: str) -> None:
-    """Check a mapping of WeakToStrongConfig fields (a config file's ``training:`` section) as the config itself
-    would, before any compute: a ``ValueError`` prefixed with ``where``."""
-    unknown = sorted(set(arguments) - {f.name for f in fields(WeakToStrongConfig) if f.init})
-    if unknown:
-        raise ValueError(f"{where}: {unknown} are not WeakToStrongConfig / TrainingArguments fields.")
-    try:
-        WeakToStrongConfig(**{"output_dir": "unused", "report_to": "none", **arguments})
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{where}: {err}") from None

@@ -1,4 +1,10 @@
-"""``WeakToStrongTrainer``: a thin ``Trainer`` whose loss is a weak-to-strong loss from :mod:`hf_w2s.losses`."""
+"""``WeakToStrongTrainer``: a thin ``Trainer`` whose loss is a weak-to-strong loss from :mod:`hf_w2s.losses`.
+
+Longer than ~400 lines because a ``Trainer`` subclass holds its hook overrides in one class (loss, checkpoints saved
+whole, FSDP, the online weak model, logging), as TRL's trainers do; what is not a hook lives next to it: the input
+checks (:mod:`.checks`), batches (:mod:`.collator`, :mod:`.augment`), several supervisors (:mod:`.combiner`), the
+optimizer's groups (:mod:`.optim`) and the pixel cache (:mod:`.pixel_cache`).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,6 @@ from transformers.utils import logging
 
 from ..calibration import StudentCalibrationCallback
 from ..checkpoints import checkpoint_to_resume, last_complete_checkpoint
-from ..data.checks import check_weak_logits
 from ..data.loading import open_dataset, select_split
 from ..data.weak_labels import align_to_model
 from ..distributed import (
@@ -27,13 +32,13 @@ from ..distributed import (
     own_fsdp_plugin,
     prepare_weak_model,
 )
-from ..labels import label_names, label_permutation, reorder_logits
 from ..files import disk_full_error, is_disk_full, staged_files
+from ..labels import label_names, label_permutation, reorder_logits
 from ..losses import LOSSES, compute_w2s_loss, knobs_of
 from ..metrics import compute_accuracy
 from ..modeling import checkpoint_needs_key_conversion, load_converted_checkpoint
 from ..outputs import check_output_dir, run_identity, write_run_file
-from .checks import check_inputs
+from .checks import check_inputs, check_supervision
 from .collator import WeakToStrongCollator
 from .combiner import WeakCombiner, ZeroGradCallback, supervisors_agree
 from .config import WeakToStrongConfig
@@ -110,7 +115,7 @@ class WeakToStrongTrainer(Trainer):
                 weak_model = weak_model.to(memory_format=torch.channels_last)
         train_dataset = _resolve_dataset(train_dataset, "train", None, model, args.weak_logits_column)  # id / path
         eval_dataset = _resolve_dataset(eval_dataset, "test", args.eval_dataset_split, model, args.weak_logits_column)
-        self._check_supervision(model, args, train_dataset, weak_model)
+        check_supervision(model, args, train_dataset, weak_model)
         if args.layer_decay < 1.0:
             layer_ids(model)  # a model without one sequence of numbered blocks is refused now, not when training starts
         train_dataset, eval_dataset = check_inputs(model, args, train_dataset, eval_dataset, processing_class,
@@ -136,7 +141,8 @@ class WeakToStrongTrainer(Trainer):
             **kwargs,
         )
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
-        self._pixel_caches: dict[int, tuple] = {}  # id(dataset) -> (dataset, what its loaders read; _with_cached_pixels)
+        # id(dataset) -> (dataset, what its loaders read): _with_cached_pixels
+        self._pixel_caches: dict[int, tuple] = {}
         # random augmentation runs in the training step, not in the collator: Accelerate collates one batch ahead,
         # so collator-side randomness would not be restored by resume_from_checkpoint (and the step runs on device)
         self.train_transform = None
@@ -232,44 +238,6 @@ class WeakToStrongTrainer(Trainer):
             return super().save_model(output_dir, _internal_call)
         finally:
             plugin.state_dict_type, plugin.state_dict_config, plugin.optim_state_dict_config = saved
-
-    # -- validation, before any compute -------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_supervision(model, args, train_dataset, weak_model) -> None:
-        if args.weak_logits_columns and weak_model is not None:
-            raise ValueError("several weak supervisors come from cached weak_logits_columns, not an online weak_model")
-        info = LOSSES[args.w2s_loss]
-        info.check_classes(model.config.num_labels)  # e.g. OpenAI's binary aux_conf on ten classes
-        columns = getattr(train_dataset, "column_names", None)
-        if columns is None:
-            return
-        if info.needs_labels or args.gt_loss_weight > 0:
-            if not any(c in columns for c in ("label", "labels", "label_ids")):
-                raise ValueError(
-                    f"w2s_loss={args.w2s_loss!r} with gt_loss_weight={args.gt_loss_weight} needs true labels, but "
-                    f"the training dataset has no 'label'/'labels' column (columns: {columns})."
-                )
-        if not info.uses_weak:
-            return
-        if args.weak_logits_columns:
-            missing = [c for c in args.weak_logits_columns if c not in columns]
-            if missing:
-                raise ValueError(
-                    f"weak_logits_columns {missing} are not in the training dataset (columns: {columns}); label it "
-                    "with hf_w2s.label_dataset_multi(...) or merge weak-label datasets (merge_weak_label_datasets)."
-                )
-            for col in args.weak_logits_columns:
-                check_weak_logits(train_dataset, col, model.config.num_labels, what="training")
-            return
-        col = args.weak_logits_column
-        if col not in columns and weak_model is None:
-            raise ValueError(
-                f"w2s_loss={args.w2s_loss!r} needs weak supervision: the training dataset has no {col!r} "
-                f"column (columns: {columns}) and no weak_model was given. Label it first with "
-                "hf_w2s.label_dataset(...) or pass weak_model=."
-            )
-        # the column's width, nulls and NaN/inf are checked on the Arrow data by checks.check_inputs
 
     # -- data ------------------------------------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ or ``torchrun --standalone --nproc_per_node 2 tests/scripts/fsdp_worker.py OUT P
   :func:`probe_pixels`; (b) the same steps with an online weak model (``weak_model=``, replicated on every process);
   (c) learned supervisor weights (refused); (d) run (a) with a ConvNeXt student.
 * ``recipe``: ``hf-w2s train`` with ``--fsdp`` on the ViT transfer recipe at tiny sizes (:data:`RECIPE_ARGS`): a
-  weak supervisor fine-tuned, then the student on the same arguments with the weak model online.
+  weak supervisor fine-tuned, then the student on the same arguments with the weak model online; the saved student
+  in ``OUT/recipe/student``, what each process printed in ``OUT/recipe-stdout-RANK.txt``.
 * ``resume``: a fresh trainer and student resume run (a) from its ``checkpoint-SAVE_STEPS`` to the end; under
   ``accelerate launch`` with an FSDP config FSDP comes from the launcher (no ``fsdp`` in the TrainingArguments).
 * ``all`` (what the tests launch, once): ``train`` and ``recipe`` with the launcher's FSDP variables hidden (FSDP
@@ -234,17 +235,28 @@ def phase_train(out_dir: str, results: dict, weights: dict, clock: Clock):
 
 
 #: a recipe end to end under FSDP: a linear weak supervisor fine-tuned, then the ViT student (layer decay, mixup)
-#: on the same TrainingArguments with the weak model online; tiny sizes
+#: on the same training arguments with the weak model online; tiny sizes
 RECIPE_ARGS = ["--config", "recipes/configs/imagenet_transfer_mae_vitb_offline.yaml", "--use_cpu", "true",
                "--fsdp", "--fsdp_config", "examples/accelerate/fsdp_config.json", "--split_sizes", "64", "64", "64",
-               "--num_train_epochs", "1", "--weak_num_train_epochs", "1", "--eval_strategy", "no"]
+               "64", "--num_train_epochs", "1", "--weak_supervisors",
+               "[{name: weak, model: 'tiny:linear,width=8', num_train_epochs: 1, learning_rate: 0.01, online: true}]",
+               "--eval_strategy", "no", "--plots", "false"]
 
 
 def phase_recipe(out_dir: str, results: dict, weights: dict, clock: Clock):
-    """``hf-w2s train`` (= recipes/train_student.py) with ``--fsdp``: the user's command, inside this launch."""
+    """``hf-w2s train`` (= recipes/train_student.py) with ``--fsdp``: the user's command, inside this launch. What
+    each process prints goes to ``recipe-stdout-RANK.txt`` (only the main one should print)."""
+    import contextlib
+    import io
+
     from hf_w2s.cli import main as cli
 
-    results["recipe_exit_code"] = cli(["train", *RECIPE_ARGS, "--output_dir", os.path.join(out_dir, "recipe")])
+    printed, errors = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        results["recipe_exit_code"] = cli(["train", *RECIPE_ARGS, "--output_dir", os.path.join(out_dir, "recipe")])
+    results["recipe_errors"] = errors.getvalue()[-3000:]
+    with open(os.path.join(out_dir, f"recipe-stdout-{os.environ.get('RANK', '0')}.txt"), "w") as f:
+        f.write(printed.getvalue())
     clock("recipe")
 
 

