@@ -480,12 +480,11 @@ def push_weak_labels(  # long: the docstring is a third of it
     shards = _shard_files(dataset, split, max_shard_size, shards_dir)
     card = weak_labels_card(dataset, repo_id, shards=[{"file": s[0], "rows": s[1]} for s in shards], **card_kwargs)
     kept = str(shards_dir) if shards_dir is not None else _keep_local_copy(dataset, local_dir)
-    step = "creating the repo"
+    step = "pushing the data"
     try:
         with redacted([token]):
             api = HfApi(token=token)
             repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
-            step = "pushing the data"
             uploaded = _upload_shards(api, repo_id, shards, shards_per_commit,
                                       commit_message or "Upload weak labels (hf_w2s)")
             step = "pushing the dataset card"
@@ -498,10 +497,11 @@ def push_weak_labels(  # long: the docstring is a third of it
         if kept is None:
             kept = tempfile.mkdtemp(prefix="hf_w2s-weak-labels-")
             dataset.save_to_disk(kept)
+        how = "its Parquet shards: datasets.load_dataset" if shards_dir is not None else "datasets.load_from_disk"
         raise WeakLabelsPushError(
             redact(f"push of weak labels to {repo_id!r} failed while {step}: {type(err).__name__}: {err}. The "
-                   f"labelled dataset is kept at {kept!r} (datasets.load_from_disk); push it again from there: "
-                   "shards already on the Hub are not uploaded again."),
+                   f"labelled dataset is kept at {kept!r} ({how}); push it again from there: the shards already on "
+                   "the Hub are not uploaded again."),
             kept,
         ) from None
 

@@ -754,12 +754,37 @@ def test_streaming_training(tmp_path):
     assert t.state.global_step == 2
 
 
-def test_streaming_labelling():
+def test_streaming_labelling(tmp_path):
     from hf_w2s.data.weak_labels import label_dataset
 
     weak = build_model("linear", NAMES, image_size=SIZE, num_channels=1, width=4, seed=1)
+    stream = dataset(weak_logits=False).to_iterable_dataset()
     with raises("streaming-labelling"):
-        label_dataset(dataset(weak_logits=False).to_iterable_dataset(), weak, tiny_image_processor(SIZE, 1))
+        label_dataset(stream, weak, tiny_image_processor(SIZE, 1))
+    out = label_dataset(stream, weak, tiny_image_processor(SIZE, 1), output_dir=str(tmp_path / "s"), shard_size=4)
+    assert len(out) == 6 and len(list((tmp_path / "s" / "data").glob("*.parquet"))) == 2  # legitimate with a folder
+
+
+def test_stream_output_other(tmp_path):
+    from hf_w2s.data.weak_labels import label_dataset
+
+    weak = build_model("linear", NAMES, image_size=SIZE, num_channels=1, width=4, seed=1)
+    stream = dataset(weak_logits=False).to_iterable_dataset()
+    label_dataset(stream, weak, tiny_image_processor(SIZE, 1), output_dir=str(tmp_path / "s"), shard_size=4)
+    other = build_model("linear", NAMES, image_size=SIZE, num_channels=1, width=4, seed=2)
+    with raises("stream-output-other"):
+        label_dataset(stream, other, tiny_image_processor(SIZE, 1), output_dir=str(tmp_path / "s"), shard_size=4)
+
+
+def test_logits_storage(tmp_path):
+    from hf_w2s.data.weak_labels import label_dataset
+    from hf_w2s.scripts.label import parse_args
+
+    weak = build_model("linear", NAMES, image_size=SIZE, num_channels=1, width=4, seed=1)
+    with raises("logits-storage"):
+        label_dataset(dataset(weak_logits=False), weak, tiny_image_processor(SIZE, 1), logits_storage="int8")
+    with raises("logits-storage"):
+        parse_args(["--weak-model", "w", "--dataset", "d", "--output", str(tmp_path / "o"), "--logits-storage", "int8"])
 
 
 def test_missing_local_path(tmp_path, capsys):

@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 __all__ = ["map_batches_to_columns"]
 
 
@@ -91,20 +93,43 @@ def undecoded(dataset, columns: Sequence[str]):
     return dataset
 
 
-def _with_rows(fn: Callable, start: int) -> Callable:
-    """``fn`` given the dataset's row numbers, not the part's (a part of several processes starts at ``start``)."""
+#: rows written to the Arrow file at once: up to WRITE_ROWS, and input of about WRITE_BYTES (images are read a write at
+#: a time). Each write is one record batch, and opening an Arrow file touches every record batch's header (the kernel
+#: maps 64 KiB around it): 1,000 record batches of a 256-row model batch each would keep 64 MiB of the file resident
+WRITE_ROWS, WRITE_BYTES = 4096, 16 * 2**20
+
+
+def rows_per_write(dataset, batch_size: int) -> int:
+    """Rows ``Dataset.map`` hands over (and writes) at once: a multiple of ``batch_size`` (the function still sees
+    batches of ``batch_size``), about :data:`WRITE_BYTES` of input and at most :data:`WRITE_ROWS` (or one batch)."""
+    row_bytes = (dataset._estimate_nbytes() or 0) / max(len(dataset), 1)
+    rows = min(WRITE_ROWS, int(WRITE_BYTES / max(row_bytes, 1)))
+    return max(batch_size, rows // batch_size * batch_size)
+
+
+def _in_batches(fn: Callable, batch_size: int, start: int) -> Callable:
+    """``fn`` called on batches of ``batch_size`` of what ``Dataset.map`` hands over, with the dataset's row numbers
+    (a part of several processes starts at ``start``); the outputs are joined back."""
 
     def mapped(*args):
         *values, indices = args
-        return fn(*values, [start + i for i in indices])
+        outputs = [fn(*[v[i:i + batch_size] for v in values], [start + r for r in indices[i:i + batch_size]])
+                   for i in range(0, len(indices), batch_size)]
+        return {name: _joined_values([o[name] for o in outputs]) for name in outputs[0]} if outputs else {}
 
     return mapped
 
 
+def _joined_values(parts: list):
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return [x for p in parts for x in p]
+
+
 def _map_part(part, fn, features, fingerprint, input_columns, batch_size, desc, path, start):
     return part.map(
-        _with_rows(fn, start), batched=True, batch_size=batch_size, with_indices=True,
-        input_columns=list(input_columns), remove_columns=list(input_columns), features=features,
+        _in_batches(fn, batch_size, start), batched=True, batch_size=rows_per_write(part, batch_size),
+        with_indices=True, input_columns=list(input_columns), remove_columns=list(input_columns), features=features,
         new_fingerprint=fingerprint, cache_file_name=path, desc=desc,
     )
 
