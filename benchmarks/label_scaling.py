@@ -2,27 +2,30 @@
 processes, and bytes on disk per row of each weak-logits storage form.
 
 scikit-learn's 8×8 digits repeated to N rows (labels dropped; as the issue measured it) are saved with save_to_disk and
-memory-mapped back by every process; the weak model is a small ResNet with C = 1,000 classes (ImageNet's width). Each (processes, rows) case is
-one `torchrun --standalone --nproc_per_node P` launch of this file: every process loads the dataset and the model,
-waits at a barrier, then label_dataset splits the rows over the processes; each process writes its part to an Arrow
-file and opens every part (memory-mapped) once all are written. Throughput = rows / the slowest process's wall time
-from the barrier to the result; the ratio is also given by the busiest process's CPU time (steadier on a shared
-machine: it leaves out waiting for a core). Each process samples its memory every 5 ms while labelling (Linux /proc):
-VmRSS (what "peak RSS" means here), split into RssAnon (the process's own memory) and RssFile (pages of memory-mapped
-files it read: the images and the labels it wrote, which the kernel can drop at any time). One thread per process
-(OMP_NUM_THREADS=1): 2 processes use 2 cores. Then, in this process, N_storage rows are labelled once per storage form
-and the bytes per row of the new columns are measured: in their Arrow cache file, and as Parquet (how they are pushed).
+memory-mapped back by every process; the weak model is a small ResNet with C = 1,000 classes (ImageNet's width). Each
+(processes, rows) case is one `torchrun --standalone --nproc_per_node P` launch of this file: every process loads the
+dataset and the model, waits at a barrier, then label_dataset splits the rows over the processes; each process writes
+its part to an Arrow file and opens every part (memory-mapped) once all are written. Throughput = rows / the slowest
+process's wall time from the barrier to the result; the ratio is also given by the busiest process's CPU time
+(steadier on a shared machine: it leaves out waiting for a core). Each process samples its memory every 5 ms while
+labelling (Linux /proc): VmRSS (what "peak RSS" means here), split into RssAnon (the process's own memory) and RssFile
+(pages of memory-mapped files it touched: the images, and the headers of the Arrow files it opened, which the kernel can
+drop at any time). One thread per process (OMP_NUM_THREADS=1): 2 processes use 2 cores. Then, in this process,
+--storage_rows rows are labelled once per storage form and the bytes per row of the three new columns are measured: in
+their Arrow cache file, and as Parquet (how they are pushed).
 
     OMP_NUM_THREADS=1 python benchmarks/label_scaling.py [--n 20000] [--classes 1000] [--batch_size 256]
-        [--processes 1 2] [--storage_rows 5000] [--top_k 10]
+        [--processes 1 2] [--storage_rows 5000] [--top_k 10] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -155,25 +158,35 @@ def storage_bytes(path: str, rows: int, classes: int, batch_size: int, top_k: in
     return out
 
 
+def rates(ranks: list[dict]) -> tuple[float, float]:
+    """Images/s of one launch: rows / the slowest process's wall time, and / the busiest process's CPU time."""
+    assert all(r["rows"] == ranks[0]["rows"] for r in ranks), "a process did not get the whole labelled dataset"
+    n = ranks[0]["rows"]
+    return n / max(r["wall_s"] for r in ranks), n / max(r["cpu_s"] for r in ranks)
+
+
 def report(runs: dict, sizes: list[int], processes: list[int]) -> None:
-    rate, cpu_rate = {}, {}
-    for (procs, n), ranks in runs.items():
-        assert all(r["rows"] == n for r in ranks), "a process did not get the whole labelled dataset"
-        wall, cpu = max(r["wall_s"] for r in ranks), max(r["cpu_s"] for r in ranks)
-        rate[procs, n], cpu_rate[procs, n] = n / wall, n / cpu
-        mem = "; ".join(f"rank {r['rank']}: VmRSS {r['before_kb']['VmRSS'] / 1024:.0f} -> "
-                        f"{r['peak_kb']['VmRSS'] / 1024:.0f} MiB (peak RssAnon {r['peak_kb']['RssAnon'] / 1024:.0f}, "
-                        f"RssFile {r['peak_kb']['RssFile'] / 1024:.0f})" for r in sorted(ranks, key=lambda r: r["rank"]))
-        print(f"{procs} process(es), N = {n:>7}: {rate[procs, n]:8.0f} images/s ({wall:6.2f} s wall; the busiest "
-              f"process {cpu:6.2f} CPU s); memory before -> peak while labelling: {mem}")
+    """``runs[procs, n]``: the launches (one list of per-process figures each), paired by repeat."""
+    for (procs, n), launches in runs.items():
+        for i, ranks in enumerate(launches):
+            wall, cpu = rates(ranks)
+            mem = "; ".join(f"rank {r['rank']}: VmRSS {r['before_kb']['VmRSS'] / 1024:.0f} -> "
+                            f"{r['peak_kb']['VmRSS'] / 1024:.0f} MiB (peak RssAnon "
+                            f"{r['peak_kb']['RssAnon'] / 1024:.0f}, RssFile {r['peak_kb']['RssFile'] / 1024:.0f})"
+                            for r in sorted(ranks, key=lambda r: r["rank"]))
+            print(f"{procs} process(es), N = {n:>7}, repeat {i}: {wall:8.0f} images/s wall, {cpu:8.0f} by CPU time; "
+                  f"memory before -> peak while labelling: {mem}")
     one, two = processes
     for n in sizes:
-        print(f"throughput ratio {two} / {one} processes at N = {n}: wall {rate[two, n] / rate[one, n]:.3f}, "
-              f"by the busiest process's CPU time {cpu_rate[two, n] / cpu_rate[one, n]:.3f}")
+        pairs = [(rates(b), rates(a)) for a, b in zip(runs[one, n], runs[two, n])]
+        wall = statistics.median(b[0] / a[0] for b, a in pairs)
+        cpu = statistics.median(b[1] / a[1] for b, a in pairs)
+        print(f"throughput ratio {two} / {one} processes at N = {n} (median of {len(pairs)} paired launches): "
+              f"wall {wall:.3f}, by the busiest process's CPU time {cpu:.3f}")
     for procs in processes:
         for field in FIELDS:
-            small = max(r["peak_kb"][field] for r in runs[procs, sizes[0]])
-            large = max(r["peak_kb"][field] for r in runs[procs, sizes[1]])
+            small = max(r["peak_kb"][field] for ranks in runs[procs, sizes[0]] for r in ranks)
+            large = max(r["peak_kb"][field] for ranks in runs[procs, sizes[1]] for r in ranks)
             name = "peak RSS" if field == "VmRSS" else f"peak {field}"
             print(f"{name} ratio per process, N = {sizes[1]} / N = {sizes[0]}, {procs} process(es): "
                   f"{large / small:.3f} ({small / 1024:.0f} -> {large / 1024:.0f} MiB; flat = close to 1)")
@@ -187,6 +200,7 @@ def main() -> None:
     p.add_argument("--processes", type=int, nargs=2, default=[1, 2])
     p.add_argument("--storage_rows", type=int, default=5000)
     p.add_argument("--top_k", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=1, help="launches of each case, alternating 1 and 2 processes")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -194,20 +208,21 @@ def main() -> None:
         child(a.child, a.out, a.batch_size, a.classes)
         return
     import datasets
-    from common import header
+    from common import alternating, header
 
     header(f"label_dataset at {a.classes} classes across processes: peak memory per process, throughput, bytes per row "
            "(one thread per process)")
     print(f"{os.cpu_count()} CPUs")
     datasets.disable_progress_bars()
     sizes = [a.n, 10 * a.n]
-    runs: dict[tuple[int, int], list[dict]] = {}
+    runs: dict[tuple[int, int], list[list[dict]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             repeated_small_digits(n).save_to_disk(f"{tmp}/ds{n}")
-        for n in sizes:
-            for procs in a.processes:
-                runs[procs, n] = launch(procs, f"{tmp}/ds{n}", a.batch_size, a.classes, f"{tmp}/cache")
+        for n in sizes:  # the two process counts alternate, so that a drift of the machine's speed pairs out
+            launches = alternating({procs: functools.partial(launch, procs, f"{tmp}/ds{n}", a.batch_size, a.classes,
+                                                             f"{tmp}/cache") for procs in a.processes}, a.repeats)
+            runs.update({(procs, n): launches[procs] for procs in a.processes})
         report(runs, sizes, a.processes)
         datasets.config.HF_DATASETS_CACHE = f"{tmp}/cache"
         forms = storage_bytes(f"{tmp}/ds{sizes[0]}", min(a.storage_rows, sizes[0]), a.classes, a.batch_size, a.top_k)

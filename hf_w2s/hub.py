@@ -235,7 +235,7 @@ def render_student_card(  # long: one keyword argument per field of the card's t
 # -- weak labels: the dataset card and the push --------------------------------------------------------------------
 
 
-def weak_labels_card(
+def weak_labels_card(  # long: one keyword argument per field of the card, and its docstring
     dataset,
     repo_id: str,
     *,

@@ -278,3 +278,32 @@ def test_cli_from_the_shell(local_hub, assets, pushed, tmp_path):
     assert denied_run.returncode == 1, denied_stderr
     assert f"kept at {str(out2)!r}" in denied_stderr and "403" in denied_stderr
     assert list(load_from_disk(str(out2))["weak_logits"]) == list(local["weak_logits"])
+
+
+def test_cli_streams_a_hub_dataset_and_pushes_its_shards_as_they_are(local_hub, pushed, tmp_path):
+    """``hf-w2s label --streaming`` on the Hub dataset: Parquet shards of 64 rows written into --output as they
+    complete, a card naming them and the commit the stream read, pushed as they are; the labels are those of the
+    map-style labelling (the same batches of 64)."""
+    repos = pushed["repos"]
+    labels_repo = local_hub.new_repo_id("streamed-weak-labels")
+    out = tmp_path / "streamed"
+    exe = Path(sys.executable).with_name("hf-w2s")
+    cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "hf_w2s.cli"]
+    run = forkserver.run(cli + ["label", "--weak-model", repos["weak-linear"], "--dataset", repos["digits"],
+                                "--streaming", "--shard-size", "64", "--batch-size", "64", "--output", str(out),
+                                "--push-to-hub", labels_repo],
+                         env=local_hub.env(hf_home=tmp_path / "hf_home"), timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    names = [f"train-00000-of-00001-{i:05d}.parquet" for i in range(4)]  # 64, 64, 64 and 8 rows
+    assert sorted(p.name for p in (out / "data").iterdir()) == names
+    digits_sha = local_hub.head(repos["digits"], "dataset")
+    remote = local_hub.files(labels_repo, "dataset")
+    for text in ((out / "README.md").read_text(), local_hub.file_bytes(labels_repo, "README.md", "dataset").decode()):
+        card = DatasetCard(text)
+        assert card.data.source_revision == digits_sha and card.data.source_datasets == [repos["digits"]]
+        assert card.data.weak_logits_storage == "float32" and f"revision `{digits_sha}`" in card.text
+        assert all(f"`data/{n}` ({r} rows)" in card.text for n, r in zip(names, (64, 64, 64, 8)))
+    for name in names:  # pushed as they are: the same bytes
+        assert remote[f"data/{name}"]["sha256"] == hashlib.sha256((out / "data" / name).read_bytes()).hexdigest()
+    tables = [pq.read_table(out / "data" / n) for n in names]
+    assert [x for t in tables for x in t.column("weak_logits").to_pylist()] == pushed["out"]["weak_logits"]

@@ -93,16 +93,30 @@ def undecoded(dataset, columns: Sequence[str]):
     return dataset
 
 
-#: rows written to the Arrow file at once: up to WRITE_ROWS, and input of about WRITE_BYTES (images are read a write at
-#: a time). Each write is one record batch, and opening an Arrow file touches every record batch's header (the kernel
-#: maps 64 KiB around it): 1,000 record batches of a 256-row model batch each would keep 64 MiB of the file resident
+#: rows written to the Arrow file at once: up to WRITE_ROWS, and about WRITE_BYTES of input and output (the images of
+#: a write are read at once). Each write is one record batch, and opening an Arrow file touches every record batch's
+#: header (the kernel maps 64 KiB around it): 1,000 record batches of one 256-row model batch each would keep 64 MiB of
+#: the file resident
 WRITE_ROWS, WRITE_BYTES = 4096, 16 * 2**20
 
 
-def rows_per_write(dataset, batch_size: int) -> int:
+def feature_bytes(feature) -> int:
+    """Bytes a row of ``feature`` takes in Arrow, for fixed-size features (a list without a length counts one item)."""
+    from datasets import List, Value
+
+    if isinstance(feature, dict):
+        return sum(feature_bytes(f) for f in feature.values())
+    if isinstance(feature, List):
+        return max(feature.length, 1) * feature_bytes(feature.feature)
+    dtype = getattr(feature, "dtype", None) if isinstance(feature, Value) else None
+    return np.dtype(dtype).itemsize if dtype and dtype not in ("string", "large_string", "binary") else 8
+
+
+def rows_per_write(dataset, batch_size: int, features) -> int:
     """Rows ``Dataset.map`` hands over (and writes) at once: a multiple of ``batch_size`` (the function still sees
-    batches of ``batch_size``), about :data:`WRITE_BYTES` of input and at most :data:`WRITE_ROWS` (or one batch)."""
-    row_bytes = (dataset._estimate_nbytes() or 0) / max(len(dataset), 1)
+    batches of ``batch_size``), about :data:`WRITE_BYTES` of input and output, at most :data:`WRITE_ROWS` (at least
+    one batch)."""
+    row_bytes = (dataset._estimate_nbytes() or 0) / max(len(dataset), 1) + feature_bytes(dict(features))
     rows = min(WRITE_ROWS, int(WRITE_BYTES / max(row_bytes, 1)))
     return max(batch_size, rows // batch_size * batch_size)
 
@@ -128,7 +142,8 @@ def _joined_values(parts: list):
 
 def _map_part(part, fn, features, fingerprint, input_columns, batch_size, desc, path, start):
     return part.map(
-        _in_batches(fn, batch_size, start), batched=True, batch_size=rows_per_write(part, batch_size),
+        _in_batches(fn, batch_size, start), batched=True,
+        batch_size=rows_per_write(part, batch_size, features),
         with_indices=True, input_columns=list(input_columns), remove_columns=list(input_columns), features=features,
         new_fingerprint=fingerprint, cache_file_name=path, desc=desc,
     )

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["map_stream_to_parquet", "open_stream", "shard_files", "stream_sources", "stream_identity", "stream_revision", "DATA_DIR",
-           "PROGRESS_DIR"]
+__all__ = ["map_stream_to_parquet", "open_stream", "shard_files", "stream_sources", "stream_identity",
+           "stream_revision", "DATA_DIR", "PROGRESS_DIR"]
 
 DATA_DIR = "data"
 PROGRESS_DIR = ".hf_w2s"
