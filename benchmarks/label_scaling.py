@@ -8,11 +8,11 @@ dataset and the model, waits at a barrier, then label_dataset splits the rows ov
 its part to an Arrow file and opens every part (memory-mapped) once all are written. Throughput = rows / the slowest
 process's wall time from the barrier to the result; the ratio is also given by the busiest process's CPU time
 (steadier on a shared machine: it leaves out waiting for a core). Each process samples its memory every 5 ms while
-labelling (Linux /proc): VmRSS (what "peak RSS" means here), split into RssAnon (the process's own memory) and RssFile
-(pages of memory-mapped files it touched: the images, and the headers of the Arrow files it opened, which the kernel can
-drop at any time). One thread per process (OMP_NUM_THREADS=1): 2 processes use 2 cores. Then, in this process,
---storage_rows rows are labelled once per storage form and the bytes per row of the three new columns are measured: in
-their Arrow cache file, and as Parquet (how they are pushed).
+labelling (Linux /proc: VmRSS, the resident set), and when labelling returns, the two parts of that resident set:
+RssAnon (the process's own memory) and RssFile (pages of memory-mapped files it touched: the images, and the headers of
+the Arrow files it opened, which the kernel can drop at any time). One thread per process (OMP_NUM_THREADS=1): 2
+processes use 2 cores. Then, in this process, --storage_rows rows are labelled once per storage form and the bytes per
+row of the three new columns are measured: in their Arrow cache file, and as Parquet (how they are pushed).
 
     OMP_NUM_THREADS=1 python benchmarks/label_scaling.py [--n 20000] [--classes 1000] [--batch_size 256]
         [--processes 1 2] [--storage_rows 5000] [--top_k 10] [--repeats 1]
@@ -29,15 +29,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-FIELDS = ("VmRSS", "RssAnon", "RssFile")
+FIELDS = ("RssAnon", "RssFile")
 
 
 def memory_kb() -> dict[str, int]:
-    """VmRSS, RssAnon and RssFile of this process now, in KiB (Linux /proc)."""
+    """RssAnon and RssFile of this process now, in KiB (Linux /proc): the two parts of its resident set."""
     out = {}
     with open("/proc/self/status") as f:
         for line in f:
@@ -45,32 +44,6 @@ def memory_kb() -> dict[str, int]:
             if name in FIELDS:
                 out[name] = int(line.split()[1])
     return out
-
-
-class PeakMemory:
-    """The peak of each of :data:`FIELDS` during a ``with`` block (sampled every 5 ms by a thread), and before it."""
-
-    def __enter__(self):
-        self.before = memory_kb()
-        self.peak = dict(self.before)
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._done.is_set():
-            self._update()
-            time.sleep(0.005)
-
-    def _update(self):
-        for name, value in memory_kb().items():
-            self.peak[name] = max(self.peak[name], value)
-
-    def __exit__(self, *exc):
-        self._done.set()
-        self._thread.join()
-        self._update()
 
 
 def class_names(classes: int) -> list[str]:
@@ -102,9 +75,9 @@ def processor():
 
 def child(path: str, out: str, batch_size: int, classes: int) -> None:
     """One process of a torchrun launch: label the dataset at ``path``, write this process's figures to ``out``."""
-    import common  # noqa: F401 - this checkout first on sys.path
     import datasets
     import torch
+    from common import PeakRss  # also puts this checkout first on sys.path
 
     from hf_w2s.data.weak_labels import label_dataset
     from hf_w2s.distributed import process_state
@@ -116,12 +89,12 @@ def child(path: str, out: str, batch_size: int, classes: int) -> None:
     ds = datasets.load_from_disk(path)
     model, proc = wide_weak_model(classes), processor()
     state.wait_for_everyone()
-    with PeakMemory() as memory:
+    with PeakRss() as rss:
         start = time.perf_counter(), time.process_time()
         labelled = label_dataset(ds, model, proc, batch_size=batch_size)
         wall, cpu = time.perf_counter() - start[0], time.process_time() - start[1]
     figures = {"rank": state.process_index, "processes": state.num_processes, "rows": len(labelled),
-               "wall_s": wall, "cpu_s": cpu, "before_kb": memory.before, "peak_kb": memory.peak}
+               "wall_s": wall, "cpu_s": cpu, "before_kb": rss.before, "peak_kb": rss.peak, "end_kb": memory_kb()}
     with open(os.path.join(out, f"rank{state.process_index}.json"), "w") as f:
         json.dump(figures, f)
 
@@ -170,12 +143,11 @@ def report(runs: dict, sizes: list[int], processes: list[int]) -> None:
     for (procs, n), launches in runs.items():
         for i, ranks in enumerate(launches):
             wall, cpu = rates(ranks)
-            mem = "; ".join(f"rank {r['rank']}: VmRSS {r['before_kb']['VmRSS'] / 1024:.0f} -> "
-                            f"{r['peak_kb']['VmRSS'] / 1024:.0f} MiB (peak RssAnon "
-                            f"{r['peak_kb']['RssAnon'] / 1024:.0f}, RssFile {r['peak_kb']['RssFile'] / 1024:.0f})"
+            mem = "; ".join(f"rank {r['rank']}: {r['before_kb'] / 1024:.0f} -> {r['peak_kb'] / 1024:.0f} MiB "
+                            f"(at the end: RssAnon {r['end_kb']['RssAnon'] / 1024:.0f}, RssFile {r['end_kb']['RssFile'] / 1024:.0f})"
                             for r in sorted(ranks, key=lambda r: r["rank"]))
             print(f"{procs} process(es), N = {n:>7}, repeat {i}: {wall:8.0f} images/s wall, {cpu:8.0f} by CPU time; "
-                  f"memory before -> peak while labelling: {mem}")
+                  f"RSS before -> peak while labelling: {mem}")
     one, two = processes
     for n in sizes:
         pairs = [(rates(b), rates(a)) for a, b in zip(runs[one, n], runs[two, n])]
@@ -184,12 +156,14 @@ def report(runs: dict, sizes: list[int], processes: list[int]) -> None:
         print(f"throughput ratio {two} / {one} processes at N = {n} (median of {len(pairs)} paired launches): "
               f"wall {wall:.3f}, by the busiest process's CPU time {cpu:.3f}")
     for procs in processes:
+        small, large = ([r for ranks in runs[procs, n] for r in ranks] for n in sizes)
+        peak = max(r["peak_kb"] for r in large) / max(r["peak_kb"] for r in small)
+        print(f"peak RSS ratio per process, N = {sizes[1]} / N = {sizes[0]}, {procs} process(es): {peak:.3f} "
+              f"({max(r['peak_kb'] for r in small) / 1024:.0f} -> {max(r['peak_kb'] for r in large) / 1024:.0f} MiB; "
+              "flat = close to 1)")
         for field in FIELDS:
-            small = max(r["peak_kb"][field] for ranks in runs[procs, sizes[0]] for r in ranks)
-            large = max(r["peak_kb"][field] for ranks in runs[procs, sizes[1]] for r in ranks)
-            name = "peak RSS" if field == "VmRSS" else f"peak {field}"
-            print(f"{name} ratio per process, N = {sizes[1]} / N = {sizes[0]}, {procs} process(es): "
-                  f"{large / small:.3f} ({small / 1024:.0f} -> {large / 1024:.0f} MiB; flat = close to 1)")
+            a, b = (max(r["end_kb"][field] for r in rs) / 1024 for rs in (small, large))
+            print(f"  {field} per process at the end, N = {sizes[0]} -> {sizes[1]}: {a:.0f} -> {b:.0f} MiB")
 
 
 def main() -> None:
