@@ -3,7 +3,9 @@
 The labels are computed once through ``Dataset.map`` under a fingerprint built on purpose from what determines them
 (the input dataset's fingerprint, the weak model's identity, the image processor's config and the labelling
 parameters), so re-running is read from the ``datasets`` cache and a different weak model or preprocessing never
-reuses stale labels. Weak and target label spaces are matched by ``id2label`` *names*.
+reuses stale labels. Weak and target label spaces are matched by ``id2label`` *names*. The writing — to disk, split
+over processes, or from a stream into resumable Parquet shards — is :func:`hf_w2s.data.batch_columns.
+map_batches_to_columns`'s; the logits are stored as float32, float16 or top-k (:mod:`hf_w2s.data.logit_storage`).
 """
 
 from __future__ import annotations
