@@ -1,8 +1,8 @@
 """Running under ``accelerate launch`` / ``torchrun`` with several processes.
 
-* :func:`shard_over_processes` — a decorator for dataset → dataset functions (``label_dataset``): each process
-  handles one contiguous shard, the new columns are gathered back in the original order, and every process gets
-  the full result (write it once, from the main process, as ``hf-w2s label`` does).
+* :func:`process_rows`, :func:`run_on_every_process`, :func:`broadcast_from_main` — how
+  :func:`hf_w2s.data.batch_columns.map_batches_to_columns` (``label_dataset``) splits rows over the processes: each
+  process writes its part to disk, a barrier (carrying only errors) follows, and every process opens the same files.
 * :func:`prepare_weak_model` — place an online weak supervisor for inference only: never wrapped for training (no
   DDP/FSDP wrapper, no gradients), replicated on every device, and sharded under DeepSpeed ZeRO-3 the way TRL
   prepares its teacher models (:func:`weak_model_deepspeed_config` builds that config; a pure function).
@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import copy
-import functools
 import logging
-from contextlib import contextmanager
 
 import torch
 
@@ -25,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "process_state",
-    "shard_over_processes",
+    "process_rows",
+    "run_on_every_process",
+    "broadcast_from_main",
     "gather_weighted_means",
     "weak_model_deepspeed_config",
     "prepare_weak_model",
@@ -57,67 +57,19 @@ def process_state():
     return PartialState()
 
 
-# -- datasets ------------------------------------------------------------------------------------------------------
-
-_INSIDE_SHARD = False
+# -- datasets: work split over the processes, results on disk ------------------------------------------------------
 
 
-@contextmanager
-def _inside_shard():
-    global _INSIDE_SHARD
-    previous, _INSIDE_SHARD = _INSIDE_SHARD, True
-    try:
-        yield
-    finally:
-        _INSIDE_SHARD = previous
-
-
-def _gather_new_columns(dataset, shard_result, state):
-    """All-gather the columns ``shard_result`` added, concatenated in process (= original row) order.
-
-    Accelerate's ``gather_object``, not ``gather_for_metrics``: the latter gathers tensors batch by batch from a
-    dataloader Accelerate prepared (and pads); here each process's shard is a ``datasets.map`` result (cached per
-    shard), whose new Arrow columns travel once, whatever their types."""
-    import pyarrow as pa
-    from datasets import Dataset, concatenate_datasets
-    from datasets.fingerprint import Hasher
-    from datasets.table import InMemoryTable
-
-    new_columns = [c for c in shard_result.column_names if c not in dataset.column_names]
-    dropped = [c for c in dataset.column_names if c not in shard_result.column_names]
-    if dropped:
-        raise ValueError(f"a sharded dataset function must only add columns; it removed {dropped}")
-    part = shard_result.select_columns(new_columns)
-    # only the new columns travel, as one in-memory Arrow table per process (no Python lists)
-    table = part.with_format("arrow")[:] if len(part) else part.data.table.slice(0, 0)
-    parts = state_gather_object([(state.process_index, table, part._fingerprint)], state)
-    parts.sort(key=lambda p: p[0])
-    full = pa.concat_tables([p[1] for p in parts]).cast(parts[0][1].schema)
-    if full.num_rows != len(dataset):
-        raise RuntimeError(f"gathered {full.num_rows} rows from the processes, expected {len(dataset)}")
-    fingerprint = Hasher.hash([dataset._fingerprint, [p[2] for p in parts]])
-    added = Dataset(InMemoryTable(full), info=None, fingerprint=fingerprint + "-added")
-    added = added.cast(part.features) if added.features != part.features else added
-    out = concatenate_datasets([dataset, added], axis=1)
-    out._fingerprint = fingerprint
-    return out
-
-
-def state_gather_object(obj: list, state) -> list:
-    """``accelerate.utils.gather_object`` (all-gather of picklable objects) for a multi-process ``state``."""
-    from accelerate.utils import gather_object
-
-    return gather_object(obj) if state.num_processes > 1 else list(obj)
+def process_rows(num_rows: int, num_processes: int, index: int) -> range:
+    """The contiguous rows process ``index`` of ``num_processes`` handles (``Dataset.shard(contiguous=True)``'s
+    split: the first ``num_rows % num_processes`` processes take one row more)."""
+    div, mod = divmod(num_rows, num_processes)
+    start = div * index + min(index, mod)
+    return range(start, start + div + (1 if index < mod else 0))
 
 
 def _describe(error: BaseException | None) -> str | None:
     return None if error is None else f"{type(error).__name__}: {error}"
-
-
-def _shard_start(num_rows: int, num_shards: int, index: int) -> int:
-    """First row of ``Dataset.shard(num_shards, index, contiguous=True)``."""
-    div, mod = divmod(num_rows, num_shards)
-    return div * index + min(index, mod)
 
 
 def _add_note(error: BaseException, note: str) -> None:
@@ -125,48 +77,42 @@ def _add_note(error: BaseException, note: str) -> None:
         error.add_note(note)
 
 
-def shard_over_processes(fn):
-    """Decorate ``fn(dataset, *args, **kwargs) -> dataset_with_new_columns`` to split the work over processes.
+def run_on_every_process(work, state, *, what: str, where: str | None = None):
+    """``work()`` on this process, then a barrier that also tells every process whether any failed.
 
-    With one process, for anything but a ``datasets.Dataset`` (e.g. a ``DatasetDict``), or when called from inside
-    another sharded call, ``fn`` runs unchanged. With several processes, process ``i`` runs ``fn`` on
-    ``dataset.shard(n, i, contiguous=True)``; the columns ``fn`` added are all-gathered as Arrow tables, concatenated
-    in process order (which is the original row order, as the shards are contiguous) and appended to ``dataset``, so
-    every process returns exactly the single-process rows in the original order. Each shard keeps its own
-    ``Dataset.map`` fingerprint, so shard caches never pose as the full result. Put the model on
-    ``PartialState().device`` of each process (``label_dataset`` does by default); write the result only once
-    (from the main process).
-
-    If ``fn`` fails on one process, every process raises (no process is left waiting in the gather): the failing
-    one re-raises its error with a note giving the rows its shard covered, the others a ``RuntimeError`` naming it.
+    Only one short line per process travels (its error, or ``None``), never data: the results stay where ``work``
+    put them (files on a disk every process reads). If ``work`` fails on one process, every process raises, none is
+    left waiting: the failing one re-raises its error with ``where`` as a note (e.g. the rows it handled), the
+    others a ``RuntimeError`` naming it (``what failed on process i: ...``). One process: ``work()`` as it is.
     """
+    if state.num_processes <= 1:
+        return work()
+    from accelerate.utils import gather_object
 
-    @functools.wraps(fn)
-    def wrapper(dataset, *args, **kwargs):
-        from datasets import Dataset
+    error, result = None, None
+    try:
+        result = work()
+    except Exception as err:  # every process must learn of it, or the others would wait at the barrier forever
+        error = err
+    failures = [f for f in gather_object([(state.process_index, _describe(error))]) if f[1] is not None]
+    if error is not None:
+        if where:
+            _add_note(error, f"(process {state.process_index} of {state.num_processes} {where})")
+        raise error
+    if failures:
+        raise RuntimeError(f"{what} failed on process {failures[0][0]}: {failures[0][1]}")
+    return result
 
-        state = process_state() if not _INSIDE_SHARD and isinstance(dataset, Dataset) else None
-        if state is None or state.num_processes <= 1:
-            return fn(dataset, *args, **kwargs)
-        n, i = state.num_processes, state.process_index
-        shard = dataset.shard(num_shards=n, index=i, contiguous=True)
-        error = None
-        with _inside_shard():
-            try:
-                result = fn(shard, *args, **kwargs)
-            except Exception as err:  # every process must learn of it, or the others wait in the gather forever
-                result, error = None, err
-        failures = [f for f in state_gather_object([(i, _describe(error))], state) if f[1] is not None]
-        if error is not None:
-            start = _shard_start(len(dataset), n, i)
-            _add_note(error, f"(process {i} of {n} handled rows {start}..{start + len(shard) - 1} of the dataset; "
-                             f"row numbers above count from {start})")
-            raise error
-        if failures:
-            raise RuntimeError(f"{fn.__name__} failed on process {failures[0][0]}: {failures[0][1]}")
-        return _gather_new_columns(dataset, result, state)
 
-    return wrapper
+def broadcast_from_main(obj, state):
+    """The main process's ``obj`` (small and picklable, e.g. a folder name) on every process."""
+    if state.num_processes <= 1:
+        return obj
+    from accelerate.utils import broadcast_object_list
+
+    box = [obj if state.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
 
 
 # -- metrics -------------------------------------------------------------------------------------------------------

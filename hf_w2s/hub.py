@@ -242,7 +242,7 @@ def render_student_card(  # long: one keyword argument per field of the card's t
 # -- weak labels: the dataset card and the push --------------------------------------------------------------------
 
 
-def weak_labels_card(
+def weak_labels_card(  # long: one keyword argument per field of the card, and its docstring
     dataset,
     repo_id: str,
     *,
@@ -250,20 +250,25 @@ def weak_labels_card(
     weak_model_revision: str | None = None,
     source_dataset: str | None = None,
     source_split: str | None = None,
+    source_revision: str | None = None,
     label_column: str | None = None,
     logits_column: str = "weak_logits",
     command: str | None = None,
+    shards: list[dict] | None = None,
 ):
     """The ``DatasetCard`` of a weak-label dataset, rendered from ``model_cards/weak_labels.md``.
 
     Its YAML header carries ``weak_model``, ``weak_model_revision``, ``weak_model_sha256``, ``label_names``,
-    ``weak_accuracy``, ``source_datasets``, tags and the task category.
+    ``weak_accuracy``, ``weak_logits_storage`` (``float32``, ``float16`` or ``topK``), ``source_datasets``,
+    ``source_revision``, tags and the task category.
 
     Args:
         weak_model: a :class:`~hf_w2s.WeakModel` from ``load_weak_model`` (its Hub id, commit and a sha256 of its
             weights are recorded), an in-memory model (its ``_name_or_path`` and weights hash), or a Hub id string
             (with ``weak_model_revision``).
-        source_dataset, source_split: where the images came from.
+        source_dataset, source_split, source_revision: where the images came from (a stream's revision: the Hub
+            commit it read).
+        shards: the Parquet files of the data, ``[{"file": "data/...", "rows": n}, ...]``, named in the card.
         command: the exact command that reproduces the labels (the ``hf-w2s label`` CLI passes its own). By default
             it is built when the weak model has a Hub revision and ``source_dataset`` is given.
     """
@@ -271,6 +276,7 @@ def weak_labels_card(
     from huggingface_hub import DatasetCard, DatasetCardData
 
     from . import __version__
+    from .data.logit_storage import LogitStorage, storage_of
     from .data.weak_labels import (
         WEAK_LABEL_COLUMN,
         WeakModel,
@@ -298,10 +304,12 @@ def weak_labels_card(
             dataset, repo_id, weak_model=weak_model, weak_model_revision=weak_model_revision,
             source_dataset=source_dataset, source_split=source_split, logits_column=logits_column,
         )
+    storage = storage_of(dataset.features.get(logits_column)) or LogitStorage("float32")
     data = {"tags": CARD_TAGS, "task_categories": ["image-classification"], "weak_model": weak_model,
             "weak_model_revision": weak_model_revision, "weak_model_sha256": sha, "label_names": names,
             "weak_accuracy": None if accuracy is None else round(accuracy, 6),
-            "source_datasets": [source_dataset] if source_dataset else None}
+            "weak_logits_storage": storage.name, "source_datasets": [source_dataset] if source_dataset else None,
+            "source_revision": source_revision}
     card_data = DatasetCardData(**{k: v for k, v in data.items() if v is not None})
     return _clean(DatasetCard.from_template(
         card_data,
@@ -314,6 +322,9 @@ def weak_labels_card(
         logits_column=logits_column,
         source_dataset=source_dataset,
         source_split=source_split,
+        source_revision=source_revision,
+        storage_desc=storage.describe(),
+        shards=shards or [],
         num_examples=len(dataset),
         command=command,
         id2label={i: n for i, n in enumerate(names)},
@@ -360,7 +371,83 @@ def _keep_local_copy(dataset, local_dir: str | None) -> str | None:
     return str(path)
 
 
-def push_weak_labels(
+def _shard_files(dataset, split: str, max_shard_size, shards_dir):
+    """``(path in repo, rows, write(local path) or None)`` per shard: the Parquet files already in ``shards_dir``
+    (a streaming labelling's output: pushed as they are), else the dataset's contiguous shards of about
+    ``max_shard_size`` bytes (written when their commit comes)."""
+    from .data.parquet_shards import parquet_rows, plan_shards, shard_path, write_parquet
+    from .data.stream_shards import shard_files
+
+    if shards_dir is not None:
+        files = shard_files(shards_dir, split)
+        if not files:
+            raise ValueError(f"shards_dir {str(shards_dir)!r} holds no Parquet shards data/{split}-*.parquet")
+        return [(f"data/{Path(f).name}", parquet_rows(f), None, f) for f in files]
+    plan = plan_shards(dataset, max_shard_size)
+    return [(shard_path(split, i, len(plan)), len(rows), lambda path, rows=rows: write_parquet(dataset.select(rows),
+                                                                                               path), None)
+            for i, rows in enumerate(plan)]
+
+
+def _upload_shards(api, repo_id: str, shards: list, per_commit: int, message: str) -> int:
+    """Commit the shards in groups of ``per_commit`` (one ``create_commit`` each); returns the bytes uploaded.
+
+    Resumable as ``huggingface_hub`` makes any commit: a file already in the repo with the same content is dropped
+    from its commit (``preupload`` reports its sha256), and a blob the server already holds (uploaded before a
+    commit failed) is not sent again (the LFS batch API asks for no upload); a group with nothing new makes no
+    commit."""
+    import tempfile
+
+    from huggingface_hub import CommitOperationAdd
+
+    sent = 0
+    for first in range(0, len(shards), per_commit):
+        group = shards[first:first + per_commit]
+        with tempfile.TemporaryDirectory(prefix="hf_w2s-shards-") as staging:
+            additions = []
+            for path_in_repo, _, write, local in group:
+                if local is None:
+                    local = str(Path(staging) / Path(path_in_repo).name)
+                    write(local)
+                sent += Path(local).stat().st_size
+                additions.append(CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=local))
+            last = first + len(group)
+            api.create_commit(repo_id, operations=additions, repo_type="dataset",
+                              commit_message=f"{message} (shards {first + 1}-{last} of {len(shards)})")
+    return sent
+
+
+def card_data_files(card, dataset, split: str, uploaded: int) -> None:
+    """What ``Dataset.push_to_hub`` writes into a dataset card, so that ``load_dataset(repo)`` reads the shards with
+    their features: the ``configs`` (``data/SPLIT-*``) and the ``dataset_info``."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+
+    size = dataset._estimate_nbytes() or 0
+    splits = SplitDict()
+    splits.add(SplitInfo(name=split, num_bytes=size, num_examples=len(dataset)))
+    info = DatasetInfo(features=dataset.features, splits=splits, download_size=uploaded, dataset_size=size)
+    DatasetInfosDict({"default": info}).to_dataset_card_data(card.data)
+    MetadataConfigs({"default": {"data_files": [{"split": split, "path": f"data/{split}-*"}]}}).to_dataset_card_data(
+        card.data)
+
+
+def _stale_shards(api, repo_id: str, split: str, keep: set[str]) -> list:
+    """Deletions of the repo's ``data/SPLIT-*`` files that the new shards do not replace (an earlier push)."""
+    from huggingface_hub import CommitOperationDelete
+    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.hf_api import RepoFile
+
+    try:
+        entries = list(api.list_repo_tree(repo_id, path_in_repo="data", repo_type="dataset"))
+    except EntryNotFoundError:
+        return []
+    return [CommitOperationDelete(path_in_repo=e.path) for e in entries if isinstance(e, RepoFile)
+            and fnmatch.fnmatch(e.path, f"data/{split}-*") and e.path not in keep]
+
+
+def push_weak_labels(  # long: the docstring is a third of it
     dataset,
     repo_id: str,
     *,
@@ -369,48 +456,64 @@ def push_weak_labels(
     private: bool | None = None,
     token: str | None = None,
     commit_message: str | None = None,
+    max_shard_size: int | str = "500MB",
+    shards_per_commit: int = 50,
+    shards_dir: str | os.PathLike | None = None,
     **card_kwargs,
 ):
-    """Push a weak-label dataset with ``Dataset.push_to_hub`` and a dataset card from ``model_cards/``.
+    """Push a weak-label dataset as Parquet shards of bounded size, with a dataset card from ``model_cards/``.
 
     Args:
         local_dir: a ``save_to_disk`` copy is written there before pushing (an existing copy of this very dataset is
             reused; anything else there is never overwritten). Without it, a copy is saved to a new temporary
             directory only if the push fails.
+        max_shard_size: the size of each Parquet shard (``data/SPLIT-INDEX-of-COUNT.parquet``), as
+            ``Dataset.push_to_hub`` splits a dataset.
+        shards_per_commit: the shards go up in several commits of this many shards (then the card, in a commit of
+            its own). A push that failed is resumed by calling it again: the shards already committed are not
+            uploaded again, nor those whose upload finished before their commit failed.
+        shards_dir: a folder with this dataset's Parquet shards in ``data/`` (the ``output_dir`` of a streaming
+            :func:`~hf_w2s.label_dataset`): they are pushed as they are, and are the local copy.
         card_kwargs: what the card records — ``weak_model``, ``weak_model_revision``, ``source_dataset``,
-            ``source_split``, ``label_column``, ``logits_column``, ``command`` (see :func:`weak_labels_card`).
+            ``source_split``, ``source_revision``, ``label_column``, ``logits_column``, ``command`` (see
+            :func:`weak_labels_card`).
 
-    The card is rendered before anything is uploaded (bad arguments fail early); after the data push it keeps the
-    metadata ``Dataset.push_to_hub`` wrote (``configs``, ``dataset_info``). Returns the ``CommitInfo`` of the card
-    commit. Raises :class:`WeakLabelsPushError` naming the step that failed and the directory holding the local copy.
+    The card is rendered before anything is uploaded (bad arguments fail early). Earlier ``data/SPLIT-*`` files that
+    the new shards do not replace are deleted with the card's commit. Returns the ``CommitInfo`` of the card commit.
+    Raises :class:`WeakLabelsPushError` naming the step that failed and the directory holding the local copy.
     """
-    from huggingface_hub import DatasetCard
+    from huggingface_hub import CommitOperationAdd, HfApi
 
     logits_column = card_kwargs.get("logits_column", "weak_logits")
     if logits_column not in dataset.column_names:
         raise ValueError(f"the dataset has no {logits_column!r} column: label it with hf_w2s.label_dataset first")
-    card = weak_labels_card(dataset, repo_id, **card_kwargs)
-    kept = _keep_local_copy(dataset, local_dir)
+    if not isinstance(shards_per_commit, int) or shards_per_commit < 1:
+        raise ValueError(f"shards_per_commit must be an integer >= 1, got {shards_per_commit!r}")
+    shards = _shard_files(dataset, split, max_shard_size, shards_dir)
+    card = weak_labels_card(dataset, repo_id, shards=[{"file": s[0], "rows": s[1]} for s in shards], **card_kwargs)
+    kept = str(shards_dir) if shards_dir is not None else _keep_local_copy(dataset, local_dir)
     step = "pushing the data"
     try:
         with redacted([token]):
-            dataset.push_to_hub(
-                repo_id, split=split, private=private, token=token,
-                commit_message=commit_message or "Upload weak labels (hf_w2s)",
-            )
+            api = HfApi(token=token)
+            repo_id = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True).repo_id
+            uploaded = _upload_shards(api, repo_id, shards, shards_per_commit,
+                                      commit_message or "Upload weak labels (hf_w2s)")
             step = "pushing the dataset card"
-            for key, value in DatasetCard.load(repo_id, repo_type="dataset", token=token).data.to_dict().items():
-                if card.data.get(key) is None:
-                    card.data[key] = value
-            return card.push_to_hub(repo_id, repo_type="dataset", token=token,
-                                    commit_message="Weak-label dataset card")
+            card_data_files(card, dataset, split, uploaded)
+            stale = _stale_shards(api, repo_id, split, {s[0] for s in shards})
+            readme = CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(_clean(card)).encode())
+            return api.create_commit(repo_id, operations=[readme, *stale], repo_type="dataset",
+                                     commit_message="Weak-label dataset card")
     except Exception as err:
         if kept is None:
             kept = tempfile.mkdtemp(prefix="hf_w2s-weak-labels-")
             dataset.save_to_disk(kept)
+        how = "its Parquet shards: datasets.load_dataset" if shards_dir is not None else "datasets.load_from_disk"
         raise WeakLabelsPushError(
             redact(f"push of weak labels to {repo_id!r} failed while {step}: {type(err).__name__}: {err}. The "
-                   f"labelled dataset is kept at {kept!r} (datasets.load_from_disk); push it again from there."),
+                   f"labelled dataset is kept at {kept!r} ({how}); push it again from there: the shards already on "
+                   "the Hub are not uploaded again."),
             kept,
         ) from None
 

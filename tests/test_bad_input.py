@@ -703,11 +703,37 @@ def test_streaming_training(tmp_path):
     assert t.state.global_step == 2
 
 
-def test_streaming_labelling():
+def test_streaming_labelling(tmp_path):
     from hf_w2s.data.weak_labels import label_dataset
 
+    weak = student(seed=1)
+    stream = dataset(weak_logits=False).to_iterable_dataset()
     with raises("streaming-labelling"):
-        label_dataset(dataset(weak_logits=False).to_iterable_dataset(), student(seed=1), processor(1))
+        label_dataset(stream, weak, processor(1))
+    out = label_dataset(stream, weak, processor(1), output_dir=str(tmp_path / "s"), shard_size=4)
+    assert len(out) == 6 and len(list((tmp_path / "s" / "data").glob("*.parquet"))) == 2  # legitimate with a folder
+
+
+def test_stream_output_other(tmp_path):
+    from hf_w2s.data.weak_labels import label_dataset
+
+    weak = student(seed=1)
+    stream = dataset(weak_logits=False).to_iterable_dataset()
+    label_dataset(stream, weak, processor(1), output_dir=str(tmp_path / "s"), shard_size=4)
+    other = student(seed=2)
+    with raises("stream-output-other"):
+        label_dataset(stream, other, processor(1), output_dir=str(tmp_path / "s"), shard_size=4)
+
+
+def test_logits_storage(tmp_path):
+    from hf_w2s.data.weak_labels import label_dataset
+    from hf_w2s.scripts.label import parse_args
+
+    weak = student(seed=1)
+    with raises("logits-storage"):
+        label_dataset(dataset(weak_logits=False), weak, processor(1), logits_storage="int8")
+    with raises("logits-storage"):
+        parse_args(["--weak-model", "w", "--dataset", "d", "--output", str(tmp_path / "o"), "--logits-storage", "int8"])
 
 
 def test_missing_local_path(tmp_path, capsys, no_compute):

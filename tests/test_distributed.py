@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,17 +100,53 @@ def test_labelling_with_two_processes_matches_one_process_in_order(dist_run):
     _, results = dist_run
     ref = dist_worker.label(dist_worker.label_data())
     assert results["columns"] == ref.column_names
-    assert len(results["weak_label"]) == dist_worker.N_LABEL == 11  # shards of 6 and 5
+    assert len(results["weak_label"]) == dist_worker.N_LABEL == 11  # parts of 6 and 5
     assert results["weak_label"] == list(ref["weak_label"])
-    torch.testing.assert_close(
-        torch.tensor(results["weak_logits"]), torch.from_numpy(dist_worker_logits(ref)),
-        rtol=0, atol=1e-6,
-    )
+    # the same batches on one process and on two (LABEL_BATCH divides the first part): the very same floats
+    np.testing.assert_array_equal(np.asarray(results["weak_logits"], np.float32), dist_worker_logits(ref))
+
+
+def test_two_processes_write_parts_to_disk_with_one_process_fingerprint_and_cache(dist_run):
+    """Each process wrote its part to a cache file (no gather); both processes opened the same result, with the
+    fingerprint of one process; labelling again ran no forward pass; one process here reads the same cache."""
+    out, results = dist_run
+    saved = results["saved"]
+    assert [p["calls"] for p in saved] == [[3, 0], [3, 0]]  # 6 and 5 rows in batches of 2, then the cache
+    parts = [f"_{r:05d}_of_00002.arrow" for r in range(2)]
+    for seen in saved:
+        assert len(seen["cache_files"]) == 2 and all(f.endswith(p) for f, p in zip(seen["cache_files"], parts))
+        assert seen["fingerprints"][0] == seen["fingerprints"][1] == saved[0]["fingerprints"][0]
+        assert seen["logits"] == saved[0]["logits"]
+    from datasets import load_from_disk
+
+    model = dist_worker.weak_model()
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    here = dist_worker.label(load_from_disk(str(out / "label_ds")), model)
+    assert calls == [] and here._fingerprint == saved[0]["fingerprints"][0]  # the two processes' files, as cache
+    fresh = dist_worker.label(dist_worker.label_data())  # computed on one process, from the same images
+    np.testing.assert_array_equal(dist_worker_logits(here), dist_worker_logits(fresh))
+    np.testing.assert_array_equal(np.asarray(saved[0]["logits"], np.float32), dist_worker_logits(fresh))
+
+
+def test_a_stream_is_labelled_by_two_processes_in_disjoint_shards(dist_run):
+    out, results = dist_run
+    from datasets import load_dataset
+
+    files = sorted(p.name for p in (out / "stream" / "data").glob("*.parquet"))
+    # the stream's two data shards (rows 0-5, 6-10) went one to each process, in shards of 2 rows
+    assert files == [f"train-00000-of-00002-{i:05d}.parquet" for i in range(3)] + [
+        f"train-00001-of-00002-{i:05d}.parquet" for i in range(3)]
+    assert results["streamed_rows"] == [11, 11]  # every process returned the whole labelled set
+    by_process = [load_dataset("parquet", data_files=str(out / "stream" / "data" / f"train-{r:05d}-*.parquet"),
+                               split="train") for r in range(2)]
+    assert by_process[0]["id"] == list(range(6)) and by_process[1]["id"] == list(range(6, 11))
+    ref = dist_worker.label(dist_worker.label_data())
+    streamed = np.concatenate([dist_worker_logits(d) for d in by_process])
+    np.testing.assert_array_equal(streamed, dist_worker_logits(ref))
 
 
 def dist_worker_logits(ds):
-    import numpy as np
-
     return np.stack(ds.with_format("numpy")["weak_logits"]).astype(np.float32)
 
 
@@ -117,12 +154,12 @@ def test_a_labelling_error_in_one_shard_reaches_every_process_with_global_rows(d
     out, _ = dist_run
     failing = (out / "broken-rank1.txt").read_text()
     other = (out / "broken-rank0.txt").read_text()
-    # the process whose shard (rows 3..5) holds the bad image: label_dataset's own message, shard-relative row 1,
-    # and a note that maps it to the dataset's row numbers
-    assert "cannot decode the image in column 'image'" in failing and failing.startswith("ValueError: row 1:")
-    assert "(process 1 of 2 handled rows 3..5 of the dataset; row numbers above count from 3)" in failing
-    # the other process does not hang in the gather: it raises too, naming the failing process
-    assert other.startswith("RuntimeError: label_dataset failed on process 1: ValueError: row 1:")
+    # the process whose part (rows 3..5) holds the bad image: label_dataset's own message with the dataset's row
+    # number, and a note naming the rows the process handled
+    assert "cannot decode the image in column 'image'" in failing and failing.startswith("ValueError: row 4:")
+    assert "(process 1 of 2 handled rows 3..5 of the dataset)" in failing
+    # the other process does not hang at the barrier: it raises too, naming the failing process
+    assert other.startswith("RuntimeError: label_dataset failed on process 1: ValueError: row 4:")
 
 
 # -- single-process pieces ------------------------------------------------------------------------------------------

@@ -14,9 +14,13 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from datasets import load_from_disk
+from huggingface_hub import DatasetCard
+from testing_utils import run_cli
 
 from hf_w2s.data.images import pixel_values_from_images
 from hf_w2s.data.packaged import load_sklearn_digits
@@ -67,7 +71,8 @@ def pull(repo):
     card = DatasetCard.load(repo, repo_type="dataset")
     return ds, {
         "weak_logits": list(ds["weak_logits"]), "weak_label": list(ds["weak_label"]),
-        "weak_confidence": list(ds["weak_confidence"]), "label": list(ds["label"]), "names": ds.features["weak_label"].names,
+        "weak_confidence": list(ds["weak_confidence"]), "label": list(ds["label"]),
+        "names": ds.features["weak_label"].names,
         "images": [hashlib.sha256(np.asarray(im).tobytes()).hexdigest() for im in ds["image"]],
         "card_data": card.data.to_dict(), "card_text": card.text,
     }
@@ -98,15 +103,20 @@ def train_student(repo, ds, output_dir):
 '''
 
 
+#: the resumable push: the labelled 200 rows in 4 Parquet shards, one commit each, then the card
+PUSH_SHARDS = 4
+
+
 @pytest.fixture(scope="module")
 def pushed(local_hub, assets, tmp_path_factory):
     """One client process: publish a weak model and an image dataset, label (twice: the second run is cached), push
-    the weak labels, then push them again to a repo whose server fails mid-way."""
+    the weak labels, then push them in 4 shards to a repo whose server fails the second commit, and push again."""
     repos = {name: local_hub.new_repo_id(name) for name in ("weak-linear", "digits", "weak-labels", "broken")}
     kept = tmp_path_factory.mktemp("kept") / "copy"
-    # the server fails every commit to the "broken" repo after the first: the data lands, the card does not
-    rule = local_hub.fail("POST", f"/api/datasets/{repos['broken']}/commit/main", status=503,
-                          message="the local hub is down for maintenance", after=1)
+    commit_path = f"/api/datasets/{repos['broken']}/commit/main"
+    # the server fails the second commit to the "broken" repo, once: the first shard lands, the second does not
+    rule = local_hub.fail("POST", commit_path, status=503, message="the local hub is down for maintenance", after=1,
+                          times=1)
     try:
         run = local_hub.run_python(f'''
             from datasets import load_from_disk
@@ -127,12 +137,16 @@ def pushed(local_hub, assets, tmp_path_factory):
             again = label_dataset(load_image_dataset("{repos['digits']}"), weak, batch_size=50)
             push_weak_labels(labelled, "{repos['weak-labels']}", weak_model=weak, source_dataset="{repos['digits']}",
                              source_split="train", local_dir="{kept}")
+            in_shards = dict(weak_model=weak, max_shard_size=labelled._estimate_nbytes() // {PUSH_SHARDS - 1},
+                             shards_per_commit=1)
             try:
-                push_weak_labels(labelled, "{repos['broken']}", weak_model=weak)
+                push_weak_labels(labelled, "{repos['broken']}", **in_shards)
                 failure = None
             except WeakLabelsPushError as err:
                 failure = {{"message": str(err), "local_dir": err.local_dir,
                             "kept_logits": list(load_from_disk(err.local_dir)["weak_logits"])}}
+            emit({{"resuming": True}})
+            push_weak_labels(labelled, "{repos['broken']}", **in_shards)  # the same call again: it resumes
             emit({{
                 "first": first, "second": len(calls) - first, "same": again._fingerprint == labelled._fingerprint,
                 "identity": weak.identity, "accuracy": weak_label_accuracy(labelled),
@@ -142,8 +156,9 @@ def pushed(local_hub, assets, tmp_path_factory):
         ''')
     finally:
         local_hub.faults.remove(rule)
-    assert rule["seen"] >= 2  # the data commit went through, the card commit was refused
-    return {"repos": repos, "kept": kept, "out": run.result}
+    assert rule["failed"] == 1
+    return {"repos": repos, "kept": kept, "out": run.result, "requests": list(local_hub.requests),
+            "commit_path": commit_path}
 
 
 def test_label_cache_push_load_train(local_hub, assets, pushed, tmp_path):
@@ -193,23 +208,39 @@ def test_label_cache_push_load_train(local_hub, assets, pushed, tmp_path):
     assert np.isfinite(student["train_loss"])
 
 
-def test_push_failing_midway_keeps_a_local_copy(local_hub, pushed):
-    out = pushed["out"]
+def test_a_push_failing_midway_resumes_without_uploading_its_shards_again(local_hub, pushed):
+    """4 shards, one commit each: the second commit fails (503), the push raises with a local copy; the same call
+    again uploads only the shards the failed push never sent and commits those not committed, then the card."""
+    out, repo = pushed["out"], pushed["repos"]["broken"]
     failure = out["failure"]
-    assert failure is not None and "while pushing the dataset card" in failure["message"]
-    assert failure["local_dir"] in failure["message"] and "503" in failure["message"]
-    assert failure["kept_logits"] == out["weak_logits"]
-    files = local_hub.files(pushed["repos"]["broken"], "dataset")
-    assert "README.md" in files and any(p.endswith(".parquet") for p in files)  # the data landed, the card did not
-    assert b"weak_model" not in local_hub.file_bytes(pushed["repos"]["broken"], "README.md", "dataset")
+    assert failure is not None and "while pushing the data" in failure["message"] and "503" in failure["message"]
+    assert failure["local_dir"] in failure["message"] and failure["kept_logits"] == out["weak_logits"]
+
+    start = next(i for i, r in enumerate(pushed["requests"]) if repo in r[1])  # the client pushes one thing at a time
+    requests = [r for r in pushed["requests"][start:] if repo in r[1] or r[1].startswith("/lfs-upload/")]
+    commits = [(i, status) for i, (method, path, status) in enumerate(requests)
+               if method == "POST" and path.startswith(pushed["commit_path"])]
+    failed = next(i for i, status in commits if status == 503)
+    puts = [(i, path.split("?")[0]) for i, (method, path, _) in enumerate(requests) if method == "PUT"]
+    before = {path for i, path in puts if i < failed}
+    after = [path for i, path in puts if i > failed]
+    # the failed push sent shards 1 and 2 (the second one's commit failed); the resumed push sent only 3 and 4
+    assert len(before) == 2 and len(after) == PUSH_SHARDS - 2 and not before & set(after)
+    # commits: shard 1, (shard 2: failed) | shard 2, shard 3, shard 4, the card — shard 1 was not committed again
+    assert [status for _, status in commits] == [200, 503] + [200] * (PUSH_SHARDS - 1 + 1)
+
+    files = local_hub.files(repo, "dataset")
+    shards = sorted(p for p in files if p.endswith(".parquet"))
+    assert shards == [f"data/train-{i:05d}-of-{PUSH_SHARDS:05d}.parquet" for i in range(PUSH_SHARDS)]
+    card = DatasetCard(local_hub.file_bytes(repo, "README.md", "dataset").decode())
+    assert card.data.weak_logits_storage == "float32" and card.data.configs
+    assert all(f"`{s}` (" in card.text for s in shards)  # the card names the shards
+    tables = [pq.read_table(pa.BufferReader(local_hub.file_bytes(repo, s, "dataset"))) for s in shards]
+    assert [x for t in tables for x in t.column("weak_logits").to_pylist()] == out["weak_logits"]
 
 
 def test_cli_from_the_shell(local_hub, assets, pushed, tmp_path):
     """``hf-w2s label`` with a Hub weak model and a save_to_disk dataset; what lands on the Hub is read back here."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from huggingface_hub import DatasetCard
-
     weak_repo = pushed["repos"]["weak-linear"]
     labels_repo = local_hub.new_repo_id("cli-weak-labels")
     hf_home = tmp_path / "hf_home"
@@ -250,3 +281,29 @@ def test_cli_from_the_shell(local_hub, assets, pushed, tmp_path):
     assert denied_run.returncode == 1, denied_stderr
     assert f"kept at {str(out2)!r}" in denied_stderr and "403" in denied_stderr
     assert list(load_from_disk(str(out2))["weak_logits"]) == list(local["weak_logits"])
+
+
+def test_cli_streams_a_hub_dataset_and_pushes_its_shards_as_they_are(local_hub, hub_token, pushed, tmp_path, capsys):
+    """``hf-w2s label --streaming`` on the Hub dataset: Parquet shards of 64 rows written into --output as they
+    complete, a card naming them and the commit the stream read, pushed as they are; the labels are those of the
+    map-style labelling (the same batches of 64)."""
+    repos = pushed["repos"]
+    labels_repo = local_hub.new_repo_id("streamed-weak-labels")
+    out = tmp_path / "streamed"
+    code, _, err = run_cli(["label", "--weak-model", repos["weak-linear"], "--dataset", repos["digits"],
+                            "--streaming", "--shard-size", "64", "--batch-size", "64", "--output", str(out),
+                            "--push-to-hub", labels_repo], capsys)
+    assert code == 0, err[-3000:]
+    names = [f"train-00000-of-00001-{i:05d}.parquet" for i in range(4)]  # 64, 64, 64 and 8 rows
+    assert sorted(p.name for p in (out / "data").iterdir()) == names
+    digits_sha = local_hub.head(repos["digits"], "dataset")
+    remote = local_hub.files(labels_repo, "dataset")
+    for text in ((out / "README.md").read_text(), local_hub.file_bytes(labels_repo, "README.md", "dataset").decode()):
+        card = DatasetCard(text)
+        assert card.data.source_revision == digits_sha and card.data.source_datasets == [repos["digits"]]
+        assert card.data.weak_logits_storage == "float32" and f"revision `{digits_sha}`" in card.text
+        assert all(f"`data/{n}` ({r} rows)" in card.text for n, r in zip(names, (64, 64, 64, 8)))
+    for name in names:  # pushed as they are: the same bytes
+        assert remote[f"data/{name}"]["sha256"] == hashlib.sha256((out / "data" / name).read_bytes()).hexdigest()
+    tables = [pq.read_table(out / "data" / n) for n in names]
+    assert [x for t in tables for x in t.column("weak_logits").to_pylist()] == pushed["out"]["weak_logits"]

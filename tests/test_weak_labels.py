@@ -13,17 +13,17 @@ import torch
 import yaml
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_from_disk
 from PIL import Image as PILImage
+from scripts.tiny_data import weak_model_with_dropout_and_batch_norm
 
 from hf_w2s import label_dataset, load_weak_model, weak_label_accuracy
-from hf_w2s.data.images import pixel_values_from_images
-from hf_w2s.data.packaged import load_sklearn_digits
-from hf_w2s.data.loading import load_image_dataset
-from hf_w2s.data.weak_labels import align_to_model as resolve_train_dataset
 from hf_w2s.cli import main as cli_main
-from hf_w2s.scripts.label import LabelConfig, parse_args
-from hf_w2s.modeling import build_model, tiny_image_processor
+from hf_w2s.data.images import pixel_values_from_images
+from hf_w2s.data.loading import load_image_dataset
+from hf_w2s.data.packaged import load_sklearn_digits
+from hf_w2s.data.weak_labels import align_to_model as resolve_train_dataset
 from hf_w2s.data.weak_labels import align_weak_labels, model_identity, weak_logits_array
-from scripts.tiny_data import weak_model_with_dropout_and_batch_norm
+from hf_w2s.modeling import build_model, tiny_image_processor
+from hf_w2s.scripts.label import LabelConfig, parse_args
 
 NAMES = [str(i) for i in range(10)]
 N = 48

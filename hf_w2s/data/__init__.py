@@ -1,6 +1,7 @@
 """The data side: one dataset loader, packaged offline data, seeded splits, weak labels as ``datasets`` columns,
 label noise, and several supervisors' labels of the same rows."""
 
+from .batch_columns import map_batches_to_columns
 from .loading import PACKAGED_PREFIX, column_array, load_image_dataset, open_dataset
 from .multi_weak import label_dataset_multi, merge_weak_label_datasets
 from .noise import add_noisy_labels, corrupt_labels, noisy_weak_logits
@@ -21,6 +22,7 @@ __all__ = [
     "load_image_dataset",
     "load_packaged",
     "load_weak_model",
+    "map_batches_to_columns",
     "merge_weak_label_datasets",
     "noisy_weak_logits",
     "open_dataset",

@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+from .logit_storage import full_width_arrow
+
 __all__ = ["LABEL_COLUMNS", "check_dataset", "check_images", "check_labels", "check_weak_logits",
            "missing_column_error"]
 
@@ -49,6 +51,7 @@ def check_weak_logits(
     n_null, null_rows, widths, bad_rows, n_bad = 0, [], set(), [], 0
     wrong_width_rows = []
     for offset, col in _arrow_batches(dataset, column):
+        col = full_width_arrow(col)  # float16 / top-k weak logits are checked at full width
         value_type = getattr(col.type, "value_type", None)
         if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
                 or pa.types.is_fixed_size_list(col.type)) or not (

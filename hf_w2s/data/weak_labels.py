@@ -3,7 +3,9 @@
 The labels are computed once through ``Dataset.map`` under a fingerprint built on purpose from what determines them
 (the input dataset's fingerprint, the weak model's identity, the image processor's config and the labelling
 parameters), so re-running is read from the ``datasets`` cache and a different weak model or preprocessing never
-reuses stale labels. Weak and target label spaces are matched by ``id2label`` *names*.
+reuses stale labels. Weak and target label spaces are matched by ``id2label`` *names*. The writing — to disk, split
+over processes, or from a stream into resumable Parquet shards — is :func:`hf_w2s.data.batch_columns.
+map_batches_to_columns`'s; the logits are stored as float32, float16 or top-k (:mod:`hf_w2s.data.logit_storage`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, List, Value, concatenate_datasets
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, IterableDatasetDict, Value
 from datasets.fingerprint import Hasher
 
-from ..distributed import shard_over_processes
 from ..labels import is_generic, label_permutation, names_of
+from .batch_columns import map_batches_to_columns
 from .images import decode_image, pixel_values_from_images
-from .loading import cache_file_name, column_array, is_streaming, streaming_error, without_indices
+from .loading import cache_file_name, column_array, is_streaming
+from .logit_storage import LogitStorage, full_width, storage_of
 
 logger = logging.getLogger(__name__)
 
@@ -183,13 +186,17 @@ def _check_image_column(dataset: Dataset, image_column: str) -> Image:
     return feature
 
 
-def labelling_fingerprint(dataset: Dataset, model_id: str, image_processor, **params: Any) -> str:
-    """The fingerprint of a labelled dataset: input fingerprint + weak model identity + processor + parameters.
+def labelling_fingerprint(dataset, model_id: str, image_processor, **params: Any) -> str:
+    """The fingerprint of a labelled dataset: input fingerprint (a stream's: its sources, features and split) + weak
+    model identity + processor + parameters.
 
-    Batch size and device are deliberately left out: they do not change the labels (beyond float noise).
+    Batch size, device and the number of processes are deliberately left out: they do not change the labels (beyond
+    float noise).
     """
+    from .stream_shards import stream_identity
+
     payload = {
-        "dataset": dataset._fingerprint,
+        "dataset": stream_identity(dataset) if is_streaming(dataset) else dataset._fingerprint,
         "model": model_id,
         "processor": processor_identity(image_processor),
         "version": LABELLING_VERSION,
@@ -222,9 +229,11 @@ def _label_order(dataset, model, label_column, label_names):
     return weak_names, target_names, (torch.as_tensor(perm) if perm is not None else None)
 
 
-def _batch_labeller(model, image_processor, image_column: str, decoder, index, device, logits_column: str):
+def _batch_labeller(model, image_processor, image_column: str, decoder, index, device, logits_column: str,
+                    storage: LogitStorage):
     """The batched map function: decode the images, run the weak model under ``inference_mode``, reorder its
-    logits to the target label order (``index``), refuse non-finite logits naming the rows."""
+    logits to the target label order (``index``), refuse non-finite logits naming the rows, store the logits in
+    ``storage``'s form (the label and confidence come from the full float32 logits)."""
 
     def _label(values, indices):
         images = [decode_image(v, i, image_column, decoder) for v, i in zip(values, indices)]
@@ -244,7 +253,7 @@ def _batch_labeller(model, image_processor, image_column: str, decoder, index, d
             )
         probs = torch.softmax(logits, -1)
         return {
-            logits_column: logits.numpy(),
+            logits_column: storage.encode(logits.numpy(), indices),
             WEAK_LABEL_COLUMN: logits.argmax(-1).numpy(),
             WEAK_CONFIDENCE_COLUMN: probs.max(-1).values.numpy(),
         }
@@ -252,9 +261,8 @@ def _batch_labeller(model, image_processor, image_column: str, decoder, index, d
     return _label
 
 
-@shard_over_processes  # multi-process hook (issue 6): each process labels a contiguous shard, gathered in order
 def label_dataset(  # long: a third of it is the docstring, one entry per argument
-    dataset: Dataset,
+    dataset,
     weak_model,
     image_processor=None,
     *,
@@ -266,11 +274,16 @@ def label_dataset(  # long: a third of it is the docstring, one entry per argume
     revision: str | None = None,
     device: str | torch.device | None = None,
     desc: str = "weak labels",
+    logits_storage: str = "float32",
+    top_k: int = 10,
+    output_dir: str | os.PathLike | None = None,
+    shard_size: int = 10_000,
 ) -> Dataset:
-    """Add ``weak_logits`` (float32, one per class), ``weak_label`` (argmax) and ``weak_confidence`` (max softmax).
+    """Add ``weak_logits`` (one per class), ``weak_label`` (argmax) and ``weak_confidence`` (max softmax).
 
     Args:
-        dataset: a ``datasets.Dataset`` with an ``Image`` column (a ``DatasetDict`` must be indexed by split first).
+        dataset: a ``datasets.Dataset`` with an ``Image`` column (a ``DatasetDict`` must be indexed by split first),
+            or a streaming ``IterableDataset`` (with ``output_dir``).
         weak_model: any ``AutoModelForImageClassification``: a Hub id, a local directory, an in-memory model, or a
             :class:`WeakModel` from :func:`load_weak_model`.
         image_processor: the weak model's image processor (loaded with the model when ``weak_model`` is a string).
@@ -284,29 +297,50 @@ def label_dataset(  # long: a third of it is the docstring, one entry per argume
         revision: the Hub revision when ``weak_model`` is a Hub id.
         device: where the weak model runs; defaults to the device Accelerate picks. The model is moved back to
             where it was afterwards.
+        logits_storage, top_k: how ``weak_logits`` is stored — ``"float32"`` (exact), ``"float16"`` or ``"topk"``
+            (the ``top_k`` largest logits, their class ids and the log-sum-exp of the rest); see
+            :mod:`hf_w2s.data.logit_storage`. The trainer reads every form as full-width logits.
+        output_dir, shard_size: for a stream — the folder its Parquet shards of ``shard_size`` rows are written to
+            (``output_dir/data/``, with the progress under ``output_dir/.hf_w2s/``); run again with the same folder,
+            an interrupted labelling resumes at its first missing shard.
 
-    The map runs batched under ``torch.inference_mode()`` with a progress bar. Its fingerprint is built from the
-    dataset's fingerprint, the weak model's identity (Hub commit when loaded here by id, otherwise a hash of its
-    weights and config), the processor's config and the labelling parameters, so re-running on a dataset backed by
-    files (loaded from the Hub, a folder or ``load_from_disk``) is read from the cache. An in-memory dataset has no
-    cache: persist it first. Non-finite weak logits raise a ``ValueError`` naming the rows; nothing is cached then.
+    The labels are computed batch by batch under ``torch.inference_mode()`` with a progress bar and written to disk
+    (:func:`hf_w2s.data.batch_columns.map_batches_to_columns`). Under ``torchrun`` / ``accelerate launch`` the rows
+    are split over the processes: each writes its part, and every process returns the same memory-mapped result, in
+    the original order, with the fingerprint of a one-process run (a stream: each process labels its own shards).
+    The fingerprint is built from the dataset's fingerprint, the weak model's identity (Hub commit when loaded here by
+    id, otherwise a hash of its weights and config), the processor's config and the labelling parameters, so
+    re-running on a dataset backed by files (loaded from the Hub, a folder or ``load_from_disk``) is read from the
+    cache. An in-memory dataset has no cache: persist it first. Non-finite weak logits raise a ``ValueError`` naming
+    the rows; nothing is cached then.
     """
-    if isinstance(dataset, DatasetDict):
+    if isinstance(dataset, (DatasetDict, IterableDatasetDict)):
         raise TypeError(f"label one split at a time, e.g. dataset['train'] (splits: {list(dataset)})")
-    if not isinstance(dataset, Dataset):
-        raise streaming_error("label_dataset") if is_streaming(dataset) else TypeError(
-            f"label_dataset needs a datasets.Dataset, got {type(dataset).__name__}")
+    streaming = is_streaming(dataset)
+    if not streaming and not isinstance(dataset, Dataset):
+        raise TypeError(f"label_dataset needs a datasets.Dataset or a streaming IterableDataset, got "
+                        f"{type(dataset).__name__}")
+    if streaming and output_dir is None:
+        raise ValueError("label_dataset of a streaming IterableDataset writes its labels as Parquet shards: pass "
+                         "output_dir= (a folder; run again with the same folder, an interrupted labelling resumes) "
+                         "and shard_size= (rows per shard).")
+    if streaming and dataset.features is None:
+        dataset = dataset._resolve_features()
     decoder = _check_image_column(dataset, image_column)
-    if len(dataset) == 0:
+    if not streaming and len(dataset) == 0:
         raise ValueError("the dataset is empty: there is nothing to label")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    storage = LogitStorage.of(logits_storage, top_k)
     label_column = find_label_column(dataset, label_column)
 
     model, identity, image_processor = _resolve_weak_model(weak_model, image_processor, revision)
     weak_names, target_names, index = _label_order(dataset, model, label_column, label_names)
+    storage.check_width(len(target_names))
+    stored = {} if storage.form == "float32" else {"storage": storage.name}  # float32 keeps earlier fingerprints
     fingerprint = labelling_fingerprint(dataset, identity, image_processor, image_column=image_column,
-                                        logits_column=logits_column, weak_names=weak_names, target_names=target_names)
+                                        logits_column=logits_column, weak_names=weak_names, target_names=target_names,
+                                        **stored)
 
     if device is None:
         from accelerate import PartialState
@@ -314,34 +348,20 @@ def label_dataset(  # long: a third of it is the docstring, one entry per argume
         device = PartialState().device
     home, was_training = next(model.parameters()).device, model.training
     model.eval()
-    _label = _batch_labeller(model, image_processor, image_column, decoder, index, device, logits_column)
-
-    # the map reads the encoded images and writes only the three new columns (the images are not copied); they are
-    # then joined to the input column-wise, without a copy
+    _label = _batch_labeller(model, image_processor, image_column, decoder, index, device, logits_column, storage)
     new_features = Features({
-        logits_column: List(Value("float32"), length=len(target_names)),
+        logits_column: storage.feature(len(target_names)),
         WEAK_LABEL_COLUMN: ClassLabel(names=target_names),
         WEAK_CONFIDENCE_COLUMN: Value("float32"),
     })
-    raw = dataset.with_format(None).select_columns([image_column]).cast_column(image_column, Image(decode=False))
-    try:
-        new = raw.map(
-            _label,
-            batched=True,
-            batch_size=batch_size,
-            with_indices=True,
-            input_columns=[image_column],
-            remove_columns=[image_column],
-            features=new_features,
-            new_fingerprint=fingerprint,
-            cache_file_name=cache_file_name(raw, "weak-labels", fingerprint),  # never into the source's folder
-            desc=desc,
+    try:  # only the three new columns are written (the images are not copied; a stream's shards hold every column)
+        labelled = map_batches_to_columns(
+            dataset, _label, features=new_features, fingerprint=fingerprint, input_columns=[image_column],
+            batch_size=batch_size, tag="weak-labels", desc=desc, what="label_dataset", output_dir=output_dir,
+            shard_size=shard_size,
         )
     finally:
         model.to(home).train(was_training)  # the caller's model stays where and as it was
-    replaced = [c for c in new_features if c in dataset.column_names]  # labelling a labelled dataset again
-    labelled = concatenate_datasets([without_indices(dataset.remove_columns(replaced) if replaced else dataset), new],
-                                    axis=1)
 
     acc = weak_label_accuracy(labelled, label_column)
     if acc is not None:
@@ -350,8 +370,10 @@ def label_dataset(  # long: a third of it is the docstring, one entry per argume
 
 
 def weak_logits_array(dataset: Dataset, column: str = "weak_logits") -> np.ndarray:
-    """The ``(N, C)`` float32 array of a weak-logits column."""
-    return column_array(dataset, column, np.float32)
+    """The ``(N, C)`` float32 array of a weak-logits column, in any storage form (float16 and top-k decoded)."""
+    if storage_of(dataset.features.get(column)) in (None, LogitStorage("float32"), LogitStorage("float16")):
+        return column_array(dataset, column, np.float32)
+    return full_width(list(dataset[column])) if len(dataset) else np.zeros((0, 0), np.float32)
 
 
 def align_weak_labels(dataset: Dataset, names: Sequence[str], *, logits_column: str = "weak_logits") -> Dataset:
@@ -369,10 +391,10 @@ def align_weak_labels(dataset: Dataset, names: Sequence[str], *, logits_column: 
         return dataset
     index = np.asarray(perm)
     inverse = np.argsort(index)
+    storage = storage_of(dataset.features[logits_column]) or LogitStorage("float32")
 
     def _reorder(logits, weak_label):
-        logits = np.asarray(logits, dtype=np.float32)[:, index]
-        return {logits_column: logits, WEAK_LABEL_COLUMN: inverse[np.asarray(weak_label)]}
+        return {logits_column: storage.reorder(logits, index), WEAK_LABEL_COLUMN: inverse[np.asarray(weak_label)]}
 
     features = dataset.features.copy()
     features[WEAK_LABEL_COLUMN] = ClassLabel(names=names)

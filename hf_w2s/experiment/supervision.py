@@ -200,7 +200,7 @@ class Supervisors:
         missing = [col for col in (c.image_column, "weak_logits") if col not in ds.column_names]
         if missing:
             raise ValueError(f"weak-label dataset {w.weak_labels} lacks {missing}; columns: {ds.column_names}")
-        width = len(ds[0]["weak_logits"]) if len(ds) else len(self.names)
+        width = weak_logits_array(ds.select(range(1))).shape[-1] if len(ds) else len(self.names)  # any storage
         if width != len(self.names):
             raise ValueError(f"weak-label dataset {w.weak_labels}: weak_logits has {width} values per example but "
                              f"the dataset has {len(self.names)} classes")

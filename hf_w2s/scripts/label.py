@@ -1,6 +1,7 @@
 """``hf-w2s label``: label an image dataset with a weak model, save it (cached), optionally push it to the Hub.
 
     hf-w2s label --weak-model ID_OR_PATH --dataset ID_OR_PATH [--split train] --output DIR [--push-to-hub REPO_ID]
+    hf-w2s label ... --streaming [--shard-size 10000]     # a stream, in resumable Parquet shards written to --output
 
 Options may also come from ``--config file.yaml`` (keys are the option names); flags on the command line win.
 """
@@ -52,6 +53,20 @@ class LabelConfig:
     )
     logits_column: str = field(default="weak_logits", metadata={"help": "Name of the weak-logits column."})
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass of the weak model."})
+    logits_storage: str = field(
+        default="float32",
+        metadata={"help": "How the weak logits are stored: float32 (exact), float16, or topk (the --top_k largest "
+                  "logits, their class ids and the log-sum-exp of the rest: 88 bytes a row at k = 10)."},
+    )
+    top_k: int = field(default=10, metadata={"help": "Logits kept per row with --logits_storage topk."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read --dataset as a stream (load_dataset(..., streaming=True)); it is labelled in Parquet "
+                  "shards of --shard_size rows, written into --output as they complete. Run the same command again "
+                  "to resume an interrupted labelling at its first missing shard."},
+    )
+    shard_size: int = field(default=10_000, metadata={"help": "Rows per Parquet shard with --streaming."})
+    max_shard_size: str = field(default="500MB", metadata={"help": "Size of each Parquet shard pushed to the Hub."})
     private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output directory."})
     allow_pickle: bool = field(
@@ -62,13 +77,15 @@ class LabelConfig:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run Python code shipped with the weak model's checkpoint (auto_map)."})
 
-    RANGES = {"batch_size": (1, None, True)}
+    RANGES = {"batch_size": (1, None, True), "top_k": (1, None, True), "shard_size": (1, None, True)}
 
     def __post_init__(self):
         from ..data.loading import check_source_name
+        from ..data.logit_storage import LogitStorage
         from ..options import check_ranges
 
         check_ranges(self)
+        LogitStorage.of(self.logits_storage, self.top_k)
         check_source_name(self.weak_model, "model", "--weak_model")
         check_source_name(self.dataset, "dataset", "--dataset")
 
@@ -98,11 +115,13 @@ def _inside(path: Path, folder: Path) -> bool:
 def _check_output(config: LabelConfig) -> Path:
     """``--output`` is a folder that is new, empty, or replaced with ``--overwrite``; it never holds the source
     dataset (``--overwrite`` would delete it) and is never inside it (nothing is written into the source's folder)."""
+    from ..data.stream_shards import PROGRESS_DIR
     from ..outputs import check_output_path
 
     output = Path(config.output)
     check_output_path(output, "--output")
-    if output.exists() and any(output.iterdir()) and not config.overwrite:
+    resumable = config.streaming and (output / PROGRESS_DIR).is_dir()  # checked against the labelling itself
+    if output.exists() and any(output.iterdir()) and not config.overwrite and not resumable:
         raise ValueError(f"--output {str(output)!r} exists and is not empty; pass --overwrite to replace it")
     source = Path(config.dataset)
     if source.exists():
@@ -128,14 +147,52 @@ def _save(dataset, output: Path) -> None:
         dataset.save_to_disk(partial)
 
 
+def _streamed(config: LabelConfig, output: Path, state):
+    """The stream of ``--dataset``; ``--output`` emptied first with ``--overwrite`` (by the main process)."""
+    import shutil
+
+    from ..data.stream_shards import open_stream
+
+    if config.overwrite and output.exists() and state.is_main_process:
+        shutil.rmtree(output)
+    state.wait_for_everyone()
+    return open_stream(config.dataset, split=config.split, revision=config.dataset_revision)
+
+
+def _write_card(config: LabelConfig, labelled, output: Path, weak, revision: str | None, command: str) -> None:
+    """The card of a streamed labelling, ``--output/README.md``: it names the shards and the stream's revision, and
+    its ``configs`` let ``load_dataset(OUTPUT)`` read the shards."""
+    from ..data.parquet_shards import parquet_rows
+    from ..data.stream_shards import shard_files
+    from ..hub import card_data_files, weak_labels_card
+
+    files = shard_files(output)
+    shards = [{"file": f"data/{Path(f).name}", "rows": parquet_rows(f)} for f in files]
+    card = weak_labels_card(labelled, config.push_to_hub or str(output), weak_model=weak, command=command,
+                            source_dataset=_public_source(config), source_split=config.split,
+                            source_revision=revision, label_column=config.label_column,
+                            logits_column=config.logits_column, shards=shards)
+    card_data_files(card, labelled, "train", sum(Path(f).stat().st_size for f in files))
+    card.save(str(output / "README.md"))
+
+
+def _public_source(config: LabelConfig) -> str | None:
+    return config.dataset if not Path(config.dataset).exists() else None
+
+
 def run(config: LabelConfig) -> int:
     from ..data.loading import load_image_dataset
+    from ..data.stream_shards import stream_revision
     from ..data.weak_labels import label_dataset, load_weak_model, weak_label_accuracy
     from ..distributed import process_state
-    from ..hub import push_weak_labels
+    from ..hub import dataset_commit, push_weak_labels
 
     output = _check_output(config)
-    dataset = load_image_dataset(config.dataset, split=config.split, revision=config.dataset_revision)
+    state = process_state()
+    if config.streaming:
+        dataset = _streamed(config, output, state)
+    else:
+        dataset = load_image_dataset(config.dataset, split=config.split, revision=config.dataset_revision)
     weak = load_weak_model(config.weak_model, revision=config.revision, allow_pickle=config.allow_pickle,
                            trust_remote_code=config.trust_remote_code)
     labelled = label_dataset(
@@ -146,6 +203,10 @@ def run(config: LabelConfig) -> int:
         logits_column=config.logits_column,
         label_names=config.label_names,
         label_column=config.label_column,
+        logits_storage=config.logits_storage,
+        top_k=config.top_k,
+        output_dir=output if config.streaming else None,
+        shard_size=config.shard_size,
     )
     split = config.split or (str(dataset.split) if dataset.split else None)
     which = f"split {split!r}" if split else "all of it"
@@ -153,23 +214,31 @@ def run(config: LabelConfig) -> int:
     accuracy = weak_label_accuracy(labelled, config.label_column)
     if accuracy is not None:
         print(f"weak accuracy: {accuracy:.4f}")
-    # under torchrun every process labelled its shard and holds the whole result: only the main process writes
-    state = process_state()
+    # under torchrun every process labelled its part and opens the whole result: only the main process writes
     if state.is_main_process:
-        _save(labelled, output)
-        print(f"saved to {str(output)!r}")
+        pinned = dataclasses.replace(config, revision=config.revision or weak.revision)  # the same weights again
+        revision = None
+        if config.streaming:
+            revision = stream_revision(dataset) or dataset_commit(_public_source(config), config.dataset_revision)
+            _write_card(config, labelled, output, weak, revision, pinned.to_command())
+            print(f"{len(labelled)} rows in Parquet shards under {str(output / 'data')!r}")
+        else:
+            _save(labelled, output)
+            print(f"saved to {str(output)!r}")
         if config.push_to_hub:
-            pinned = dataclasses.replace(config, revision=config.revision or weak.revision)  # the same weights again
             push_weak_labels(
                 labelled,
                 config.push_to_hub,
                 weak_model=weak,
-                source_dataset=config.dataset if not Path(config.dataset).exists() else None,
+                source_dataset=_public_source(config),
                 source_split=config.split,
+                source_revision=revision,
                 label_column=config.label_column,
                 logits_column=config.logits_column,
                 command=pinned.to_command(),
-                local_dir=str(output),
+                local_dir=None if config.streaming else str(output),
+                shards_dir=output if config.streaming else None,
+                max_shard_size=config.max_shard_size,
                 private=config.private or None,
             )
             print(f"pushed to the Hub dataset {config.push_to_hub!r}")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data.images import pixel_values_from_images
+from ..data.logit_storage import full_width  # float16 / top-k weak logits arrive at full width
 
 LABEL_KEYS = ("labels", "label", "label_ids")
 
@@ -72,12 +73,10 @@ class WeakToStrongCollator:
             if missing:
                 raise ValueError(f"examples lack the weak logits column(s) {missing}; columns present: {sorted(first)}")
             batch["weak_logits"] = torch.as_tensor(
-                np.asarray([[f[c] for c in self.weak_logits_columns] for f in features], dtype=np.float32)
+                np.stack([full_width([f[c] for f in features]) for c in self.weak_logits_columns], axis=1)
             )
         elif self.weak_logits_column in first and first[self.weak_logits_column] is not None:
-            batch["weak_logits"] = torch.as_tensor(
-                np.asarray([f[self.weak_logits_column] for f in features], dtype=np.float32)
-            )
+            batch["weak_logits"] = torch.as_tensor(full_width([f[self.weak_logits_column] for f in features]))
         return batch
 
 

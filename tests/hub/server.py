@@ -1029,11 +1029,13 @@ class LocalHub:
         self.users[token] = {"name": name, "orgs": list(orgs)}
 
     def fail(self, method: str, path: str, status: int = 503, message: str = "the local hub is down",
-             after: int = 0) -> dict:
+             after: int = 0, times: int | None = None) -> dict:
         """Fault injection: answer `status` to `method` requests whose URL path equals `path`, once `after` such
-        requests have gone through normally. Returns the rule (its "seen" counts matching requests); remove it
-        with `self.faults.remove(rule)`."""
-        rule = {"method": method, "path": path, "status": status, "message": message, "after": after, "seen": 0}
+        requests have gone through normally, `times` times (`None`: every one after that; 1: a single failed
+        request, e.g. one commit of several). Returns the rule (its "seen" counts matching requests, "failed" the
+        failures it caused); remove it with `self.faults.remove(rule)`."""
+        rule = {"method": method, "path": path, "status": status, "message": message, "after": after, "seen": 0,
+                "times": times, "failed": 0}
         self.faults.append(rule)
         return rule
 
@@ -1041,7 +1043,8 @@ class LocalHub:
         for rule in self.faults:
             if rule["method"] == method and rule["path"] == path:
                 rule["seen"] += 1
-                if rule["seen"] > rule["after"]:
+                if rule["seen"] > rule["after"] and (rule["times"] is None or rule["failed"] < rule["times"]):
+                    rule["failed"] += 1
                     return HubError(rule["status"], rule["message"])
         return None
 

@@ -1,9 +1,11 @@
 """Tiny distributed runs for tests/test_distributed.py.
 
 Run as ``torchrun --standalone --nproc_per_node 2 tests/scripts/dist_worker.py OUT_DIR``: one training step with a
-cached weak-logits column, one with an online weak model (2 processes × batch 4 = the 8 examples), and labelling of
-11 examples; the main process writes the weights, the logged metrics and the labels to OUT_DIR. The test imports the
-same builders and runs the single-process reference (1 × batch 8) in its own process.
+cached weak-logits column, one with an online weak model (2 processes × batch 4 = the 8 examples), labelling of 11
+examples (in memory, and saved with ``save_to_disk`` in OUT_DIR/label_ds: labelled twice, the second time from the
+cache) and of a stream of them (Parquet shards in OUT_DIR/stream); the main process writes the weights, the logged
+metrics and the labels to OUT_DIR. The test imports the same builders and runs the single-process references in its
+own process.
 """
 
 from __future__ import annotations
@@ -86,10 +88,39 @@ def train_one_step(mode: str, per_device_batch: int, output_dir: str):
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, trainer.state.log_history
 
 
-def label(dataset: Dataset):
+#: rows per labelling batch: the two processes' parts (rows 0-5 and 6-10) are cut into the batches of one process
+LABEL_BATCH = 2
+STREAM_SHARD = 2
+
+
+def label(dataset, model=None, **kwargs):
     from hf_w2s.data.weak_labels import label_dataset
 
-    return label_dataset(dataset, weak_model(), processor(), batch_size=4)
+    return label_dataset(dataset, model or weak_model(), processor(), batch_size=LABEL_BATCH, **kwargs)
+
+
+def saved_label_data(path: str, state) -> Dataset:
+    """``label_data()`` saved to ``path`` (by the main process) and loaded from there: a dataset with a cache."""
+    from datasets import load_from_disk
+
+    if state.is_main_process and not os.path.isdir(path):
+        label_data().add_column("id", list(range(N_LABEL))).save_to_disk(path)
+    state.wait_for_everyone()
+    return load_from_disk(path)
+
+
+def label_twice(path: str, state) -> dict:
+    """Label the saved data twice with a weak model that counts its forward passes; what each process saw."""
+    model = weak_model()
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    first = label(saved_label_data(path, state), model)
+    n_first = len(calls)
+    again = label(saved_label_data(path, state), model)
+    return {"calls": [n_first, len(calls) - n_first], "fingerprints": [first._fingerprint, again._fingerprint],
+            "cache_files": sorted({os.path.basename(f["filename"]) for f in first.cache_files
+                                   if "weak-labels" in f["filename"]}),
+            "logits": np.asarray(first.with_format("numpy")["weak_logits"][:]).tolist()}
 
 
 #: per-process batches of different sizes for gather_weighted_means: 4 values on process 0, 3 on process 1
@@ -137,6 +168,14 @@ def main(out_dir: str) -> None:
         results["weak_label"] = list(labelled["weak_label"])
         results["weak_logits"] = np.asarray(labelled.with_format("numpy")["weak_logits"]).tolist()
         results["columns"] = labelled.column_names
+    # a dataset with a cache: labelled on disk, then read from the cache; every process reports what it saw
+    from accelerate.utils import gather_object
+
+    results["saved"] = gather_object([label_twice(os.path.join(out_dir, "label_ds"), state)])
+    # a stream of the same rows (two data shards: one per process), labelled into Parquet shards
+    stream = saved_label_data(os.path.join(out_dir, "label_ds"), state).to_iterable_dataset(num_shards=2)
+    streamed = label(stream, output_dir=os.path.join(out_dir, "stream"), shard_size=STREAM_SHARD)
+    results["streamed_rows"] = gather_object([len(streamed)])
     for mode in ("cached", "online"):
         weights, logs = train_one_step(mode, 4, os.path.join(out_dir, f"run-{mode}"))
         state = process_state()
