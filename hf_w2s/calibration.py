@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from .data.loading import column_array
+from .predicting import predicting
 
 __all__ = [
     "TEMPERATURE_BOUNDS",
@@ -72,17 +73,16 @@ def fit_temperature(
 # the student's temperature during training
 
 
-@torch.no_grad()
 def predict_logits(model, dataset, collator, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """The model's logits ``(N, C)`` and the true labels ``(N,)`` on ``dataset``, batched through ``collator``.
 
-    Runs in evaluation mode on the model's device and restores the model's training mode afterwards.
+    Runs through :func:`hf_w2s.predicting.predicting` (evaluation mode, no autograd) on the model's device; the
+    model's modes are restored afterwards (a student in training keeps training, its batch-norm statistics
+    untouched).
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     all_logits, all_labels = [], []
-    try:
+    with predicting(model):
         for start in range(0, len(dataset), batch_size):
             columns = dataset[start : start + batch_size]  # one slice, much faster than row by row
             rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
@@ -91,9 +91,7 @@ def predict_logits(model, dataset, collator, batch_size: int = 256) -> tuple[tor
                 raise ValueError("the calibration dataset needs true labels (a 'label' or 'labels' column)")
             all_logits.append(model(pixel_values=batch["pixel_values"].to(device)).logits.float().cpu())
             all_labels.append(batch["labels"])
-    finally:
-        model.train(was_training)
-    return torch.cat(all_logits), torch.cat(all_labels)
+    return torch.cat(all_logits), torch.cat(all_labels)  # outside inference mode: plain tensors
 
 
 class StudentCalibrationCallback(TrainerCallback):

@@ -14,7 +14,8 @@ import os
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["checkpoint_problem", "last_complete_checkpoint", "checkpoint_to_resume", "resume_target"]
+__all__ = ["checkpoint_problem", "weights_problem", "last_complete_checkpoint", "checkpoint_to_resume",
+           "resume_target"]
 
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin",
                  "pytorch_model.bin.index.json", "adapter_model.bin")
@@ -30,6 +31,14 @@ def _opens(path: str) -> bool:
     except (SafetensorError, OSError):
         return False
     return True
+
+
+def weights_problem(folder) -> str | None:
+    """Why the safetensors weights of a saved model folder cannot be read (a truncated download or save), or
+    ``None``: each ``*.safetensors`` file's header must open (``safetensors.safe_open``; the tensors are not read)."""
+    folder = str(folder)
+    bad = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors") and not _opens(os.path.join(folder, n)))
+    return f"its {bad[0]} is cut short or corrupt (safetensors cannot read it)" if bad else None
 
 
 def checkpoint_problem(path: str) -> str | None:

@@ -121,14 +121,18 @@ def lora_load_snippet(repo_id: str, base_model: str | None, base_class: str = "A
 
 
 def _eval_results(scores: dict, dataset: str, config: str | None, split: str, revision: str | None = None,
-                  weak_args: dict | None = None) -> list:
+                  weak_args: dict | None = None, provenance: dict | None = None) -> list:
     """``model-index`` entries (``EvalResult``) of the scores that are known (a NaN PGR is left out). The dataset's
-    config, split and revision go where the card spec puts them; the metrics measured against the weak supervisor
-    (agreement, PGR) carry it in their ``args`` (the arguments of the metric's computation)."""
+    config, split and revision go where the card spec puts them, and which examples of the split (``provenance``:
+    the run's split, its content fingerprint and the figures' role) in the dataset's ``args``; the metrics measured
+    against the weak supervisor (agreement, PGR) carry it in their ``args`` (the arguments of the metric's
+    computation)."""
     from huggingface_hub import EvalResult
 
+    examples = None if not provenance else {f"w2s_{k}": v for k, v in provenance.items() if v is not None}
     common = dict(task_type="image-classification", task_name="Image Classification", dataset_type=dataset,
-                  dataset_name=dataset, dataset_config=config, dataset_split=split, dataset_revision=revision)
+                  dataset_name=dataset, dataset_config=config, dataset_split=split, dataset_revision=revision,
+                  dataset_args=examples)
     names = {"accuracy": "Accuracy", "pgr": "Performance gap recovered", "agreement": "Agreement with the weak "
              "supervisor"}
     return [EvalResult(metric_type=name, metric_name=names.get(name, name), metric_value=value,
@@ -169,11 +173,14 @@ def render_student_card(  # long: one keyword argument per field of the card's t
     base_model_desc: str | None = None,
     weak_desc: str | None = None,
     dataset_desc: str | None = None,
+    eval_provenance: dict | None = None,
 ):
     """Render the student's card: YAML metadata (``model-index`` with accuracy, agreement with the weak supervisor,
     and PGR when the weak and ceiling accuracies are known; the evaluation dataset's config, split and revision) plus
     the body of ``model_cards/student.md``. ``eval_split`` is the dataset's split the evaluation examples come from
-    (``model-index``); ``eval_split_desc`` what the card's text says of them (default: the split). Returns a
+    (``model-index``); ``eval_split_desc`` what the card's text says of them (default: the split);
+    ``eval_provenance``: which examples of it (``{"split", "fingerprint", "role"}`` of the run's test figures,
+    :mod:`hf_w2s.experiment.provenance`), in ``model-index`` as the dataset's ``args``. Returns a
     ``huggingface_hub.ModelCard``."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -197,7 +204,7 @@ def render_student_card(  # long: one keyword argument per field of the card's t
         tags=tags,
         metrics=["accuracy"],
         eval_results=_eval_results(scores, eval_dataset, dataset_config, eval_split, dataset_revision,
-                                   {k: v for k, v in weak_args.items() if v is not None}) or None,
+                                   {k: v for k, v in weak_args.items() if v is not None}, eval_provenance) or None,
     )
     results = [{"name": f"student {name}", "value": _fmt(value)} for name, value in scores.items()
                if value is not None and name not in WEAK_METRICS]

@@ -254,6 +254,7 @@ def load_image_classifier(
         config.id2label, config.label2id = id2label, label2id  # num_labels follows id2label
     source_model_type = config.model_type
     config = _encoder_config(config)
+    _check_image_classifier(source, config)
     try:
         with _quiet_load_report():
             model, info = AutoModelForImageClassification.from_pretrained(
@@ -272,6 +273,18 @@ def load_image_classifier(
     _report_new_weights(source, model, info)
     model._w2s_source_model_type = source_model_type
     return model
+
+
+def _check_image_classifier(source: str, config) -> None:
+    """A checkpoint of an architecture that classifies images (``AutoModelForImageClassification``'s), not, say, a
+    text model: refused with what it is."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+    custom = "AutoModelForImageClassification" in (getattr(config, "auto_map", None) or {})  # its own code
+    if config.model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES and not custom:
+        raise ValueError(f"model {source!r} is a {config.model_type!r} model ({type(config).__name__}), not an image "
+                         "classifier; give an image model AutoModelForImageClassification loads (e.g. vit, convnext, "
+                         "resnet, efficientnet), a tiny:ARCH model, or a ViT-MAE checkpoint.")
 
 
 def _encoder_config(config):

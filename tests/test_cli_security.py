@@ -149,7 +149,7 @@ def test_pickled_weights_are_refused_through_the_commands(assets, command, tmp_p
         argv = ["label", "--weak_model", pickled, "--dataset", assets["root"] / "digits", "--output", out]
     elif command == "train-weak":
         argv = ["train", "--config", TWIN, "--output_dir", out, *TINY, "--weak_supervisors",
-                f"[{{name: weak, model: '{pickled}', train_split: weak_train, num_train_epochs: 1}}]"]
+                f"[{{name: weak, source: train, model: '{pickled}', train_split: weak_train, num_train_epochs: 1}}]"]
     else:
         argv = ["train", "--config", TWIN, "--output_dir", out, *TINY, "--model_name_or_path", pickled]
     code, _, err = run_cli(argv, capsys)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from scripts.tiny_data import weak_model_with_dropout_and_batch_norm
 
 from hf_w2s import LOSSES, WeakToStrongConfig, WeakToStrongTrainer, compute_w2s_loss
 from hf_w2s.calibration import StudentCalibrationCallback, column_temperature, fit_temperature, predict_logits
@@ -200,17 +201,38 @@ def _student(classes=4):
     return build_model("linear", [str(i) for i in range(classes)], image_size=4, num_channels=1, width=8, seed=0)
 
 
+def _student_with_dropout_and_batch_norm(classes=4):
+    """A student whose training-mode forward gives other logits than its evaluation forward (batch statistics,
+    random dropout): a recalibration that forgot evaluation mode fits another temperature."""
+    return weak_model_with_dropout_and_batch_norm([str(i) for i in range(classes)], image_size=4, num_channels=1)
+
+
+def _eval_logits(model, ds):
+    """The logits of an evaluation-mode forward on a ``pixel_values`` dataset, written here (not predict_logits)."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(pixel_values=torch.tensor(ds["pixel_values"])).logits
+    model.train(was)
+    return logits, torch.tensor(ds["label"])
+
+
 def test_predict_logits_and_callback_refit():
-    ds, model = _toy(40), _student()
+    ds, model = _toy(40), _student_with_dropout_and_batch_norm()
     model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     collator = WeakToStrongCollator(training=False)
     logits, labels = predict_logits(model, ds, collator, batch_size=16)
     assert logits.shape == (40, 4) and labels.tolist() == ds["label"]
-    assert model.training  # restored
+    expected, _ = _eval_logits(model, ds)
+    torch.testing.assert_close(logits, expected)  # the evaluation forward, in batches of 16
+    assert model.training and all(m.training for m in model.modules())  # restored
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # batch-norm statistics untouched
     knobs = {}
     cb = StudentCalibrationCallback(ds, collator, knobs, every_n_steps=3)
     t = cb.refit(model, step=0)
-    assert knobs["student_calibration_temperature"] == t == pytest.approx(grid_temperature(logits, labels), rel=2e-3)
+    assert knobs["student_calibration_temperature"] == t == pytest.approx(grid_temperature(expected, labels),
+                                                                          rel=2e-3)
     with pytest.raises(ValueError, match="every_n_steps must be >= 0"):
         StudentCalibrationCallback(ds, collator, {}, every_n_steps=-1)
 
@@ -222,7 +244,8 @@ def test_trainer_refits_the_student_temperature(tmp_path):
         max_steps=12, per_device_train_batch_size=16, learning_rate=5e-2, logging_steps=4, report_to="none",
         save_strategy="no", use_cpu=True, seed=0,
     )
-    trainer = WeakToStrongTrainer(model=_student(), args=args, train_dataset=train, calibration_dataset=calib)
+    trainer = WeakToStrongTrainer(model=_student_with_dropout_and_batch_norm(), args=args, train_dataset=train,
+                                  calibration_dataset=calib)
     trainer.train()
     steps = [s for s, _ in trainer.calibration_callback.history]
     assert steps == [0, 4, 8, 12]
@@ -230,8 +253,9 @@ def test_trainer_refits_the_student_temperature(tmp_path):
     assert len(set(round(t, 4) for t in temps)) > 1  # refit on the changing student
     logged = [h["student_calibration_temperature"] for h in trainer.state.log_history if "student_selected" in h]
     assert len(logged) == 3 and all(0.05 <= t <= 20 for t in logged)
-    # the last refit is what the loss uses now, and it is the temperature of the trained student on the GT split
-    logits, labels = predict_logits(trainer.model, calib, WeakToStrongCollator(training=False))
+    # the last refit is what the loss uses now, and it is the temperature of the trained student on the GT split,
+    # predicted in evaluation mode (the student has dropout and batch norm)
+    logits, labels = _eval_logits(trainer.model, calib)
     assert trainer.loss_knobs["student_calibration_temperature"] == pytest.approx(
         grid_temperature(logits, labels), rel=2e-3
     )

@@ -202,8 +202,11 @@ def test_recipe_pushes_student_logs_and_checkpoint_to_the_revision(pushed, recip
     card = yaml.safe_load(recipe_hub.file_bytes(repo, "README.md", revision=BRANCH).decode().split("---")[1])
     assert "weak_supervisor" not in card  # not a key of the Hub's card spec
     (result,) = card["model-index"][0]["results"]
+    examples = result["dataset"].pop("args")  # which examples of the split: the run's test split, by content
     assert result["dataset"] == {"name": CIFAR100, "type": CIFAR100, "config": "cifar100", "split": "test",
                                  "revision": recipe_hub.recipe_repos[CIFAR100]["sha"]}
+    assert examples == {"w2s_split": "test", "w2s_role": "report",
+                        "w2s_fingerprint": pushed_results["provenance"]["accuracy"]["fingerprint"]}
     metrics = {m["type"]: m for m in result["metrics"]}
     assert metrics["agreement"]["args"]["weak_supervisor"] == "microsoft/resnet-18"
     assert metrics["accuracy"]["value"] == pytest.approx(_student(out)[0]["accuracy"])

@@ -137,7 +137,7 @@ def test_label_dataset_multi_matches_single_calls_and_reorders_by_name():
         m1p.classifier.weight.copy_(m1.classifier.weight[[2, 0, 1]])
         m1p.classifier.bias.copy_(m1.classifier.bias[[2, 0, 1]])
     out = label_dataset_multi(ds, [m0, m1p], proc, batch_size=4)
-    assert out.column_names == ["image", "label", "id", "weak_logits_0", "weak_logits_1"]
+    assert out.column_names == ["image", "label", "id", "weak_logits_0", "weak_logits_1", "image_hash"]
     single0 = weak_logits_array(label_dataset(ds, m0, proc))
     single1 = weak_logits_array(label_dataset(ds, m1, proc))
     np.testing.assert_allclose(weak_logits_array(out, "weak_logits_0"), single0, rtol=1e-6)
@@ -340,7 +340,8 @@ def test_runner_combined_supervisor_and_conf_select(tmp_path, pool, monkeypatch)
 
     def spy(self, model, processor, train, args, **kwargs):
         trainer = original_fit(self, model, processor, train, args, **kwargs)
-        fits.append((args.w2s_loss, trainer.args, trainer.calibration_callback))
+        if not kwargs.get("build_only"):  # the runs trained, not the preflight's trainers
+            fits.append((args.w2s_loss, trainer.args, trainer.calibration_callback))
         return trainer
 
     monkeypatch.setattr(Experiment, "fit", spy)

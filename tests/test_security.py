@@ -152,8 +152,10 @@ def test_redacted_leaves_clean_errors_alone_and_wraps_odd_ones():
 
 
 def test_real_hub_call_errors_carry_no_token(monkeypatch, caplog, capfd):
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, constants
 
+    # the environment this test depends on, whatever the shell says (HF_HUB_OFFLINE=1 would refuse the call itself)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     caplog.set_level(logging.DEBUG)
     import httpx2  # huggingface_hub's HTTP client

@@ -101,10 +101,31 @@ def test_a_weak_label_dataset_holding_test_images_is_refused(tmp_path, pool):
         features=Features({"image": Image(), "label": ClassLabel(names=BAND_NAMES),
                            "weak_logits": List(Value("float32"), length=3)}))
     leaky.save_to_disk(str(tmp_path / "weak"))
-    exp = experiment(tiny_experiment(pool, tmp_path / "o2", weak_supervisors=[
-        {"name": "given", "weak_labels": str(tmp_path / "weak")}]))
+    exp = experiment(tiny_experiment(pool, tmp_path / "o2", weak_supervisors=[  # beside another supervisor, it
+        {"name": "given", "weak_labels": str(tmp_path / "weak")}, {"name": "lin", "model": "tiny:linear,width=4"}]))
     with pytest.raises(ValueError, match=r"5 example\(s\) of 'weak_labels' .* are also in 'test'"):
-        exp.supervisors.build(exp.config.weak_supervisors[0])
+        exp.supervisors.build(exp.config.weak_supervisors[0])  # supervises its own rows: refused
+
+
+def test_weak_labels_giving_the_strong_split_never_train_on_a_test_image(tmp_path, pool):
+    # as the only supervision, a weak-labels dataset's rows are the strong split, less those the carved validation and
+    # test splits take (the weak labels of a whole pool, as hf-w2s label writes them)
+    from hf_w2s import DataConfig
+    from hf_w2s.data.config import build_splits
+
+    carved = build_splits(DataConfig(dataset=pool, split_sizes=[0, 110, 40, 40]))
+    test, validation = (set(example_hashes(carved[name])) for name in ("test", "validation"))
+    ours = band_dataset(240)  # the pool's images
+    hashes = example_hashes(ours)
+    rows = [i for i, h in enumerate(hashes) if h not in test | validation][:20] + [
+        i for i, h in enumerate(hashes) if h in test][:5]
+    ours.select(rows).add_column("weak_logits", [[1.0, 0.0, 0.0]] * 25, feature=List(Value("float32"), length=3)
+                                 ).save_to_disk(str(tmp_path / "weak"))
+    exp = experiment(tiny_experiment(pool, tmp_path / "o", weak_supervisors=[
+        {"name": "given", "weak_labels": str(tmp_path / "weak")}]))
+    assert set(example_hashes(exp.splits()["test"])) == test  # carved as without weak labels (no weak_train needed)
+    strong = exp.supervisors.build(exp.config.weak_supervisors[0]).train_dataset
+    assert len(strong) == 20 and not (test | validation) & set(example_hashes(strong))
 
 
 def test_a_hub_dataset_whose_test_split_repeats_training_images_is_refused(local_hub, hub_token, tmp_path):
@@ -129,11 +150,13 @@ def test_a_hub_dataset_whose_test_split_repeats_training_images_is_refused(local
 
 
 def _spy_fit(monkeypatch) -> list:
-    """Every training of the runner: ``(its arguments, its training dataset, its evaluation dataset)``."""
+    """Every training of the runner: ``(its arguments, its training dataset, its evaluation dataset)`` (the
+    preflight's trainers, built on a batch and never trained, left out)."""
     seen, real = [], Experiment.fit
 
     def spy(self, model, processor, train, args, **kw):
-        seen.append((args, train, kw.get("eval_dataset")))
+        if not kw.get("build_only"):
+            seen.append((args, train, kw.get("eval_dataset")))
         return real(self, model, processor, train, args, **kw)
 
     monkeypatch.setattr(Experiment, "fit", spy)
@@ -190,23 +213,27 @@ def test_online_weak_logits_are_a_weak_forward_on_the_students_augmented_mixed_b
     from hf_w2s.data.images import pixel_values_from_images
     from hf_w2s.modeling import load_image_classifier, tiny_image_processor
 
-    captured, pixel_batches = [], []
+    captured, pixel_batches, step = [], [], {}
     real_loss = trainer_module.compute_w2s_loss
 
     def spy_loss(name, student_logits, weak_logits=None, labels=None, **kw):
-        if student_logits.requires_grad and name != "ground_truth":  # a student step (no grad in evaluation)
+        # a step of the run's student (no grad in evaluation; the preflight's student is not watched)
+        if student_logits.requires_grad and name != "ground_truth" and step.pop("watched", False):
             captured.append((weak_logits.detach().clone(), kw.get("label_mix"), kw.get("label_smoothing")))
         return real_loss(name, student_logits, weak_logits, labels, **kw)
 
     monkeypatch.setattr(trainer_module, "compute_w2s_loss", spy_loss)
     real_model = Experiment.strong_model
 
-    def strong_model(self, seed):
-        model, processor = real_model(self, seed)
+    def strong_model(self, seed, **kw):
+        model, processor = real_model(self, seed, **kw)
+        if not kw.get("pretrained", True):
+            return model, processor  # the preflight's student, one step on one batch
 
         def hook(module, args, kwargs):
             if module.training:
                 pixel_batches.append(kwargs["pixel_values"].detach().clone())
+                step["watched"] = True
 
         model.register_forward_pre_hook(hook, with_kwargs=True)
         return model, processor

@@ -345,7 +345,7 @@ def test_cli_labels_an_imagefolder_and_caches(weak_dir, imagefolder, tmp_path, c
     out = tmp_path / "out"
     argv = ["--weak-model", weak_dir, "--dataset", imagefolder, "--output", str(out), "--batch-size", "16"]
     assert main(argv) == 0
-    assert counter["calls"] == 2
+    assert counter["calls"] == 2 + 1  # two batches, and the preflight's forward on the first images
     printed = capsys.readouterr().out
     assert "labelled 30 examples" in printed and "weak accuracy: " in printed
     saved = load_from_disk(str(out))
@@ -364,7 +364,7 @@ def test_cli_labels_an_imagefolder_and_caches(weak_dir, imagefolder, tmp_path, c
     assert (out / "state.json").read_text() == state
     counter["calls"] = 0
     assert main(argv + ["--overwrite"]) == 0  # same inputs: read from the cache
-    assert counter["calls"] == 0
+    assert counter["calls"] == 1  # the preflight's forward only
 
 
 def test_cli_save_to_disk_source_and_yaml_config(weak_dir, digits_dir, tmp_path, capsys):
@@ -404,7 +404,7 @@ def test_cli_bad_inputs_leave_no_output(weak_dir, digits_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "has no split 'test'" in err and "its splits: ['train']" in err
     assert main(["--weak-model", weak_dir, "--dataset", digits_dir, "--output", digits_dir, "--overwrite"]) == 2
-    assert "--output must differ from --dataset" in capsys.readouterr().err
+    assert f"--output {digits_dir!r} is the source dataset" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -289,8 +289,10 @@ def write_yaml(path, values: dict) -> str:
 def stub_strong_runs(monkeypatch, figures=None) -> list:
     """Replace the training of every strong run (ceiling and students) by a record of made-up figures, and the saved
     student by nothing: for tests of what the runner plans, chooses and passes, without training. ``figures(kind,
-    candidate label, seed)`` gives ``(validation accuracy, test accuracy)`` (default 0.5, 0.5). Returns the calls:
-    ``(kind, row label or "ceiling", candidate label, seed, training dataset)``."""
+    candidate label, seed)`` gives ``(validation accuracy, test accuracy)`` (default 0.5, 0.5), stamped as computed
+    on the validation and test splits. Returns the calls: ``(kind, row label or "ceiling", candidate label, seed,
+    training dataset)``. What it replaces is covered by real runs in ``test_provenance.py`` (the choice on
+    validation, only the chosen candidate on the other seeds, students without true labels)."""
     from hf_w2s.experiment import Experiment
     from hf_w2s.experiment.student import StudentOutput
 
@@ -300,9 +302,12 @@ def stub_strong_runs(monkeypatch, figures=None) -> list:
         label = (candidate or {"label": "default"})["label"]
         calls.append((kind, spec.label if spec else "ceiling", label, seed, train))
         val, test = figures(kind, label, seed) if figures else (0.5, 0.5)
+        splits, stamp = self.splits(), self.split_ids.stamp
         record = {"key": key, "kind": kind, "seed": seed, **extra, "candidate": label, "validation_accuracy": val,
                   "validation_loss": 1 - val, "test_accuracy": test, "mean_a": None, "test_predictions": None,
-                  "train_seconds": 0.0, "log_history": []}
+                  "train_seconds": 0.0, "log_history": [],
+                  "provenance": {**stamp(splits["validation"], "selection", "validation_accuracy", "validation_loss"),
+                                 **stamp(splits["test"], "report", "test_accuracy")}}
         return record, (None, None)
 
     monkeypatch.setattr(Experiment, "_strong_run", fake)

@@ -1,7 +1,8 @@
 """The data side: one dataset loader, packaged offline data, seeded splits, weak labels as ``datasets`` columns,
-label noise, and several supervisors' labels of the same rows."""
+label noise, several supervisors' labels of the same rows, and weak labels joined to their images by content."""
 
 from .batch_columns import map_batches_to_columns
+from .identity import check_identity, join_weak_labels
 from .loading import PACKAGED_PREFIX, column_array, load_image_dataset, open_dataset
 from .multi_weak import label_dataset_multi, merge_weak_label_datasets
 from .noise import add_noisy_labels, corrupt_labels, noisy_weak_logits
@@ -15,9 +16,11 @@ __all__ = [
     "WeakModel",
     "add_noisy_labels",
     "check_disjoint",
+    "check_identity",
     "column_array",
     "corrupt_labels",
     "label_dataset",
+    "join_weak_labels",
     "label_dataset_multi",
     "load_image_dataset",
     "load_packaged",

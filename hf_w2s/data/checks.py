@@ -2,20 +2,24 @@
 Python lists): the named columns exist (:func:`missing_column_error` suggests the closest), labels lie within the
 label set or class names are mapped to ids (:func:`check_labels`), every image is there and decodes
 (:func:`check_images`), cached weak logits are one finite list of the right width per row
-(:func:`check_weak_logits`). :func:`check_dataset` runs the checks one split needs. Each raises ``ValueError`` naming
-the rows (docs/bad_input.md lists the messages)."""
+(:func:`check_weak_logits`), the label set has two classes or more and a training split lacking some of them is
+said (:func:`check_label_set`). :func:`check_dataset` runs the checks one split needs. Each raises ``ValueError``
+naming the rows (docs/bad_input.md lists the messages)."""
 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 
 import numpy as np
 
 from .logit_storage import full_width_arrow
 
-__all__ = ["LABEL_COLUMNS", "check_dataset", "check_images", "check_labels", "check_weak_logits",
+__all__ = ["LABEL_COLUMNS", "check_dataset", "check_images", "check_labels", "check_label_set", "check_weak_logits",
            "missing_column_error"]
+
+logger = logging.getLogger(__name__)
 
 _BATCH = 65_536
 
@@ -287,3 +291,35 @@ def check_dataset(dataset, *, what: str = "training", image_column: str = "image
     return dataset
 
 
+
+
+#: the splits a run trains on (a class absent from them is said); evaluation splits may lack classes
+TRAINING_SPLITS = ("training", "weak_train", "strong_train")
+
+
+def check_label_set(names, datasets=None, *, where: str = "the dataset", label_column: str = "label") -> list[str]:
+    """A classifier needs two classes or more: one class is refused (every prediction would be right). Each training
+    split of ``datasets`` (``{name: dataset}``, labels as class ids) that lacks some of the classes is said in a
+    warning naming them (nothing can learn a class it never sees); returns those warnings."""
+    names = [str(n) for n in names]
+    if len(names) < 2:
+        raise ValueError(f"{where} has {len(names)} class ({names}): a classifier needs at least two classes (with "
+                         "one, every prediction is right and accuracy is 1.0 whatever is learned). Give every class "
+                         "(class_names), or a dataset of two classes or more.")
+    notes = []
+    for what, ds in (datasets or {}).items():
+        if what not in TRAINING_SPLITS or ds is None or label_column not in ds.column_names or not len(ds):
+            continue
+        import pyarrow.compute as pc
+
+        present = set()
+        for _, col in _arrow_batches(ds, label_column):
+            present.update(v for v in pc.unique(col).to_pylist() if v is not None)
+        absent = [n for i, n in enumerate(names) if i not in present]
+        if absent:
+            label = "the training dataset" if what == "training" else f"the {what} split of {where}"
+            note = (f"{label} has no example of {len(absent)} of the {len(names)} classes "
+                    f"({absent[:10]}{' ...' if len(absent) > 10 else ''}): what trains on it cannot learn them.")
+            logger.warning(note)
+            notes.append(note)
+    return notes

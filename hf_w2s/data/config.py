@@ -128,12 +128,15 @@ def label_names_of(config: DataConfig, *datasets) -> list[str]:
                      "give class_names (in id order).")
 
 
-def build_splits(config: DataConfig, *, decode_images: bool = True):
+def build_splits(config: DataConfig, *, decode_images: bool = True, fingerprints: dict | None = None):
     """The four splits of ``config`` as a ``DatasetDict`` (columns ``image``, ``label``), checked before any compute:
-    labels within the class names (strings mapped to ids), every image decodable, the splits disjoint."""
+    labels within the class names (strings mapped to ids), every image decodable, the splits disjoint. The content
+    fingerprint of each non-empty split (:func:`hf_w2s.data.splits.split_fingerprint`, from the hashes the
+    disjointness check reads) goes into ``fingerprints`` when it is given and the splits are checked. One class, or
+    classes absent from a training split, are said (:func:`hf_w2s.data.checks.check_label_set`)."""
     from datasets import DatasetDict
 
-    from .checks import check_dataset
+    from .checks import check_dataset, check_label_set
     from .loading import load_image_dataset
     from .splits import check_disjoint, random_subset, w2s_splits
 
@@ -158,9 +161,12 @@ def build_splits(config: DataConfig, *, decode_images: bool = True):
             ds = load(own, f"{config.dataset}[{own}]")
             splits[name] = random_subset(ds, sizes[index] or None, config.split_seed, strict=True)
     names = label_names_of(config, *splits.values())
+    check_label_set(names, splits, where=config.dataset)
     for name, ds in splits.items():
         splits[name] = check_dataset(ds, what=name, image_column="image", label_column="label",
                                      label_names=names, needs_labels=True, decode_images=decode_images)
     if config.check_disjoint:
-        check_disjoint(splits, "image", where=f"the splits of {config.dataset}")
+        found = check_disjoint(splits, "image", where=f"the splits of {config.dataset}")
+        if fingerprints is not None:
+            fingerprints.update(found)
     return DatasetDict(splits)

@@ -85,7 +85,8 @@ def is_streaming(dataset) -> bool:
 def check_source_name(name, what: str = "dataset", option: str | None = None) -> None:
     """Check a dataset or model name when the options are read, before anything is loaded: packaged data must exist
     (``hf_w2s:NAME``), a name that can only be a local path must exist, a local ``model`` folder must hold a saved
-    model (``config.json``; not, say, a saved dataset). Hub ids are checked when they load."""
+    model (``config.json``; not, say, a saved dataset) whose safetensors weights open (not cut short). Hub ids are
+    checked when they load."""
     if name is None or not isinstance(name, (str, os.PathLike)):
         return
     name = str(name)
@@ -102,6 +103,13 @@ def check_source_name(name, what: str = "dataset", option: str | None = None) ->
         kind = "a saved dataset" if is_saved_dataset(name) else "no config.json"
         raise ValueError(f"{option or what} {name!r} is a folder but not a saved model ({kind}); give the folder of a "
                          "model saved with save_pretrained (config.json and weights), or a Hub id.")
+    if what == "model" and os.path.isdir(name):
+        from ..checkpoints import weights_problem
+
+        problem = weights_problem(name)
+        if problem:
+            raise ValueError(f"{option or what} {name!r}: {problem}; save the model again (save_pretrained), or "
+                             "download it again.")
 
 
 def streaming_error(what: str = "hf_w2s") -> ValueError:
@@ -161,6 +169,7 @@ def open_dataset(source, *, config_name: str | None = None, data_dir: str | None
         return load_dataset("imagefolder", data_dir=data_dir, split=split)
     path = Path(name)
     if is_saved_dataset(path):
+        _refuse_empty_saved_splits(path, name)
         return load_from_disk(name)
     if path.exists():
         if not path.is_dir():
@@ -179,6 +188,23 @@ def open_dataset(source, *, config_name: str | None = None, data_dir: str | None
         if _unreachable(err):
             raise not_found_error(name, "dataset", err) from err
         raise
+
+
+def _refuse_empty_saved_splits(path: Path, name: str) -> None:
+    """A ``save_to_disk`` folder holding a split of 0 rows (saved with no data file): ``load_from_disk`` cannot open
+    it (an ``IndexError`` deep in ``datasets``), so it is named first."""
+    import json
+
+    folders = [path] if (path / "state.json").is_file() else [p for p in path.iterdir() if (p / "state.json").is_file()]
+    for folder in folders:
+        try:
+            empty = json.loads((folder / "state.json").read_text()).get("_data_files") == []
+        except (OSError, ValueError):
+            continue
+        if empty:
+            what = "" if folder == path else f" split {folder.name!r}"
+            raise ValueError(f"dataset {name!r}{what} is empty (0 rows, saved without data): datasets cannot load it. "
+                             "Save it again without the empty split, or give one that has examples.")
 
 
 def _unreachable(err: BaseException) -> bool:

@@ -36,8 +36,9 @@ __all__ = [
     "supervisor_temperatures",
 ]
 
-#: columns compared by default to check that several weak-label datasets hold the same rows
-ROW_ID_COLUMNS = ("id", "image_id", "label", "labels")
+#: columns compared by default to check that several weak-label datasets hold the same rows (``image_hash``: the
+#: identity label_dataset writes, hf_w2s.data.identity)
+ROW_ID_COLUMNS = ("image_hash", "id", "image_id", "label", "labels")
 
 
 def default_columns(num_supervisors: int, prefix: str = "weak_logits") -> list[str]:
@@ -122,11 +123,11 @@ def merge_weak_label_datasets(
     """Merge several weak-label datasets of the same rows into one dataset with one logits column per supervisor.
 
     Rows are matched by position and checked: all datasets must have the same length and equal values in
-    ``match_columns`` (default: those of ``id``, ``image_id``, ``label``, ``labels`` that all have; pass ``[]`` to
-    skip the check knowingly). Datasets written by ``label_dataset`` carry their label names (the ``weak_label``
-    ``ClassLabel``): their logits are reordered by name to the first dataset's order (missing names are an error).
-    The result is the first dataset without its ``logits_column``/``weak_label``/``weak_confidence`` columns, plus
-    ``columns`` (default ``weak_logits_0..K-1``).
+    ``match_columns`` (default: those of ``image_hash``, ``id``, ``image_id``, ``label``, ``labels`` that all have;
+    pass ``[]`` to skip the check knowingly). Datasets written by ``label_dataset`` carry their label names (the
+    ``weak_label`` ``ClassLabel``): their logits are reordered by name to the first dataset's order (missing names
+    are an error). The result is the first dataset without its ``logits_column``/``weak_label``/``weak_confidence``
+    columns, plus ``columns`` (default ``weak_logits_0..K-1``).
     """
     datasets = list(datasets)
     if len(datasets) < 2:

@@ -12,7 +12,8 @@ import numpy as np
 
 from .loading import column_array
 
-__all__ = ["w2s_splits", "shots_per_class", "random_subset", "canonical_columns", "example_hashes", "check_disjoint"]
+__all__ = ["w2s_splits", "shots_per_class", "random_subset", "canonical_columns", "example_hashes", "check_disjoint",
+           "split_fingerprint"]
 
 
 def w2s_splits(
@@ -105,12 +106,20 @@ def example_hashes(dataset, column: str = "image") -> list[str]:
     return hashes
 
 
-def check_disjoint(splits: Mapping, column: str = "image", where: str = "the splits") -> None:
+def split_fingerprint(hashes) -> str:
+    """The content fingerprint of a split: a SHA-256 of its examples' content hashes (:func:`example_hashes`),
+    sorted, so the same examples in any order give the same fingerprint and any other example another one."""
+    return hashlib.sha256("\n".join(sorted(hashes)).encode()).hexdigest()[:20]
+
+
+def check_disjoint(splits: Mapping, column: str = "image", where: str = "the splits") -> dict[str, str]:
     """Refuse splits that share an example: every pair of the named datasets in ``splits`` is compared by content
     hash (:func:`example_hashes`), so an image that is in two splits is found whatever the source (carved from one
     pool, separate splits of a Hub dataset, a weak-label dataset built elsewhere). Raises ``ValueError`` naming the
-    splits and how many examples they share."""
-    hashes = {name: set(example_hashes(ds, column)) for name, ds in splits.items() if ds is not None and len(ds)}
+    splits and how many examples they share. Returns each non-empty split's :func:`split_fingerprint` (the hashes
+    are read once, for both)."""
+    per_example = {name: example_hashes(ds, column) for name, ds in splits.items() if ds is not None and len(ds)}
+    hashes = {name: set(h) for name, h in per_example.items()}
     names = list(hashes)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -122,3 +131,4 @@ def check_disjoint(splits: Mapping, column: str = "image", where: str = "the spl
                     "examples must be disjoint, or the figures measure memorisation: use splits of different "
                     "examples (remove the duplicates from the training side)."
                 )
+    return {name: split_fingerprint(h) for name, h in per_example.items()}

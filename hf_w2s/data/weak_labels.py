@@ -23,7 +23,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Iterable
 from datasets.fingerprint import Hasher
 
 from ..labels import is_generic, label_permutation, names_of
+from ..predicting import predicting
 from .batch_columns import map_batches_to_columns
+from .identity import IDENTITY_COLUMN, content_hash
 from .images import decode_image, pixel_values_from_images
 from .loading import cache_file_name, column_array, is_streaming
 from .logit_storage import LogitStorage, full_width, storage_of
@@ -31,7 +33,7 @@ from .logit_storage import LogitStorage, full_width, storage_of
 logger = logging.getLogger(__name__)
 
 # bump when the labelling computation changes, so that old cached labels are not reused
-LABELLING_VERSION = 3  # 3: the cache file holds only the three new columns
+LABELLING_VERSION = 4  # 3: the cache file holds only the new columns; 4: with the images' identity (image_hash)
 LABEL_COLUMNS = ("label", "labels")
 WEAK_LABEL_COLUMN = "weak_label"
 WEAK_CONFIDENCE_COLUMN = "weak_confidence"
@@ -229,17 +231,26 @@ def _label_order(dataset, model, label_column, label_names):
     return weak_names, target_names, (torch.as_tensor(perm) if perm is not None else None)
 
 
+class NonFiniteLogitsError(ValueError):
+    """The weak model's logits are NaN or infinite for some rows (``rows``): nothing was written."""
+
+    def __init__(self, message: str, rows):
+        super().__init__(message)
+        self.rows = list(rows)
+
+
 def _batch_labeller(model, image_processor, image_column: str, decoder, index, device, logits_column: str,
                     storage: LogitStorage):
-    """The batched map function: decode the images, run the weak model under ``inference_mode``, reorder its
-    logits to the target label order (``index``), refuse non-finite logits naming the rows, store the logits in
-    ``storage``'s form (the label and confidence come from the full float32 logits)."""
+    """The batched map function: decode the images, run the weak model through :func:`hf_w2s.predicting.predicting`
+    (evaluation mode, ``inference_mode``), reorder its logits to the target label order (``index``), refuse
+    non-finite logits naming the rows, store the logits in ``storage``'s form (the label and confidence come from
+    the full float32 logits) and each row's image identity (its content hash: :mod:`hf_w2s.data.identity`)."""
 
     def _label(values, indices):
         images = [decode_image(v, i, image_column, decoder) for v, i in zip(values, indices)]
         model.to(device)  # only when something is computed (a cache hit never touches the model)
         pixel_values = pixel_values_from_images(images, image_processor).to(device)
-        with torch.inference_mode():
+        with predicting(model):
             logits = model(pixel_values=pixel_values).logits.float()
             if index is not None:
                 logits = logits[:, index.to(logits.device)]
@@ -247,15 +258,16 @@ def _batch_labeller(model, image_processor, image_column: str, decoder, index, d
         finite = torch.isfinite(logits).all(-1)
         if not bool(finite.all()):
             rows = [indices[i] for i in torch.nonzero(~finite).flatten().tolist()]
-            raise ValueError(
+            raise NonFiniteLogitsError(
                 f"the weak model produced non-finite logits (NaN/inf) for rows {rows[:20]}"
-                f"{' ...' if len(rows) > 20 else ''}; nothing was written."
+                f"{' ...' if len(rows) > 20 else ''}; nothing was written.", rows
             )
         probs = torch.softmax(logits, -1)
         return {
             logits_column: storage.encode(logits.numpy(), indices),
             WEAK_LABEL_COLUMN: logits.argmax(-1).numpy(),
             WEAK_CONFIDENCE_COLUMN: probs.max(-1).values.numpy(),
+            IDENTITY_COLUMN: [content_hash(v) for v in values],
         }
 
     return _label
@@ -279,7 +291,9 @@ def label_dataset(  # long: a third of it is the docstring, one entry per argume
     output_dir: str | os.PathLike | None = None,
     shard_size: int = 10_000,
 ) -> Dataset:
-    """Add ``weak_logits`` (one per class), ``weak_label`` (argmax) and ``weak_confidence`` (max softmax).
+    """Add ``weak_logits`` (one per class), ``weak_label`` (argmax), ``weak_confidence`` (max softmax) and
+    ``image_hash`` (the content hash of the row's image: the identity the weak labels are joined to images by,
+    :mod:`hf_w2s.data.identity`).
 
     Args:
         dataset: a ``datasets.Dataset`` with an ``Image`` column (a ``DatasetDict`` must be indexed by split first),
@@ -346,22 +360,22 @@ def label_dataset(  # long: a third of it is the docstring, one entry per argume
         from accelerate import PartialState
 
         device = PartialState().device
-    home, was_training = next(model.parameters()).device, model.training
-    model.eval()
+    home = next(model.parameters()).device
     _label = _batch_labeller(model, image_processor, image_column, decoder, index, device, logits_column, storage)
     new_features = Features({
         logits_column: storage.feature(len(target_names)),
         WEAK_LABEL_COLUMN: ClassLabel(names=target_names),
         WEAK_CONFIDENCE_COLUMN: Value("float32"),
+        IDENTITY_COLUMN: Value("string"),  # which image each row's labels belong to: joined by it, never by position
     })
-    try:  # only the three new columns are written (the images are not copied; a stream's shards hold every column)
+    try:  # only the new columns are written (the images are not copied; a stream's shards hold every column)
         labelled = map_batches_to_columns(
             dataset, _label, features=new_features, fingerprint=fingerprint, input_columns=[image_column],
             batch_size=batch_size, tag="weak-labels", desc=desc, what="label_dataset", output_dir=output_dir,
             shard_size=shard_size,
         )
     finally:
-        model.to(home).train(was_training)  # the caller's model stays where and as it was
+        model.to(home)  # the caller's model stays where it was (and, through predicting, as it was)
 
     acc = weak_label_accuracy(labelled, label_column)
     if acc is not None:

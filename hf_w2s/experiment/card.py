@@ -14,10 +14,11 @@ from ..security import redact_obj
 __all__ = ["write_student_card", "augmentation_description", "supervisor_description"]
 
 
-def augmentation_description(exp) -> str:
+def augmentation_description(exp, candidate: dict | None = None) -> str:
+    """The augmentation a run trained with: its candidate's (chosen on validation), else the config's."""
     c = exp.config
     parts = [f"{name}({', '.join(f'{k}={v}' for k, v in (kwargs or {}).items())})"
-             for name, kwargs in (c.augmentation or {}).items()]
+             for name, kwargs in (exp.augmentation_spec(candidate) or {}).items()]
     if c.mixup_alpha > 0:
         parts.append(f"mixup α={c.mixup_alpha}")
     if c.cutmix_alpha > 0:
@@ -43,11 +44,20 @@ def supervisor_description(w, record: dict | None) -> tuple[str, str]:
     return w.model, f"`{w.model}`{how}; {'online' if w.online else 'cached'} supervision"
 
 
+def _candidate(exp, record: dict) -> dict | None:
+    """The candidate (training settings chosen on validation) the saved student's run trained with."""
+    spec = next((s for s in exp.config.losses if s.label == record.get("loss")), None)
+    return next((c for c in exp.candidates(spec) if c["label"] == record.get("candidate")), None)
+
+
 def write_student_card(exp, folder, record: dict, saved: dict, results: list[dict], repo_id: str | None) -> dict:
     """``README.md`` (the card) and ``w2s_results.json`` of the saved student in ``folder``; returns the summary
     (accuracy, weak and ceiling accuracy, PGR, agreement)."""
     import numpy as np
 
+    from .provenance import card_provenance, check_figures
+
+    check_figures(exp, results, "the card")  # the saved student, its checkpoint and candidate chosen on validation
     by_kind = {}
     for r in results:
         by_kind.setdefault(r.get("kind"), []).append(r)
@@ -65,7 +75,8 @@ def write_student_card(exp, folder, record: dict, saved: dict, results: list[dic
         pgr = None if pgr != pgr else pgr  # NaN: no gap to recover
     summary = {"accuracy": record["test_accuracy"], "validation_accuracy": record.get("validation_accuracy"),
                "weak_accuracy": weak_acc, "ceiling_accuracy": ceiling_acc, "pgr": pgr, "agreement": agreement,
-               "loss": record.get("loss_name"), "seed": record["seed"]}
+               "loss": record.get("loss_name"), "seed": record["seed"],
+               "provenance": card_provenance(record, weak, ceilings[0] if ceilings else None)}
     data, model = exp.data, exp.model
     card_repo = repo_id or os.path.abspath(str(folder))
     lora = saved.get("lora")
@@ -96,9 +107,10 @@ def write_student_card(exp, folder, record: dict, saved: dict, results: list[dic
         accuracy=record["test_accuracy"], weak_accuracy=weak_acc, agreement=agreement, ceiling_accuracy=ceiling_acc,
         extra_metrics={m: record[f"test_{m}"] for m in exp.config.metrics if f"test_{m}" in record},
         gt_loss_weight=float((saved.get("knobs") or {}).get("gt_loss_weight", 0.0)),
-        augmentation_desc=augmentation_description(exp),
+        augmentation_desc=augmentation_description(exp, _candidate(exp, record)),  # what ran, not the config's
         noise_desc=weak_desc if w.source == "noisy_labels" else None, lora=lora, command=exp.command,
         max_train_samples=len(splits["strong_train"]) if "strong_train" in splits else None,
+        eval_provenance=summary["provenance"].get("accuracy"),
     )
     with atomic_write(os.path.join(str(folder), "README.md")) as f:  # whole or not at all
         f.write(str(card))

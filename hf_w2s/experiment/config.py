@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from ..losses import LOSSES
 from ..options import check_choice, check_ranges
-from .entries import RUN_SET, LossSpec, WeakSupervisorConfig, parse_candidates
+from .entries import RUN_SET, LossSpec, WeakSupervisorConfig, parse_candidates, parse_setting_candidates
 from .store import non_default
 
 __all__ = ["ExperimentConfig", "WeakSupervisorConfig", "LossSpec", "RUN_SET", "SELECTION_METRICS", "weak_losses"]
@@ -71,6 +71,13 @@ class ExperimentConfig:
         metadata={"help": "What chooses on the validation split (candidates, checkpoints with "
                   "load_best_model_at_end, the saved student).", "choices": list(SELECTION_METRICS)},
     )
+    selection_protocol: str = field(
+        default="ground_truth",
+        metadata={"help": "What the validation split's labels are when a student run is chosen (its checkpoint, its "
+                  "candidate, the saved student): ground_truth, or weak_labels — what its supervisor says of the "
+                  "validation split (the no-ground-truth situation weak-to-strong is about; the ceiling and the "
+                  "report's test figures still use ground truth).", "choices": ["ground_truth", "weak_labels"]},
+    )
     selection_seeds: list[int] | None = field(
         default=None,
         metadata={"help": "Seeds on which candidates are compared (default: every seed); the chosen one then runs on "
@@ -80,6 +87,19 @@ class ExperimentConfig:
         default=None,
         metadata={"help": "Stop a strong run after this many evaluations without a better validation figure "
                   "(implies load_best_model_at_end)."},
+    )
+    setting_candidates: list = field(
+        default_factory=list,
+        metadata={"help": "The student's setting to choose ON THE VALIDATION SPLIT, by the ceiling, before any student "
+                  "trains: mappings of student options (input_size, ...), cache_features and training arguments "
+                  "(student_mode, num_train_epochs, learning_rate, weight_decay, ...), each with an optional label; "
+                  "every other run is trained in the chosen one. Needs ceiling: true.", "yaml": True, "list": True},
+    )
+    cache_features: bool = field(
+        default=False,
+        metadata={"help": "The students and the ceiling are linear probes trained on the frozen student's features, "
+                  "computed once per split and cached (hf_w2s.data.features): student_mode linear_probe, tens of "
+                  "times faster. The saved student is the whole model with the trained head."},
     )
     augmentation: Any = field(
         default=None,
@@ -136,6 +156,19 @@ class ExperimentConfig:
                 losses.append(next(explicit))
         self.losses = losses
         self.training_candidates = parse_candidates(self.training_candidates, "training_candidates")
+        self.setting_candidates = parse_setting_candidates(self.setting_candidates)
+        check_choice("selection_protocol", self.selection_protocol, ("ground_truth", "weak_labels"))
+        if self.selection_protocol == "weak_labels":
+            given = [w.name for w in self.weak_supervisors if w.source == "weak_labels" and not w.model]
+            if given:
+                raise ValueError(f"selection_protocol weak_labels needs what each supervisor says of the validation "
+                                 f"split: {given} are weak-label datasets without their model (give model:).")
+            if self.setting_candidates:
+                raise ValueError("setting_candidates are chosen by the ceiling on ground truth; with "
+                                 "selection_protocol weak_labels choose the setting beforehand (or use "
+                                 "selection_protocol ground_truth).")
+        if self.setting_candidates and not self.ceiling:
+            raise ValueError("setting_candidates are chosen by the ceiling's validation figure: set ceiling: true.")
         self._check_rows()
         self._check_optional_dependencies()
 

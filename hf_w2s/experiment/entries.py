@@ -16,7 +16,8 @@ from ..losses import LOSSES
 from ..options import check_choice, check_ranges
 from ..trainer.combiner import COMBINATIONS
 
-__all__ = ["WeakSupervisorConfig", "LossSpec", "parse_candidates", "check_run_arguments", "RUN_SET", "SOURCES",
+__all__ = ["WeakSupervisorConfig", "LossSpec", "parse_candidates", "parse_setting_candidates", "model_fields",
+           "check_run_arguments", "RUN_SET", "SOURCES",
            "WEAK_RENAMED"]
 
 SOURCES = ("train", "model", "weak_labels", "noisy_labels", "combine")
@@ -68,6 +69,32 @@ def _split_entry(cls, entry: dict, where: str) -> tuple[dict, dict]:
                          "(WeakToStrongConfig fields)")
     check_run_arguments(rest, where)
     return own, rest
+
+
+#: keys of a weak supervisor's entry that only some sources read (any training argument: source train's)
+_APPLIES_TO = {
+    **dict.fromkeys(("train_split", "train_size", "shots_per_class", "augment", "num_train_epochs", "learning_rate",
+                     "per_device_train_batch_size", "weight_decay", "calibration_size"), ("train",)),
+    **dict.fromkeys(("label_noise_rate", "label_noise_kind", "label_noise_transition"), ("train", "noisy_labels")),
+    "label_noise_confidence": ("noisy_labels",), "image_processor": ("train", "model", "weak_labels"),
+    "weak_labels_split": ("weak_labels",), "combination": ("combine",), "calibrate": ("combine",),
+}
+
+
+def _refuse_ignored(weak, keys: set, where: str) -> None:
+    """What is said is what runs: a key of the entry that its source does not read is refused with the reason."""
+    from ..trainer.config import WeakToStrongConfig
+
+    own = {f.name for f in dataclasses.fields(WeakSupervisorConfig)}
+    training = {f.name for f in dataclasses.fields(WeakToStrongConfig) if f.init} - own
+    ignored = sorted(k for k in keys if weak.source not in _APPLIES_TO.get(k, ("train",) if k in training else
+                                                                           (weak.source,)))
+    if ignored:
+        what = {"model": "a trained model used as it is", "weak_labels": "labels given as a dataset",
+                "noisy_labels": "label noise on the strong split's ground truth",
+                "combine": "a combination of other supervisors", "train": "trained on ground truth"}[weak.source]
+        raise ValueError(f"{where}: {ignored} do not apply to source {weak.source} ({what}) and would be ignored; "
+                         "remove them, or give the source they apply to (source: train trains it).")
 
 
 @dataclass
@@ -155,6 +182,11 @@ class WeakSupervisorConfig:
                   "of the pixels), a Hub id or a local path."},
     )
     image_processor: str | None = field(default=None, metadata={"help": "Its image processor (default: its own)."})
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "The resolution it sees: a tiny model is built for it, a checkpoint's inputs are resized to "
+                  "it (a low-resolution supervisor, e.g. 7 for digits: errors a sharper student need not share)."},
+    )
     weak_labels: str | None = field(
         default=None,
         metadata={"help": "source weak_labels: a save_to_disk directory or Hub dataset id with a weak_logits column "
@@ -221,7 +253,8 @@ class WeakSupervisorConfig:
     )
 
     RANGES: ClassVar[dict[str, tuple]] = {
-        "train_size": (1, None, True), "shots_per_class": (1, None, True), "label_noise_rate": (0.0, 1.0, True),
+        "train_size": (1, None, True), "shots_per_class": (1, None, True), "image_size": (1, None, True),
+        "label_noise_rate": (0.0, 1.0, True),
         "label_noise_confidence": (0.0, 1.0, False), "num_train_epochs": (0.0, None, False),
         "learning_rate": (0.0, None, False), "per_device_train_batch_size": (1, None, True),
         "weight_decay": (0.0, None, True), "seed": (0, None, True), "calibration_size": (0, None, True),
@@ -235,7 +268,9 @@ class WeakSupervisorConfig:
             raise ValueError(f"each entry of weak_supervisors must be a mapping, got {entry!r}")
         where = f"weak supervisor {entry.get('name', 'weak')!r}"
         own, rest = _split_entry(cls, entry, where)
-        return cls(**own, training_args={**own.pop("training_args", {}), **rest})
+        weak = cls(**own, training_args={**own.pop("training_args", {}), **rest})
+        _refuse_ignored(weak, set(entry), where)
+        return weak
 
     def __post_init__(self):
         from ..data.loading import check_source_name
@@ -292,3 +327,30 @@ class WeakSupervisorConfig:
     @property
     def trains(self) -> bool:
         return self.source == "train"
+
+
+def model_fields() -> frozenset[str]:
+    from ..model_config import ModelConfig
+
+    return frozenset(f.name for f in dataclasses.fields(ModelConfig) if f.init)
+
+
+def parse_setting_candidates(candidates) -> list[dict]:
+    """Each candidate checked (its keys are options of the student, ``cache_features`` or training arguments; distinct
+    labels, given or made from the values)."""
+    if not candidates:
+        return []
+    if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
+        raise ValueError(f"setting_candidates must be a list of mappings, got {candidates!r}")
+    out = []
+    for c in candidates:
+        c = dict(c)
+        training = {k: v for k, v in c.items() if k not in model_fields() | {"label", "cache_features"}}
+        check_run_arguments(training, f"setting_candidates {c.get('label', c)!r}")
+        if c.get("label") is None:
+            c["label"] = ",".join(f"{k}={v}" for k, v in sorted(c.items()) if k != "label") or "default"
+        out.append(c)
+    labels = [c["label"] for c in out]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"setting_candidates: labels must be distinct, got {labels}")
+    return out

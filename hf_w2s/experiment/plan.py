@@ -19,8 +19,8 @@ from .store import non_default, slug, stable_hash
 
 __all__ = ["RunPlan", "HARNESS_VERSION", "DEFAULT_CANDIDATE", "RUN_MECHANICS", "given_training_arguments"]
 
-#: bump when a change makes old results incomparable (3: the one schema of 0.3)
-HARNESS_VERSION = 3
+#: bump when a change makes old results incomparable (3: the one schema of 0.3; 4: figures carry their provenance)
+HARNESS_VERSION = 4
 #: the one candidate of a row without candidates
 DEFAULT_CANDIDATE = {"label": "default"}
 #: how the runner runs each strong run unless the training arguments say otherwise (how it is evaluated, saved and
@@ -60,6 +60,12 @@ class RunPlan:
         if metric.startswith(("test", "eval_test")):
             raise ValueError(f"metric_for_best_model={metric!r} would choose the checkpoint on the test split; "
                              "checkpoints are chosen on the validation split (eval_accuracy / eval_loss).")
+        from .probe import check_cache_features
+
+        check_cache_features(self)
+        from .preflight import check_options
+
+        check_options(self)  # inputs outside output_dir; options the chosen path would ignore
         if c.early_stopping_patience and not self.evaluates:
             raise ValueError("early_stopping_patience stops on the validation split: set eval_strategy (epoch or "
                              "steps) and save_strategy to the same, with load_best_model_at_end true.")
@@ -70,7 +76,10 @@ class RunPlan:
                 from ..modeling import refuse_pickle_only
 
                 refuse_pickle_only(w.model)
-        if sizes[1] == 0 and (c.ceiling or any(w.source != "weak_labels" for w in c.weak_supervisors)):
+        from .given_labels import given_strong_split
+
+        if sizes[1] == 0 and not given_strong_split(self) and (
+                c.ceiling or any(w.source != "weak_labels" for w in c.weak_supervisors)):
             raise ValueError("split_sizes[1] (the strong split) is 0.")
         if sizes[3] == 0 and not self.data.test_split:
             raise ValueError("split_sizes[3] (the test split) is 0: give it a size, or test_split.")
@@ -164,7 +173,9 @@ class RunPlan:
 
     @property
     def data_spec(self) -> dict:
-        return {**self.data.identity(), "v": HARNESS_VERSION}
+        from .given_labels import strong_split_spec
+
+        return {**self.data.identity(), **strong_split_spec(self), "v": HARNESS_VERSION}
 
     def model_spec(self) -> dict:
         return {**non_default(self.model), "image_size": self.model.image_size,
@@ -173,7 +184,8 @@ class RunPlan:
     def strong_spec(self, candidate: dict | None = None) -> dict:
         c = self.config
         return {"strong": self.model_spec(), "augmentation": self.augmentation_spec(candidate),
-                "mixup": [c.mixup_alpha, c.cutmix_alpha], "data": self.data_spec}
+                "mixup": [c.mixup_alpha, c.cutmix_alpha], "data": self.data_spec,
+                **({"cache_features": True} if c.cache_features else {})}
 
     def training_spec(self, spec: LossSpec | None, candidate: dict | None) -> dict:
         base = {k: v for k, v in self.training.to_dict().items() if k in self.given and not k.startswith(
@@ -195,7 +207,8 @@ class RunPlan:
                             "training": self.training_spec(None, candidate), "seed": seed})
 
     def w2s_key(self, w: WeakSupervisorConfig, spec: LossSpec, seed: int, candidate: dict | None = None) -> str:
-        return stable_hash({"kind": "w2s", **self.strong_spec(candidate), "weak": self.weak_key(w),
+        protocol = {} if self.config.selection_protocol == "ground_truth" else {"selection": "weak_labels"}
+        return stable_hash({"kind": "w2s", **self.strong_spec(candidate), **protocol, "weak": self.weak_key(w),
                             "online": w.online, "loss": spec.name, "training": self.training_spec(spec, candidate),
                             "seed": seed})
 
@@ -232,7 +245,10 @@ class RunPlan:
 
     def run_dir(self, w, spec, seed: int, candidate: dict) -> Path:
         sub = "" if candidate["label"] == "default" else f"/{slug(candidate['label'])}"
+        runs = self.out / "runs"
+        if getattr(self, "setting_label", None):  # setting_candidates: each setting's runs in a folder of their own
+            runs = runs / f"setting-{slug(self.setting_label)}"
         if spec is None:
-            return self.out / "runs" / f"ceiling{sub}" / f"seed{seed}"
-        return self.out / "runs" / slug(w.name) / f"{slug(spec.label)}{sub}" / f"seed{seed}"
+            return runs / f"ceiling{sub}" / f"seed{seed}"
+        return runs / slug(w.name) / f"{slug(spec.label)}{sub}" / f"seed{seed}"
 

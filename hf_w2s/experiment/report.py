@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import performance_gap_recovered
+from .comparison import comparison_lines
 
 
 @dataclass
@@ -174,6 +175,11 @@ def selection_text(exp) -> str:
     chosen.append("the saved student (student/) is the student run with the best validation "
                   f"{config.selection_metric}")
     text = parts[0] + ": " + "; ".join(chosen) + ". "
+    if config.selection_protocol == "weak_labels":
+        text += ("**No ground truth was used to choose a student** (selection_protocol weak_labels): for the student "
+                 "runs the validation split's labels are what their supervisor says of it, so their validation "
+                 "column is agreement with the supervisor, and every student choice above is made by it; the ceiling "
+                 "is a ground-truth reference. ")
     test = exp.data.split_sizes[3] or f"all of {exp.data.test_split}"
     return text + (f"The test split ({test} examples) is read once per run, after training, for the test figures; "
                    "nothing is chosen on it.")
@@ -193,7 +199,7 @@ def _candidate_lines(summary: WeakSummary, metric: str) -> list[str]:
     return lines + ([""] if lines else [])
 
 
-def markdown(exp, summaries: list[WeakSummary], images: list[str] = ()) -> str:
+def markdown(exp, summaries: list[WeakSummary], images: list[str] = (), provenance: str = "") -> str:
     config, m = exp.config, exp.model
     lines = [f"# {config.title or 'Weak-to-strong experiment'}", ""]
     strong = f"`{m.model_name_or_path}`" + (f" at {m.input_size} px" if m.input_size else "") + (
@@ -215,6 +221,10 @@ def markdown(exp, summaries: list[WeakSummary], images: list[str] = ()) -> str:
         f"**Selection.** {selection_text(exp)}",
         "",
     ]
+    if provenance:  # where the figures come from, checked (hf_w2s.experiment.provenance)
+        lines += [f"**Provenance.** {provenance}", ""]
+    if config.setting_candidates or exp.setting_key:  # the student's setting, chosen by the ceiling on validation
+        lines += setting_lines(exp.results())
     for summary in summaries:
         basis = "" if summary.weak_basis == "test" else " (accuracy of its labels on the strong split: no test " \
                                                          "predictions)"
@@ -240,6 +250,7 @@ def markdown(exp, summaries: list[WeakSummary], images: list[str] = ()) -> str:
                          f"{len(row.records)} |")
         lines.append("")
         lines += _candidate_lines(summary, config.selection_metric)
+        lines += comparison_lines(summary)  # each loss against naive training, paired by seed, with its interval
     if len(summaries) > 1:
         lines += ["## PGR by loss and weak supervisor", "",
                   "| loss | " + " | ".join(f"{s.name} ({100 * s.weak_accuracy:.1f} %)" for s in summaries) + " |",
@@ -348,15 +359,40 @@ def plot_curves(summaries: list[WeakSummary], path: Path) -> None:
 def write_report(exp, results: list[dict], out_dir, write: bool = True) -> str:
     """Write ``report.md`` and (with ``plots``) ``accuracy.png``, ``pgr.png`` and ``curves.png`` under ``out_dir``;
     return the markdown (``write=False``: only return it)."""
+    from .provenance import check_figures, provenance_text
+
     out_dir = Path(out_dir)
+    check_figures(exp, results, "the report")  # nothing is written when a choice was made off validation
     summaries = summarize(exp, results)
     images = []
     if exp.config.plots and summaries and summaries[0].rows:
         images = ["accuracy.png", "pgr.png", "curves.png"]
-    text = markdown(exp, summaries, images)
+    text = markdown(exp, summaries, images, provenance=provenance_text(exp))
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, plot in zip(images, (plot_accuracy, plot_pgr, plot_curves)):
             plot(summaries, out_dir / name)
         (out_dir / "report.md").write_text(text)
     return text
+
+
+def setting_lines(results: list[dict]) -> list[str]:
+    """The report's account of the setting choice: each setting's mean validation figure of the ceiling on the
+    selection seeds, and the one kept."""
+    record = next((r for r in results if r.get("kind") == "setting"), None)
+    if record is None:
+        return []
+    metric = record["metric"]
+
+    def shown(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "–"
+        mean = sum(values) / len(values)
+        return f"{100 * mean:.1f} %" if metric == "accuracy" else f"{mean:.4f}"
+
+    parts = [f"`{label}`: {shown(values)}" + (" (chosen)" if label == record["chosen"] else "")
+             for label, values in record["validation"].items()]
+    return [f"**Setting chosen on validation.** The student's setting was chosen by the ceiling's mean validation "
+            f"{metric} on seed(s) {record['selection_seeds']} before any student trained: {'; '.join(parts)}. Every "
+            "run below is in the chosen setting.", ""]

@@ -17,6 +17,7 @@ seeds; the saved student is chosen on validation too. The test split is read onc
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import time
 from pathlib import Path
@@ -24,17 +25,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.config import DataConfig, build_splits
+from ..data.config import DataConfig
 from ..data.loading import column_array
 from ..losses import LOSSES
 from ..metrics import METRICS, build_compute_metrics, evaluate_metric
 from ..model_config import ModelConfig
 from ..modeling import load_image_classifier, load_image_processor, tiny_image_processor
 from ..outputs import claim_output_dir
+from ..predicting import predicting
 from ..security import redact_obj
 from ..trainer.config import WeakToStrongConfig
 from .config import ExperimentConfig, LossSpec, WeakSupervisorConfig
+from .given_labels import build_run_splits
 from .plan import DEFAULT_CANDIDATE, HARNESS_VERSION, RunPlan, given_training_arguments
+from .provenance import SELECTION, SplitRegistry, check_figures, persist_fingerprints, run_provenance
 from .report import choose_candidate
 from .store import ResultStore, slug, stable_hash
 from .supervision import Supervision, Supervisors
@@ -92,6 +96,7 @@ class Experiment(RunPlan):
         self._splits = None
         self._names: list[str] | None = None
         self._strong_init_path: str | None = None
+        self.setting_label = self.setting_key = None  # setting_candidates: the chosen setting and its record
         self.validate()
 
     def log(self, message: str) -> None:
@@ -114,13 +119,19 @@ class Experiment(RunPlan):
         with state.main_process_first():
             if state.is_main_process and not (path / "dataset_dict.json").exists():
                 self.log(f"preparing the splits of {self.data.dataset} -> {path}")
-                dd = build_splits(self.data, decode_images=self.training.check_images)
+                fingerprints = {}  # each split's content fingerprint, from the hashes of the disjointness check
+                # a weak-labels dataset may give the strong split (given_labels.build_run_splits)
+                dd = build_run_splits(self, decode_images=self.training.check_images, fingerprints=fingerprints)
                 tmp = path.with_name(path.name + ".tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
                 # an empty split (size 0: nobody trains on it) cannot be loaded back by datasets: left out
                 DatasetDict({k: v for k, v in dd.items() if len(v)}).save_to_disk(str(tmp))
+                persist_fingerprints(tmp, dd, fingerprints)
                 tmp.rename(path)
         self._splits = load_from_disk(str(path))
+        # which split each figure is computed on (provenance.py)
+        self.split_ids = SplitRegistry.load(path, self._splits, hashed=self.data.check_disjoint,
+                                            write=state.is_main_process)
         self._names = list(self._splits["test"].features["label"].names)
         return self._splits
 
@@ -132,21 +143,23 @@ class Experiment(RunPlan):
 
     # -- models --------------------------------------------------------------------------------------------------
 
-    def processor_for(self, source: str | None, input_size: int | None = None):
-        """The image processor of a checkpoint (resized to ``input_size``), or of a tiny model."""
+    def processor_for(self, source: str | None, input_size: int | None = None, image_size: int | None = None):
+        """The image processor of a checkpoint (resized to ``input_size``), or of a tiny model (at ``image_size``,
+        default the config's)."""
         from ..modeling import TINY_PREFIX
 
         m = self.model
         if source is None or source.startswith(TINY_PREFIX):
-            return tiny_image_processor(m.image_size, m.num_channels)
+            return tiny_image_processor(image_size or m.image_size, m.num_channels)
         return load_image_processor(source, input_size=input_size, trust_remote_code=m.trust_remote_code)
 
-    def strong_model(self, seed: int):
+    def strong_model(self, seed: int, *, pretrained: bool = True):
         """A fresh student for a run with ``seed`` (the same initialisation for the ceiling and every student of that
-        seed) and its image processor."""
+        seed) and its image processor; without ``pretrained``, ``model_name_or_path`` as it is (no offline
+        pre-training: the preflight's student)."""
         m = self.model
         torch.manual_seed(seed)
-        source = self._strong_init() or m.model_name_or_path
+        source = (self._strong_init() if pretrained else None) or m.model_name_or_path
         model = load_image_classifier(source, self.label_names, fresh_head=True, seed=seed,
                                       revision=m.model_revision, allow_pickle=m.allow_pickle,
                                       trust_remote_code=m.trust_remote_code, image_size=m.image_size,
@@ -168,10 +181,11 @@ class Experiment(RunPlan):
     # -- training one model ----------------------------------------------------------------------------------------
 
     def fit(self, model, processor, train, args: WeakToStrongConfig, *, eval_dataset=None, augmentation=None,
-            calibration_dataset=None, strong: bool = False, weak=None, resume_from_checkpoint=None):
+            calibration_dataset=None, strong: bool = False, weak=None, resume_from_checkpoint=None,
+            build_only: bool = False):
         """Train one model (a weak supervisor, a ceiling or a student) as every run is trained. ``strong``: a
         ceiling or a student (the config's mixup / CutMix, LoRA with ``use_peft``); ``weak``: ``(model, processor or
-        None)`` of an online supervisor."""
+        None)`` of an online supervisor; ``build_only``: the trainer, not trained (the preflight's)."""
         from ..trainer.augment import AugmentingCollator
         from ..trainer.fit import fit
 
@@ -191,7 +205,7 @@ class Experiment(RunPlan):
                    compute_metrics=build_compute_metrics(c.metrics),
                    quiet=args.disable_tqdm, callbacks=callbacks, logs_root=self.out / "logs",
                    peft_config=self.model.get_peft_config() if strong else None,
-                   resume_from_checkpoint=resume_from_checkpoint)
+                   resume_from_checkpoint=resume_from_checkpoint, train=not build_only)
 
     def augmentation(self, processor, candidate: dict | None = None):
         from ..trainer.augment import TrainAugmentation
@@ -211,18 +225,36 @@ class Experiment(RunPlan):
         start = time.time()
         knobs, calibration = self.supervisors.student_args(supervision, spec)
         pushes = output.trainer_pushes() if output is not None and spec is not None else {}
+        validation_ds, test_ds, full_model = splits["validation"], splits["test"], None
+        if supervision is not None and self.config.selection_protocol == "weak_labels":
+            validation_ds = self.supervisors.weak_labelled_validation(supervision)  # no ground truth to choose by
+        if self.config.cache_features:  # the student's head on the frozen backbone's cached features
+            from .probe import as_features
+
+            shared = supervision is None or supervision.rows_of_strong_split
+            f = as_features(self, model, processor, train=train, validation=validation_ds, calibration=calibration,
+                            rows_of_strong_split=shared)
+            full_model, model, train, calibration = model, f["model"], f["train"], f["calibration"]
+            validation_ds, test_ds, knobs = f["validation"], f["test"], {**knobs, "student_mode": "full"}
         args = self.run_args(loss, seed=seed, run_dir=run_dir, run_name=run_name,
                              overrides={**self.row_arguments(spec, candidate), **knobs}, with_eval=True)
         if pushes:
             args = dataclasses.replace(args, **pushes)
-        trainer = self.fit(model, processor, train, args,
-                           eval_dataset=splits["validation"] if self.evaluates else None,
-                           augmentation=self.augmentation(processor, candidate), calibration_dataset=calibration,
-                           strong=True, weak=self.supervisors.online_weak(supervision, processor),
+        trainer = self.fit(model, None if full_model is not None else processor, train, args,
+                           eval_dataset=validation_ds if self.evaluates else None,
+                           augmentation=None if full_model is not None else self.augmentation(processor, candidate),
+                           calibration_dataset=calibration, strong=True,
+                           weak=self.supervisors.online_weak(supervision, processor),
                            resume_from_checkpoint=resume_point(self, run_dir, student=spec is not None))
-        validation = self._validation_figures(trainer, splits["validation"])
+        if full_model is not None:
+            from ..data.features import put_head_back
+
+            trainer.full_model = put_head_back(full_model, trainer.model)  # what is saved: the whole model
+        validation = self._validation_figures(trainer, validation_ds)
+        misfit = self._misfit(trainer, train) if spec is not None else None
         # the test split, read once, after training (and after the best checkpoint was loaded back)
-        logits = np.asarray(trainer.predict(splits["test"]).predictions)
+        with predicting(trainer.model):
+            logits = np.asarray(trainer.predict(test_ds).predictions)
         pred = logits.argmax(-1)
         history = trainer.state.log_history
         combiner = trainer.weak_combiner
@@ -238,19 +270,36 @@ class Experiment(RunPlan):
             "mean_student_selected": _mean_metric(history, "student_selected"),  # conf_select
             "weak_weights": None if combiner is None else combiner.weights().detach().cpu().tolist(),
             "test_predictions": pred.tolist(),
+            "train_misfit": misfit,  # disagreement with the supervisor on its own training split (no ground truth)
             "train_seconds": round(time.time() - start, 2),
             "log_history": history,
         }
+        # the split each figure was computed on, stamped from the datasets really used (provenance.py)
+        record["provenance"] = {**validation.pop("provenance"), **run_provenance(self, trainer, test_ds, record)}
         return record, (trainer, processor)
 
     @staticmethod
-    def _validation_figures(trainer, validation) -> dict:
+    def _misfit(trainer, train) -> float | None:
+        """The student's disagreement with its supervisor's labels on the split it trained on: readable without
+        ground truth (Charikar et al. 2024: the gain over a supervisor is at least this misfit for a convex strong
+        class)."""
+        from ..data.weak_labels import weak_logits_array
+        from ..stats import misfit
+
+        if "weak_logits" not in train.column_names:
+            return None  # several supervisors combined, or online: no one labelling to compare with
+        student = np.asarray(trainer.predict(train).predictions).argmax(-1)
+        return misfit(student, weak_logits_array(train).argmax(-1))
+
+    def _validation_figures(self, trainer, validation) -> dict:
         """Accuracy and cross-entropy of the final model on the validation split (what candidates and the saved
-        student are chosen by)."""
-        logits = torch.as_tensor(np.asarray(trainer.predict(validation).predictions), dtype=torch.float32)
+        student are chosen by), and their ``provenance``: the split they were computed on."""
+        with predicting(trainer.model):
+            logits = torch.as_tensor(np.asarray(trainer.predict(validation).predictions), dtype=torch.float32)
         labels = torch.as_tensor(column_array(validation, "label"), dtype=torch.long)
         return {"validation_accuracy": evaluate_metric("accuracy", logits.numpy(), labels.numpy())["accuracy"],
-                "validation_loss": float(torch.nn.functional.cross_entropy(logits, labels))}
+                "validation_loss": float(torch.nn.functional.cross_entropy(logits, labels)),
+                "provenance": self.split_ids.stamp(validation, SELECTION, "validation_accuracy", "validation_loss")}
 
     # -- the whole run -------------------------------------------------------------------------------------------
 
@@ -259,7 +308,7 @@ class Experiment(RunPlan):
                              "model": dataclasses.asdict(self.model),
                              "training": {k: self.training.to_dict()[k] for k in sorted(self.given)}})
         if _is_main_process():
-            claim_output_dir(self.out, config, overwrite=self.training.overwrite_output_dir)
+            claim_output_dir(self.out, config, overwrite=self.training.overwrite_output_dir, command=self.command)
 
     def run(self) -> dict[str, dict]:
         """Every planned run that is not done yet, in order: supervisors, ceilings, students (each row: its
@@ -273,7 +322,17 @@ class Experiment(RunPlan):
         for spec in self.config.losses:  # e.g. OpenAI's binary aux_conf on ten classes: refused before training
             LOSSES[spec.name].check_classes(len(self.label_names))
         done = self.store.load()
+        from .preflight import preflight
+
+        preflight(self, done)  # reruns, and every model on one batch of the run's own data, before anything trains
         progress = _Progress(self.log, len(self.planned_keys()))
+        gc.collect()
+        gc.freeze()  # what lives now (libraries, the splits) is never garbage: each run's collection skips it
+        if self.config.setting_candidates:  # the student's setting, chosen by the ceiling on validation
+            from .settings import choose_setting
+
+            self.adopt(*choose_setting(self, done, progress, output))
+            progress.total = progress.count + len([k for k in self.planned_keys() if k not in done])
         for w in self.config.weak_supervisors:
             self._run_weak(w, done, progress)
         if self.config.ceiling:
@@ -313,8 +372,9 @@ class Experiment(RunPlan):
         if not others:
             return
         keys = {c["label"]: {s: self._key(w, spec, s, c) for s in selection} for c in candidates}
-        chosen = choose_candidate({label: [done[k] for k in by_seed.values()] for label, by_seed in keys.items()},
-                                  self.config.selection_metric)
+        by_label = {label: [done[k] for k in by_seed.values()] for label, by_seed in keys.items()}
+        check_figures(self, [r for records in by_label.values() for r in records], "the choice of a candidate")
+        chosen = choose_candidate(by_label, self.config.selection_metric)
         candidate = next(c for c in candidates if c["label"] == chosen)
         what = "ceiling" if spec is None else f"{w.name} / {spec.label}"
         self.log(f"{what}: candidate {chosen!r} chosen on the validation split (seeds {selection})")
@@ -354,16 +414,28 @@ class Experiment(RunPlan):
 
     # -- results and report --------------------------------------------------------------------------------------
 
+    def adopt(self, other, setting_key: str) -> None:
+        """Continue in the setting ``other`` was built with (``setting_candidates``: the one chosen on
+        validation)."""
+        self.config, self.model, self.training, self.given = other.config, other.model, other.training, other.given
+        self.setting_label, self.setting_key = other.setting_label, setting_key
+
     def results(self) -> list[dict]:
         """The stored records of this config's runs (records of other configs in the same file are left out)."""
         done = self.store.load()
         roles = self.keys_by_role()
-        keys = list(roles["weak"].values())
+        keys = list(roles["weak"].values()) + ([self.setting_key] if self.setting_key else [])
         for row in [roles["ceiling"], *roles["w2s"].values()]:
             keys += [k for by_seed in row.values() for k in by_seed.values()]
         return [done[k] for k in dict.fromkeys(keys) if k in done]
 
     def report(self) -> str:
+        if self.config.setting_candidates and self.setting_key is None:  # rebuilt later: the recorded choice
+            from .settings import recorded_setting
+
+            found = recorded_setting(self, self.store.load())
+            if found is not None:
+                self.adopt(*found)
         """The report's markdown, written with its plots under ``report/`` (by the main process)."""
         from .report import write_report
 

@@ -35,6 +35,12 @@ def save_model(trainer, path, processor, base_model_name_or_path: str | None = N
     ``adapter/``; returns the LoRA settings then, else ``None``). Every process calls it (a sharded model is
     gathered)."""
     path = str(path)
+    whole = getattr(trainer, "full_model", None)  # a cached-feature student: its head put back into the model
+    if whole is not None:
+        if trainer.args.should_save:
+            whole.save_pretrained(path)
+            processor.save_pretrained(path)
+        return None
     if not is_peft_model(trainer.model):
         pushes, trainer.args.push_to_hub = trainer.args.push_to_hub, False  # a save of the student folder: not one
         try:  # of the run's own pushes (hub_strategy), which would upload its run folder (training_args.bin too)
@@ -158,8 +164,9 @@ class StudentOutput:
                 if lora is not None and self.exp.model.is_tiny:  # a tiny base exists nowhere else: the run's
                     # initial student, built again (the trained model is merged in place by now)
                     self.exp.strong_model(record["seed"])[0].save_pretrained(os.path.join(tmp, "base_model"))
+                trained = getattr(trainer, "full_model", None) or trainer.model
                 card_info = {"key": record["key"], "weak": w.name, "loss": spec.label, "loss_name": spec.name,
-                             "seed": record["seed"], "lora": lora, "architecture": _architecture(trainer.model),
+                             "seed": record["seed"], "lora": lora, "architecture": _architecture(trained),
                              "knobs": _loss_settings(trainer.args), "hyperparameters": _hyper(trainer.args)}
                 with atomic_write(Path(tmp) / RESULTS_FILE) as f:
                     json.dump(redact_obj(card_info), f, indent=2)

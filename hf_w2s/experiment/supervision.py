@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import ClassLabel, Dataset
+from datasets import Dataset
 
 from ..calibration import fit_temperature
 from ..data.loading import column_array, load_image_dataset
@@ -22,10 +22,10 @@ from ..data.multi_weak import default_columns, merge_weak_label_datasets
 from ..data.noise import add_noisy_labels, corrupt_labels
 from ..data.splits import canonical_columns, check_disjoint, random_subset, shots_per_class
 from ..data.weak_labels import label_dataset, weak_logits_array
-from ..labels import label_permutation, names_of
 from ..metrics import accuracy
 from ..modeling import load_image_classifier
 from .config import LossSpec, WeakSupervisorConfig
+from .provenance import CALIBRATION, REPORT, WEAK_LABELS, registry
 from .store import non_default, stable_hash
 
 __all__ = ["Supervision", "Supervisors", "pretrain_student"]
@@ -42,6 +42,10 @@ class Supervision:
     run_knobs: dict = dataclasses.field(default_factory=dict)  # WeakToStrongConfig knobs of its students
     weak_model: object = None  # online supervision: the weak model run on every training batch
     weak_processor: object = None
+    #: its training set is the strong split's rows (in order) with columns added; a weak-labels dataset is not
+    rows_of_strong_split: bool = True
+    #: selection_protocol weak_labels: its logits (or, for label noise, one-hot noisy labels) on the validation split
+    validation_logits: np.ndarray | None = None
 
 
 class Supervisors:
@@ -98,7 +102,34 @@ class Supervisors:
             "num_train_examples": n_train,
             **self._calibration(w, model, processor, train),
         }
-        return Supervision(w.name, key, train, record, **online)
+        stamp = registry(self.exp).stamp  # the split each figure was computed on (provenance.py)
+        record["provenance"] = {
+            **(stamp(splits["test"], REPORT, "test_accuracy", "test_predictions") if test_pred is not None else {}),
+            **(stamp(splits["strong_train"], REPORT, "supervision_accuracy") if w.source != "weak_labels" else {}),
+            **record.get("provenance", {})}
+        sup = Supervision(w.name, key, train, record, **online, rows_of_strong_split=w.source != "weak_labels")
+        if self.exp.config.selection_protocol == "weak_labels":  # the only labels a no-ground-truth user has
+            sup.validation_logits = self._validation_logits(w, model, processor)
+        return sup
+
+    def _validation_logits(self, w: WeakSupervisorConfig, model, processor) -> np.ndarray:
+        """What the supervisor says of the validation split: its logits, or for label noise the validation split's
+        labels corrupted by the same noise (one-hot)."""
+        validation = self.exp.splits()["validation"]
+        if model is not None:
+            return self._logits(validation, model, processor, f"{w.name}, validation")
+        noisy = corrupt_labels(column_array(validation, "label"), len(self.names), w.label_noise_rate,
+                               w.label_noise_kind, w.seed + 1, transition=w.label_noise_transition)
+        return np.eye(len(self.names), dtype=np.float32)[noisy]
+
+    def weak_labelled_validation(self, sup: Supervision) -> Dataset:
+        """The validation split with its labels replaced by what the supervisor says of it (selection_protocol
+        weak_labels: candidates, checkpoints and the saved student chosen without ground truth)."""
+        validation = self.exp.splits()["validation"]
+        feature = validation.features["label"]
+        labels = np.asarray(sup.validation_logits).argmax(-1).tolist()
+        relabelled = validation.remove_columns("label").add_column("label", labels, feature=feature)
+        return registry(self.exp).derived(relabelled, validation, tag=WEAK_LABELS)  # validation+weak_labels
 
     @staticmethod
     def online_weak(sup: Supervision | None, student_processor):
@@ -136,10 +167,11 @@ class Supervisors:
 
     def _load(self, source: str, w: WeakSupervisorConfig, **kwargs):
         m = self.exp.model
-        model = load_image_classifier(source, self.names, seed=w.seed, image_size=m.image_size,
+        model = load_image_classifier(source, self.names, seed=w.seed, image_size=w.image_size or m.image_size,
                                       num_channels=m.num_channels, allow_pickle=m.allow_pickle,
                                       trust_remote_code=m.trust_remote_code, **kwargs)
-        return model, self.exp.processor_for(w.image_processor or source)
+        resize = w.image_size if source == w.model else None  # a saved supervisor's processor has its size already
+        return model, self.exp.processor_for(w.image_processor or source, input_size=resize, image_size=w.image_size)
 
     def model_dir(self, name: str) -> Path | None:
         """Where a supervisor the runner trained is saved (``weak/<key>/model``), or ``None``."""
@@ -181,9 +213,20 @@ class Supervisors:
         return None, None, None
 
     def _label(self, ds: Dataset, model, processor, what: str) -> Dataset:
-        """``ds`` with the weak model's logits, in the experiment's label order (matched by name)."""
-        return label_dataset(ds, model, processor, batch_size=self.exp.config.label_batch_size,
-                             label_names=self.names, desc=f"weak labels ({what})")
+        """``ds`` with the weak model's logits, in the experiment's label order (matched by name); logits that are
+        not finite (a supervisor whose fine-tuning diverged) stop the run before any student trains on them."""
+        from ..data.weak_labels import NonFiniteLogitsError
+
+        try:
+            return label_dataset(ds, model, processor, batch_size=self.exp.config.label_batch_size,
+                                 label_names=self.names, desc=f"weak labels ({what})")
+        except NonFiniteLogitsError as err:
+            from ..data.identity import rows_text
+
+            raise ValueError(f"weak supervisor {what.split(',')[0]!r}: its logits are NaN or infinite on "
+                             f"{len(err.rows)} of the {len(ds)} examples it labels ({what.split(', ')[-1]}; "
+                             f"{rows_text(err.rows)}): its fine-tuning diverged or its weights are broken (lower its "
+                             "learning_rate). No student was trained on them.") from err
 
     def _logits(self, ds: Dataset, model, processor, what: str) -> np.ndarray:
         return weak_logits_array(self._label(ds, model, processor, what))
@@ -195,27 +238,10 @@ class Supervisors:
                                 confidence=w.label_noise_confidence, transition=w.label_noise_transition)
 
     def _given_weak_labels(self, w: WeakSupervisorConfig) -> Dataset:
-        c = self.exp.data
-        ds = load_image_dataset(w.weak_labels, w.weak_labels_split)
-        missing = [col for col in (c.image_column, "weak_logits") if col not in ds.column_names]
-        if missing:
-            raise ValueError(f"weak-label dataset {w.weak_labels} lacks {missing}; columns: {ds.column_names}")
-        width = weak_logits_array(ds.select(range(1))).shape[-1] if len(ds) else len(self.names)  # any storage
-        if width != len(self.names):
-            raise ValueError(f"weak-label dataset {w.weak_labels}: weak_logits has {width} values per example but "
-                             f"the dataset has {len(self.names)} classes")
-        label_col = c.label_column if c.label_column in ds.column_names else None
-        if label_col and isinstance(ds.features[label_col], ClassLabel):
-            label_permutation(names_of(ds.features[label_col]), self.names, source="weak-label dataset",
-                              target="experiment dataset")
-        keep = [col for col in (c.image_column, label_col, "weak_logits") if col]
-        ds = canonical_columns(ds.select_columns(keep), image_column=c.image_column, label_column=label_col)
-        splits = self.exp.splits()  # a dataset made elsewhere: it must not hold a validation or test image
-        check_disjoint({"weak_labels": ds, "validation": splits["validation"], "test": splits["test"]}, "image",
-                       where=f"weak supervisor {w.name!r} (weak_labels {w.weak_labels})")
-        if "weak_label" not in ds.column_names:
-            ds = ds.add_column("weak_label", weak_logits_array(ds).argmax(-1).tolist())
-        return ds
+        """A weak-labels dataset's logits, joined to the strong split's images by identity (.given_labels)."""
+        from .given_labels import weak_labels_supervision
+
+        return weak_labels_supervision(self.exp, w)
 
     def _calibration(self, w: WeakSupervisorConfig, model, processor, train: Dataset) -> dict:
         """The supervisor's temperature (``fit_temperature``) and accuracy on ground truth it did not train on
@@ -235,12 +261,14 @@ class Supervisors:
         elif w.source == "noisy_labels" and "label" in train.column_names:
             logits, labels = weak_logits_array(train), column_array(train, "label")
             basis = "the strong split's true labels (the noise rate taken as known)"
+            ds = splits["strong_train"]  # train: its rows with the noisy labels added
         else:
             return {}
         return {
             "calibration_temperature": fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels)),
             "calibration_accuracy": accuracy(logits, labels),
             "calibration_basis": basis,
+            "provenance": registry(self.exp).stamp(ds, CALIBRATION, "calibration_temperature", "calibration_accuracy"),
         }
 
     # -- several supervisors combined -------------------------------------------------------------------------
@@ -268,8 +296,15 @@ class Supervisors:
             "test_accuracy": max(accs) if accs else None, "supervision_accuracy": float("nan"),
             "test_predictions": None, "num_train_examples": None,
             "knobs": {k: v for k, v in knobs.items() if k != "weak_logits_columns"},
+            # its members' figures, each stamped where it was computed
+            "provenance": next(({"test_accuracy": m.record["provenance"]["test_accuracy"]} for m in members
+                                if "test_accuracy" in m.record.get("provenance", {})), {}),
         }
-        return Supervision(w.name, record["key"], train, record, run_knobs=knobs)
+        sup = Supervision(w.name, record["key"], train, record, run_knobs=knobs)
+        if self.exp.config.selection_protocol == "weak_labels":  # the members' mean probabilities
+            probs = [np.exp(m.validation_logits - m.validation_logits.max(-1, keepdims=True)) for m in members]
+            sup.validation_logits = np.log(np.mean([p / p.sum(-1, keepdims=True) for p in probs], 0))
+        return sup
 
     def student_args(self, sup: Supervision | None, spec: LossSpec) -> tuple[dict, Dataset | None]:
         """Knobs a student run takes from its supervisor, and conf_select's calibration set (the weak ground truth,

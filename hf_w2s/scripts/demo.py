@@ -106,6 +106,7 @@ def run_demo(argv: list[str] | None = None) -> dict:
     import shlex
 
     from ..console import quiet_libraries
+    from ..experiment.provenance import split_provenance
     from ..experiment.report import summarize
     from ..experiment.runner import Experiment
 
@@ -129,6 +130,7 @@ def run_demo(argv: list[str] | None = None) -> dict:
                              "pgr": row.pgrs[0], "validation_accuracy": validation[row.name]}
     saved = json.loads((exp.out / "student" / "w2s_results.json").read_text())
     results["best_student"] = {"loss": saved["loss"], "path": str(exp.out / "student")}
+    results["provenance"] = split_provenance(exp)  # the splits behind the choices and the test figures
     results["seconds"] = round(time.time() - start, 1)
     (exp.out / "results.json").write_text(json.dumps(results, indent=2))
     print("\n" + format_table(results, [row.name for row in summary.rows]))

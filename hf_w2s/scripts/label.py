@@ -31,7 +31,8 @@ class LabelConfig:
                   "save_to_disk directory."}
     )
     output: str = field(metadata={"help": "Directory for the labelled dataset (save_to_disk). Must not exist or be "
-                                          "empty unless --overwrite."})
+                                          "empty unless --overwrite; never the source dataset's or the weak "
+                                          "model's folder, nor one that holds or lies inside them."})
     split: str | None = field(
         default=None,
         metadata={"help": "Split to label (default: 'train', or all of a dataset without splits, such as a "
@@ -68,7 +69,8 @@ class LabelConfig:
     shard_size: int = field(default=10_000, metadata={"help": "Rows per Parquet shard with --streaming."})
     max_shard_size: str = field(default="500MB", metadata={"help": "Size of each Parquet shard pushed to the Hub."})
     private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output directory."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace what an earlier hf-w2s label wrote in --output "
+                                                             "(never other files)."})
     allow_pickle: bool = field(
         default=False,
         metadata={"help": "Also load pickled weights (pytorch_model.bin), which can run code when loaded; by default "
@@ -83,8 +85,10 @@ class LabelConfig:
         from ..data.loading import check_source_name
         from ..data.logit_storage import LogitStorage
         from ..options import check_ranges
+        from ..outputs import check_output_path
 
         check_ranges(self)
+        check_output_path(self.output, "--output")
         LogitStorage.of(self.logits_storage, self.top_k)
         check_source_name(self.weak_model, "model", "--weak_model")
         check_source_name(self.dataset, "dataset", "--dataset")
@@ -108,33 +112,45 @@ def parse_args(argv: list[str]) -> LabelConfig:
     return config
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def _check_output(config: LabelConfig) -> Path:
-    """``--output`` is a folder that is new, empty, or replaced with ``--overwrite``; it never holds the source
-    dataset (``--overwrite`` would delete it) and is never inside it (nothing is written into the source's folder)."""
+    """``--output`` is a folder that is new, empty, or the labelled dataset of an earlier ``hf-w2s label`` (replaced
+    with ``--overwrite``: the command deletes only what it created); it is not, does not hold and is not inside one of
+    the command's inputs (the source dataset, the weak model: :func:`hf_w2s.outputs.check_outside_inputs`)."""
     from ..data.stream_shards import PROGRESS_DIR
-    from ..outputs import check_output_path
+    from ..outputs import check_output_path, check_outside_inputs
 
+    check_output_path(config.output, "--output")  # empty text too (Path("") is the working directory)
     output = Path(config.output)
-    check_output_path(output, "--output")
+    check_outside_inputs(output, [("source dataset", config.dataset), ("weak model", config.weak_model)], "--output")
     resumable = config.streaming and (output / PROGRESS_DIR).is_dir()  # checked against the labelling itself
-    if output.exists() and any(output.iterdir()) and not config.overwrite and not resumable:
-        raise ValueError(f"--output {str(output)!r} exists and is not empty; pass --overwrite to replace it")
-    source = Path(config.dataset)
-    if source.exists():
-        src, out = source.resolve(), output.resolve()
-        if src == out:
-            raise ValueError("--output must differ from --dataset (the source would be overwritten)")
-        if _inside(src, out):
-            raise ValueError(f"--output {str(output)!r} contains the source dataset {config.dataset!r}; replacing it "
-                             "would delete the source. Choose an --output folder outside the source.")
-        if _inside(out, src):
-            raise ValueError(f"--output {str(output)!r} is inside the source dataset {config.dataset!r}; nothing is "
-                             "written into the source's folder. Choose an --output folder outside it.")
+    if output.exists() and any(output.iterdir()):
+        if not config.overwrite and not resumable:
+            raise ValueError(f"--output {str(output)!r} exists and is not empty; pass --overwrite to replace it")
+        if config.overwrite and not _labelled_output(output):
+            raise ValueError(f"--output {str(output)!r} is not empty and holds no labelled dataset of hf-w2s label; "
+                             "--overwrite replaces only what hf-w2s label wrote (a saved dataset with a weak_label "
+                             "column, or its Parquet shards), never other files. Choose a new or empty folder.")
     return output
+
+
+def _labelled_output(folder: Path) -> bool:
+    """Whether ``folder`` holds what ``hf-w2s label`` writes, and nothing else: a ``save_to_disk`` dataset whose
+    features have a ``weak_label`` column, or the Parquet shards (and progress) of a streamed labelling."""
+    import json
+
+    from ..data.stream_shards import PROGRESS_DIR
+    from ..data.weak_labels import WEAK_LABEL_COLUMN
+
+    names = {p.name for p in folder.iterdir()}
+    if (folder / PROGRESS_DIR).is_dir():
+        return names <= {PROGRESS_DIR, "data", "README.md"}
+    try:
+        info = json.loads((folder / "dataset_info.json").read_text())
+    except (OSError, ValueError):
+        return False
+    saved = {"state.json", "dataset_info.json", "README.md"}
+    return WEAK_LABEL_COLUMN in (info.get("features") or {}) and all(
+        n in saved or (n.startswith("data-") and n.endswith(".arrow")) for n in names)
 
 
 def _save(dataset, output: Path) -> None:
@@ -147,16 +163,14 @@ def _save(dataset, output: Path) -> None:
         dataset.save_to_disk(partial)
 
 
-def _streamed(config: LabelConfig, output: Path, state):
-    """The stream of ``--dataset``; ``--output`` emptied first with ``--overwrite`` (by the main process)."""
+def _emptied(config: LabelConfig, output: Path, state) -> None:
+    """A streamed labelling's ``--output`` emptied with ``--overwrite`` (by the main process), after the preflight:
+    it holds only what an earlier ``hf-w2s label`` wrote (:func:`_check_output`)."""
     import shutil
-
-    from ..data.stream_shards import open_stream
 
     if config.overwrite and output.exists() and state.is_main_process:
         shutil.rmtree(output)
     state.wait_for_everyone()
-    return open_stream(config.dataset, split=config.split, revision=config.dataset_revision)
 
 
 def _write_card(config: LabelConfig, labelled, output: Path, weak, revision: str | None, command: str) -> None:
@@ -182,19 +196,23 @@ def _public_source(config: LabelConfig) -> str | None:
 
 def run(config: LabelConfig) -> int:
     from ..data.loading import load_image_dataset
-    from ..data.stream_shards import stream_revision
+    from ..data.stream_shards import open_stream, stream_revision
     from ..data.weak_labels import label_dataset, load_weak_model, weak_label_accuracy
     from ..distributed import process_state
+    from ..experiment.preflight import check_labelling
     from ..hub import dataset_commit, push_weak_labels
 
     output = _check_output(config)
     state = process_state()
     if config.streaming:
-        dataset = _streamed(config, output, state)
+        dataset = open_stream(config.dataset, split=config.split, revision=config.dataset_revision)
     else:
         dataset = load_image_dataset(config.dataset, split=config.split, revision=config.dataset_revision)
     weak = load_weak_model(config.weak_model, revision=config.revision, allow_pickle=config.allow_pickle,
                            trust_remote_code=config.trust_remote_code)
+    check_labelling(weak, dataset, image_column=config.image_column)  # the preflight, before anything is labelled
+    if config.streaming:
+        _emptied(config, output, state)
     labelled = label_dataset(
         dataset,
         weak,

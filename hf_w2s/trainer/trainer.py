@@ -37,8 +37,16 @@ from ..labels import label_names, label_permutation, reorder_logits
 from ..losses import LOSSES, compute_w2s_loss, knobs_of
 from ..metrics import compute_accuracy
 from ..modeling import checkpoint_needs_key_conversion, load_converted_checkpoint
-from ..outputs import check_output_dir, run_identity, write_run_file
-from .checks import check_inputs, check_supervision
+from ..outputs import check_output_dir, finished_at, run_identity, write_run_file
+from ..predicting import predicting
+from .checks import (
+    check_arguments,
+    check_best_metric,
+    check_inputs,
+    check_supervision,
+    check_trainable,
+    checked_metrics,
+)
 from .collator import WeakToStrongCollator
 from .combiner import WeakCombiner, ZeroGradCallback, supervisors_agree
 from .config import WeakToStrongConfig
@@ -101,6 +109,7 @@ class WeakToStrongTrainer(Trainer):
         args.validate_w2s()
         if model is None:
             raise ValueError("WeakToStrongTrainer needs a student model.")
+        weak_model, weak_processing_class = check_arguments(args, train_dataset, weak_model, weak_processing_class)
         if peft_config is not None:
             if args.student_mode != "full":
                 raise ValueError(f"peft_config (LoRA) trains adapters on the whole model; student_mode "
@@ -109,6 +118,7 @@ class WeakToStrongTrainer(Trainer):
 
             model = apply_peft(model, peft_config)
         model = apply_student_mode(model, args.student_mode, args.trainable_blocks)
+        check_trainable(model)
         if args.channels_last:  # 4-d weights only: linear layers and ViTs are unchanged
             model = model.to(memory_format=torch.channels_last)
             if isinstance(weak_model, torch.nn.Module):
@@ -128,8 +138,8 @@ class WeakToStrongTrainer(Trainer):
                 weak_logits_column=args.weak_logits_column,
                 weak_logits_columns=args.weak_logits_columns,
             )
-        if compute_metrics is None:
-            compute_metrics = compute_accuracy
+        compute_metrics = checked_metrics(compute_metrics or compute_accuracy)  # every value a number
+        check_best_metric(args, compute_metrics, model.config.num_labels)
         super().__init__(
             model=model,
             args=args,
@@ -274,10 +284,14 @@ class WeakToStrongTrainer(Trainer):
     def train(self, resume_from_checkpoint=None, trial=None, ignore_keys_for_eval=None, **kwargs):
         # refuse an output_dir that holds another run (transformers 5 has no overwrite_output_dir of its own)
         resume_from_checkpoint = self._checkpoint_to_resume(resume_from_checkpoint)
+        finished = finished_at(resume_from_checkpoint, self.args) if resume_from_checkpoint else None
+        if finished:  # transformers then trains no step; nothing of the finished run is rewritten
+            logger.warning(f"the run in {self.args.output_dir} is finished ({finished}): resuming it from "
+                           f"{resume_from_checkpoint} trains nothing and changes nothing.")
         identity = run_identity(self.args, self.model)
         check_output_dir(self.args.output_dir, identity, resuming=bool(resume_from_checkpoint),
                          overwrite=self.args.overwrite_output_dir, remove=self.args.should_save)
-        if self.args.should_save:
+        if self.args.should_save and not finished:
             write_run_file(self.args.output_dir, identity)
         return super().train(resume_from_checkpoint, trial, ignore_keys_for_eval, **kwargs)
 
@@ -341,11 +355,11 @@ class WeakToStrongTrainer(Trainer):
         max_steps = self.state.max_steps or 0
         return float(self.state.global_step) / max_steps if max_steps > 0 else 1.0
 
-    @torch.no_grad()
     def _online_weak_logits(self, inputs) -> torch.Tensor:
         pixel_values = inputs.get("weak_pixel_values", inputs["pixel_values"])
-        logits = self.weak_model(pixel_values=pixel_values).logits
-        return reorder_logits(logits.float(), self._weak_perm)
+        with predicting(self.weak_model):  # evaluation mode, no autograd, its modes restored
+            logits = reorder_logits(self.weak_model(pixel_values=pixel_values).logits.float(), self._weak_perm)
+        return logits.clone()  # a plain tensor: the loss keeps its target for backward
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
