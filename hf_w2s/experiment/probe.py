@@ -52,6 +52,8 @@ def as_features(exp, model, processor, *, train, validation=None, calibration=No
         feats = _features(exp, model, processor, source, what).select_columns([FEATURE_COLUMN])
         keep = ds.remove_columns([c for c in ("image", FEATURE_COLUMN, "pixel_values") if c in ds.column_names])
         out = concatenate_datasets([keep, feats], axis=1).rename_column(FEATURE_COLUMN, "pixel_values")
+        # batches read as arrays, not Python lists of floats (a head's step is cheap; reading the rows is not)
+        out = out.with_format("numpy")
         return exp.split_ids.derived(out, ds)  # its figures are those of ds's split (provenance.py)
 
     strong = splits.get("strong_train")
