@@ -48,16 +48,28 @@ def test_a_cached_feature_student_saves_a_whole_model_that_predicts_what_its_hea
 
 
 def test_features_are_computed_once_for_every_loss_and_seed(bands, tmp_path, monkeypatch):
-    """The backbone runs over each split once: a second seed and a second loss read the cached features."""
+    """The backbone runs over each split once: a second seed and a second loss read the cached features. The
+    preflight checks each run's head on a batch of features, the backbone run once for all of them."""
     from hf_w2s.data import features
+    from hf_w2s.experiment import preflight
 
-    rows = []
-    real = features.head_features
-    monkeypatch.setattr(features, "head_features", lambda m, pv: rows.append(len(pv)) or real(m, pv))
+    rows, where = {"run": [], "preflight": []}, ["run"]
+    real, real_check = features.head_features, preflight.check_models
+
+    def check_models(*args, **kwargs):
+        where[0] = "preflight"
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            where[0] = "run"
+
+    monkeypatch.setattr(features, "head_features", lambda m, pv: rows[where[0]].append(len(pv)) or real(m, pv))
+    monkeypatch.setattr(preflight, "check_models", check_models)
     exp = experiment(probe_config(bands, tmp_path / "out", losses=["weak_hard", "kd"], seeds=[0, 1]))
     exp.run()
     split_rows = sum(len(exp.splits()[s]) for s in ("strong_train", "validation", "test"))
-    assert sum(rows) == split_rows  # each split once
+    assert sum(rows["run"]) == split_rows  # each split once
+    assert rows["preflight"] == [preflight.PREFLIGHT_ROWS] * 2  # a batch of the strong and validation splits, once
 
 
 def test_a_probe_on_cached_features_learns_the_task(bands, tmp_path):
@@ -182,3 +194,27 @@ def test_the_report_warns_when_the_gap_is_too_small_for_pgr():
     far = WeakSummary("w", "train", 0.70, "test", 10, Row("ceiling", accuracies=[0.91, 0.92]), [])
     assert "PGR is unreliable" in gap_warning(near)
     assert gap_warning(far) is None
+
+
+def test_the_weak_strength_curve_orders_supervisors_and_pools_the_misfit(tmp_path):
+    from hf_w2s.experiment.comparison import strength_lines
+    from hf_w2s.experiment.report import Row, WeakSummary, plot_strength
+
+    def summary(name, weak, pgrs, misfits):
+        records = [{"seed": i, "test_accuracy": weak + 0.1 * p, "train_misfit": m} for i, (p, m) in
+                   enumerate(zip(pgrs, misfits))]
+        return WeakSummary(name, "train", weak, "test", 10, Row("ceiling", accuracies=[weak + 0.1] * 3),
+                           [Row("weak_hard", pgrs=pgrs, records=records)])
+
+    strong = summary("strong", 0.85, [0.2, 0.3, 0.4], [0.05, 0.06, 0.07])
+    weak = summary("weak", 0.60, [0.5, 0.5, 0.5], [0.30, 0.30, 0.30])
+    lines = strength_lines([strong, weak])
+    assert lines[4] == "| loss | weak (60.0 %) | strong (85.0 %) |"  # weakest first, whatever the config's order
+    assert lines[6] == "| gap (points) | 10.0 | 10.0 |"
+    half = 4.302652729911275 * 0.1 / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(3)
+    assert lines[7] == f"| weak_hard | 0.50 [0.50, 0.50] | 0.30 [{0.3 - half:.2f}, {0.3 + half:.2f}] |"
+    gains = [0.02, 0.03, 0.04, 0.05, 0.05, 0.05]
+    r = np.corrcoef([0.05, 0.06, 0.07, 0.30, 0.30, 0.30], gains)[0, 1]
+    assert lines[-2].endswith(f"r = {r:.2f} over 6 student runs.")
+    plot_strength([strong, weak], tmp_path / "strength.png")
+    assert (tmp_path / "strength.png").stat().st_size > 1000

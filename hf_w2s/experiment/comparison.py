@@ -8,7 +8,7 @@ import math
 
 from ..stats import correlation, mean_interval, paired_difference
 
-__all__ = ["BASELINE", "MIN_GAP", "comparison_lines", "gap_warning", "paired_rows"]
+__all__ = ["BASELINE", "MIN_GAP", "comparison_lines", "gap_warning", "paired_rows", "strength_lines"]
 
 #: the loss every other is compared with (naive weak-to-strong training)
 BASELINE = "weak_hard"
@@ -82,6 +82,35 @@ def comparison_lines(summary) -> list[str]:
         if not math.isnan(rho):
             lines += [f"Misfit predicts the gain over the supervisor with Pearson's r = {rho:.2f} over {n} student "
                       "runs (Charikar et al. 2024: for a convex strong class the gain is at least the misfit).", ""]
+    return lines
+
+
+def strength_lines(summaries) -> list[str]:
+    """The weak-strength curve as a table — the supervisors by test accuracy, each loss's PGR with its 95 % interval
+    over seeds (t) — then how well the misfit predicts the gain over every student run of every supervisor."""
+    ordered = sorted(summaries, key=lambda s: s.weak_accuracy)
+    lines = ["## Weak-strength curve", "",
+             "PGR against the supervisor's test accuracy (weakest first): mean [95 % interval over seeds, t]; the "
+             "gap column is ceiling − supervisor in points (PGR divides by it).", "",
+             "| loss | " + " | ".join(f"{s.name} ({100 * s.weak_accuracy:.1f} %)" for s in ordered) + " |",
+             "|---|" + "---|" * len(ordered)]
+    gaps = []
+    for s in ordered:
+        ceiling = [a for a in s.ceiling.accuracies if a is not None]
+        gaps.append(f"{100 * (sum(ceiling) / len(ceiling) - s.weak_accuracy):.1f}" if ceiling else "–")
+    lines.append("| gap (points) | " + " | ".join(gaps) + " |")
+    for i, row in enumerate(ordered[0].rows):
+        cells = [mean_interval(s.rows[i].pgrs, method="t").format(1.0, 2) if i < len(s.rows) else "–"
+                 for s in ordered]
+        lines.append(f"| {row.name} | " + " | ".join(c.replace("+", "") for c in cells) + " |")
+    lines.append("")
+    gains = [(r["train_misfit"], r["test_accuracy"] - s.weak_accuracy)
+             for s in summaries for row in s.rows for r in row.records if r.get("train_misfit") is not None]
+    if len(gains) >= 3:
+        rho, n = correlation(*zip(*gains))
+        if not math.isnan(rho):
+            lines += [f"Across every supervisor, misfit predicts the gain over the supervisor with Pearson's r = "
+                      f"{rho:.2f} over {n} student runs.", ""]
     return lines
 
 

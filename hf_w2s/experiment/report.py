@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import performance_gap_recovered
-from .comparison import comparison_lines
+from ..stats import mean_interval
+from .comparison import comparison_lines, strength_lines
 
 
 @dataclass
@@ -258,6 +259,7 @@ def markdown(exp, summaries: list[WeakSummary], images: list[str] = (), provenan
         for i, spec in enumerate(config.losses):
             lines.append(f"| {spec.label} | " + " | ".join(_fmt(s.rows[i].pgrs, 1.0, 2) for s in summaries) + " |")
         lines.append("")
+        lines += strength_lines(summaries)  # the weak-strength curve and the misfit-gain correlation over them all
     for image in images:
         lines.append(f"![{Path(image).stem}]({Path(image).name})")
     return "\n".join(lines).rstrip() + "\n"
@@ -325,6 +327,28 @@ def plot_pgr(summaries: list[WeakSummary], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def plot_strength(summaries: list[WeakSummary], path: Path) -> None:
+    """The weak-strength curve: each loss's PGR (mean and 95 % interval over seeds) against the supervisor's test
+    accuracy."""
+    ordered = sorted(summaries, key=lambda s: s.weak_accuracy)
+    xs = [100 * s.weak_accuracy for s in ordered]
+    fig, axes = _axes(7.0, 4.2, 1, 1, bottom=0.6, gap=0.0)
+    ax = axes[0, 0]
+    for i, row in enumerate(ordered[0].rows):
+        intervals = [mean_interval(s.rows[i].pgrs, method="t") if i < len(s.rows) else None for s in ordered]
+        means = [iv.mean if iv and iv.n else math.nan for iv in intervals]
+        low = [m - iv.low if iv and iv.n > 1 else 0.0 for m, iv in zip(means, intervals)]
+        high = [iv.high - m if iv and iv.n > 1 else 0.0 for m, iv in zip(means, intervals)]
+        ax.errorbar([x + 0.15 * (i - len(ordered[0].rows) / 2) for x in xs], means, yerr=[low, high], marker="o",
+                    ms=3, capsize=2, lw=1, label=row.name)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("weak supervisor's test accuracy (%)")
+    ax.set_ylabel("PGR (mean, 95 % interval)")
+    ax.set_title("weak-strength curve")
+    ax.legend(fontsize=7, ncol=2)
+    fig.savefig(path, dpi=110)
+
+
 def _curve(records: list[dict], metric: str, eval_only: bool) -> tuple[list[float], list[float]]:
     """Mean over seeds of ``metric`` against the epoch, from each record's ``log_history``."""
     points: dict[float, list[float]] = {}
@@ -366,11 +390,11 @@ def write_report(exp, results: list[dict], out_dir, write: bool = True) -> str:
     summaries = summarize(exp, results)
     images = []
     if exp.config.plots and summaries and summaries[0].rows:
-        images = ["accuracy.png", "pgr.png", "curves.png"]
+        images = ["accuracy.png", "pgr.png", "curves.png"] + (["strength.png"] if len(summaries) > 1 else [])
     text = markdown(exp, summaries, images, provenance=provenance_text(exp))
     if write:
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, plot in zip(images, (plot_accuracy, plot_pgr, plot_curves)):
+        for name, plot in zip(images, (plot_accuracy, plot_pgr, plot_curves, plot_strength)):
             plot(summaries, out_dir / name)
         (out_dir / "report.md").write_text(text)
     return text
