@@ -218,3 +218,25 @@ def test_the_weak_strength_curve_orders_supervisors_and_pools_the_misfit(tmp_pat
     assert lines[-2].endswith(f"r = {r:.2f} over 6 student runs.")
     plot_strength([strong, weak], tmp_path / "strength.png")
     assert (tmp_path / "strength.png").stat().st_size > 1000
+
+
+def test_paired_intervals_reads_an_earlier_harness_results_file(tmp_path):
+    """benchmarks/paired_intervals.py: each loss minus weak_hard, paired by seed, from a results.jsonl alone."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = [{"kind": "weak", "weak": "w", "test_accuracy": 0.70}]
+    rows += [{"kind": "ceiling", "seed": s, "test_accuracy": 0.90} for s in range(3)]
+    rows += [{"kind": "w2s", "weak": "w", "loss": "weak_hard", "seed": s, "test_accuracy": a}
+             for s, a in enumerate([0.75, 0.76, 0.74])]
+    rows += [{"kind": "w2s", "weak": "w", "loss": "product", "seed": s, "test_accuracy": a}
+             for s, a in enumerate([0.78, 0.78, 0.78])]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "paired_intervals.py"
+    out = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, text=True, check=True).stdout
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # differences 3, 2, 4 points: sd 1, t(0.975, 2)
+    assert f"| product | 78.0 ± 0.0 | 0.40 | +3.00 [{3 - half:+.2f}, {3 + half:+.2f}]" in out, out
+    assert "| weak_hard | 75.0 ± 1.0 | 0.25 | 0 |" in out and "gap 20.0 points" in out, out
