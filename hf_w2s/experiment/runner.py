@@ -315,6 +315,9 @@ class Experiment(RunPlan):
         candidates on the selection seeds, then the chosen one on the other seeds); then the saved student."""
         from .student import StudentOutput
 
+        finished = self._finished_resume()
+        if finished is not None:  # a finished run resumed: it says so, and nothing is trained or rewritten
+            return finished
         output = StudentOutput(self)
         output.prepare()  # the Hub repo and a checkpoint to resume from, before any compute
         self.claim_output_dir()
@@ -332,7 +335,7 @@ class Experiment(RunPlan):
             from .settings import choose_setting
 
             self.adopt(*choose_setting(self, done, progress, output))
-            progress.total = progress.count + len([k for k in self.planned_keys() if k not in done])
+            progress.total = progress.count + len(self.planned_keys())  # every run of the setting is counted
         for w in self.config.weak_supervisors:
             self._run_weak(w, done, progress)
         if self.config.ceiling:
@@ -342,6 +345,22 @@ class Experiment(RunPlan):
                 self._run_row(w, spec, done, progress, output)
         output.finish(self.results())  # the main process; the others then read what it wrote
         _barrier()
+        return done
+
+    def _finished_resume(self) -> dict | None:
+        """With ``resume_from_checkpoint``, when ``results.jsonl`` holds every planned run: says the run is finished
+        and returns the records (nothing trains, and neither its config, its student nor its card is rewritten);
+        else ``None``."""
+        from ..checkpoints import resume_target
+
+        if resume_target(self.training.resume_from_checkpoint, hub=bool(self.training.push_to_hub)) is None:
+            return None
+        done = self.store.load()
+        keys = self.planned_keys()
+        if not keys or any(key not in done for key in keys):
+            return None
+        self.log(f"the run in {self.out} is finished (results.jsonl records all {len(keys)} of its runs): resuming "
+                 "it from its checkpoints trains nothing and changes nothing.")
         return done
 
     def _record(self, done: dict, record: dict) -> None:
