@@ -136,8 +136,9 @@ def _resolved(path) -> Path:
 def check_outside_inputs(output, inputs, option: str = "output_dir", *, own=None) -> None:
     """Refuse an ``output`` folder that is, contains or lies inside one of ``inputs`` — ``(what, path)`` pairs (a
     dataset, a weak model, a student checkpoint, weak labels: a Hub id or any path that does not exist is not a
-    local input) — by resolved-path containment (symbolic links followed), before anything runs. ``own``: inputs
-    that are this run's own files inside ``output`` (a checkpoint it resumes from)."""
+    local input) — by resolved-path containment (symbolic links followed), before anything runs; an input inside the
+    folder of another hf_w2s run (an experiment's saved student, ...) makes that whole folder an input. ``own``:
+    inputs that are this run's own files inside ``output`` (a checkpoint it resumes from)."""
     if output is None or str(output).strip() == "":
         return
     out = _resolved(output)
@@ -155,8 +156,20 @@ def check_outside_inputs(output, inputs, option: str = "output_dir", *, own=None
         elif src in out.parents:
             relation, fix = "is inside", f"Choose an {option} outside it"
         else:
-            continue
+            root = _run_folder(src)  # an input inside another run's output: that whole folder is an input
+            if root is None or root not in out.parents:
+                continue
+            raise ValueError(f"{option} {str(output)!r} is inside the output of the hf_w2s run {str(root)!r}, which "
+                             f"holds the {what} {str(path)!r}: {INPUTS_RULE}. Choose an {option} outside it.")
         raise ValueError(f"{option} {str(output)!r} {relation} the {what} {str(path)!r}: {INPUTS_RULE}. {fix}.")
+
+
+def _run_folder(path: Path) -> Path | None:
+    """The folder of the whole hf_w2s run (it holds :data:`RUN_CONFIG`) that ``path`` is or lies in, or ``None``."""
+    for folder in (path, *path.parents):
+        if (folder / RUN_CONFIG).is_file():
+            return folder
+    return None
 
 
 RUN_FILE = "w2s_run.json"

@@ -11,11 +11,12 @@ a loss is called better (or worse) only then.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Interval", "paired_difference", "mean_interval", "misfit", "correlation"]
+__all__ = ["Interval", "paired_difference", "mean_interval", "mean_std", "misfit", "correlation"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,14 @@ class Interval:
         if self.n == 1:
             return f"{self.mean * scale:+.{digits}f} (1 seed)"
         return f"{self.mean * scale:+.{digits}f} [{self.low * scale:+.{digits}f}, {self.high * scale:+.{digits}f}]"
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation of the values that are numbers (``None`` and NaN left out); NaN for none."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def _t_quantile(df: int, p: float = 0.975) -> float:

@@ -90,6 +90,26 @@ def test_every_documented_row_has_a_test_and_every_row_test_is_documented():
     assert not extra, f"tests without a row in docs/bad_input.md: {extra}"
 
 
+def test_every_test_the_mechanisms_name_exists_and_names_each_row():
+    """Each mechanism's section of docs/bad_input.md names its tests (``Tests: `tests/FILE.py::test_x`, `::test_y```);
+    every test named exists, and every row of those sections is among them."""
+    text = DOC.read_text()
+    mechanisms = text[text.index("## The mechanisms behind the rows"):]
+    paragraphs = re.findall(r"^Tests: (.*?)(?:\n\n|\Z)", mechanisms, re.S | re.M)
+    assert len(paragraphs) == mechanisms.count("\n### ")  # one per section
+    named, module = [], None
+    for paragraph in paragraphs:
+        for file, name in re.findall(r"`(?:tests/(\w+)\.py)?::(test_\w+)`", paragraph):
+            module = file or module
+            named.append((module, name))
+    tests = DOC.parents[1] / "tests"
+    missing = [f"{m}.py::{n}" for m, n in named if not re.search(rf"^def {n}\(", (tests / f"{m}.py").read_text(), re.M)]
+    assert not missing, f"tests named in docs/bad_input.md that do not exist: {missing}"
+    rows = [r for r in ROWS if f"| {r} |" in mechanisms]
+    unnamed = [r for r in rows if f"test_{r.replace('-', '_')}" not in {n for _, n in named}]
+    assert rows and not unnamed, f"rows of the mechanisms' sections whose test their section does not name: {unnamed}"
+
+
 # -- builders ------------------------------------------------------------------------------------------------------
 
 

@@ -269,15 +269,19 @@ def test_output_holds_input(tmp_path, capsys, labelled):
     student_dir = tmp_path / "exp" / "student"  # an experiment's saved student, started from
     tiny_model("linear", DIGITS).save_pretrained(student_dir)
     before = sorted(p.name for p in data.iterdir())
+    (tmp_path / "exp" / "w2s_config.yaml").write_text("command: experiment\n")  # the experiment's folder
     cases = [(data, [], "is the dataset"), (data.parent, [], "contains the dataset"),
              (weak / "out", ["--weak_supervisors", f"{{name: w, model: '{weak}'}}"], "is inside the weak supervisor"),
-             (tmp_path / "exp", ["--model_name_or_path", student_dir], "contains the student model")]
+             (tmp_path / "exp", ["--model_name_or_path", student_dir], "contains the student model"),
+             (tmp_path / "exp" / "again", ["--model_name_or_path", student_dir], "is inside the output of the hf_w2s "
+              f"run '{tmp_path / 'exp'}', which holds the student model")]
     for out, extra, relation in cases:
         code, line = cli(capsys, *train_argv(out, *extra, dataset=data))
         assert code == 2 and documented("output-holds-input", line) and relation in line, line
         with raises("output-holds-input"):
             api(out, *extra, dataset_=data)
     assert sorted(p.name for p in data.iterdir()) == before and not (weak / "out").exists()
+    assert not (tmp_path / "exp" / "again").exists()
 
 
 def test_label_output_weak_model(tmp_path, capsys, labelled):
@@ -400,13 +404,14 @@ def test_resume_finished(tmp_path, capsys, caplog):
         t.train(resume_from_checkpoint=True)
     assert t.state.global_step == 2 and any(documented("resume-finished", r.getMessage()) for r in caplog.records)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
-    # the one schema: the finished run is skipped, its student kept
+    # the one schema: the finished run says so; its student, card, config and checkpoints are left as they were
     run = tmp_path / "run"
     assert cli(capsys, *train_argv(run, *SAVES)) == (0, "")
-    weights = (run / "student" / "model.safetensors").read_bytes()
+    kept = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "report" not in p.parts}
     code, printed, _ = run_cli(train_argv(run, *SAVES, "--resume_from_checkpoint", "true"), capsys)
-    assert code == 0 and "weak / kd seed 0: done before, skipped" in printed
-    assert (run / "student" / "model.safetensors").read_bytes() == weights
+    line = next(line for line in printed.splitlines() if "is finished" in line)
+    assert code == 0 and documented("resume-finished", line) and "(results.jsonl records all 2 of its runs)" in line
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and "report" not in p.parts} == kept
     assert sorted(p.name for p in (run / "runs/weak/kd/seed0").glob("checkpoint-*")) == ["checkpoint-1",
                                                                                          "checkpoint-2"]
 
@@ -517,6 +522,8 @@ def test_weak_model_argument(tmp_path):
     t = trainer(tmp_path, dataset().remove_columns("weak_logits"), weak_model=str(weak))  # a path: loaded
     t.train()
     assert t.state.global_step == 1 and isinstance(t.weak_model, torch.nn.Module)
+    with pytest.raises(ValueError, match=r"^weak_model '.*nowhere/weak' does not exist \(no such local folder"):
+        trainer(tmp_path, dataset().remove_columns("weak_logits"), weak_model=str(tmp_path / "nowhere" / "weak"))
 
 
 def test_empty_dataset(tmp_path):

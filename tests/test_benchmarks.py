@@ -44,7 +44,7 @@ CASES = {
                       2, (0.05, 0.9)),
     # the preflight runs (a figure above 0) and costs a fraction of a whole run (measured 3 % at full size; at one
     # epoch the run is shorter, so only a bound that a preflight training the models would break)
-    "preflight": (["--repeats", "1", "--set", "num_train_epochs=1"],
+    "preflight": (["--repeats", "1", "--warmup", "0", "--set", "num_train_epochs=1"],
                   rf"preflight / whole run \(median of 1\): {NUMBER}", 1, (0.001, 0.5)),
     # labelling twice the rows does not take twice the memory (labels go to Arrow)
     "label_memory": (["--sizes", "64", "128"], rf"peak RSS ratio N=128 / N=64: {NUMBER}", 1, (0.8, 1.3)),

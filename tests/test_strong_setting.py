@@ -48,11 +48,15 @@ def test_a_cached_feature_student_saves_a_whole_model_that_predicts_what_its_hea
 
 
 def test_features_are_computed_once_for_every_loss_and_seed(bands, tmp_path, monkeypatch):
-    """The backbone runs over each split once: a second seed and a second loss read the cached features. The
-    preflight checks each run's head on a batch of features, the backbone run once for all of them."""
+    """The backbone runs over each split once per backbone: the ceiling and a second loss read the cached features
+    (a tiny student's backbone is initialised by its seed, so each seed has its own; a pretrained one's is shared).
+    The preflight checks each run's head on a batch of features, the backbone run once for all of them."""
+    import datasets
+
     from hf_w2s.data import features
     from hf_w2s.experiment import preflight
 
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))  # no other test's features
     rows, where = {"run": [], "preflight": []}, ["run"]
     real, real_check = features.head_features, preflight.check_models
 
@@ -68,8 +72,8 @@ def test_features_are_computed_once_for_every_loss_and_seed(bands, tmp_path, mon
     exp = experiment(probe_config(bands, tmp_path / "out", losses=["weak_hard", "kd"], seeds=[0, 1]))
     exp.run()
     split_rows = sum(len(exp.splits()[s]) for s in ("strong_train", "validation", "test"))
-    assert sum(rows["run"]) == split_rows  # each split once
-    assert rows["preflight"] == [preflight.PREFLIGHT_ROWS] * 2  # a batch of the strong and validation splits, once
+    assert sum(rows["run"]) == 2 * split_rows  # each split once per seed's backbone
+    assert rows["preflight"] == [2 * preflight.PREFLIGHT_ROWS]  # a batch of the strong and validation splits, once
 
 
 def test_a_probe_on_cached_features_learns_the_task(bands, tmp_path):
@@ -198,7 +202,8 @@ def test_the_report_warns_when_the_gap_is_too_small_for_pgr():
 
 def test_the_weak_strength_curve_orders_supervisors_and_pools_the_misfit(tmp_path):
     from hf_w2s.experiment.comparison import strength_lines
-    from hf_w2s.experiment.report import Row, WeakSummary, plot_strength
+    from hf_w2s.experiment.plots import plot_strength
+    from hf_w2s.experiment.report import Row, WeakSummary
 
     def summary(name, weak, pgrs, misfits):
         records = [{"seed": i, "test_accuracy": weak + 0.1 * p, "train_misfit": m} for i, (p, m) in

@@ -13,10 +13,14 @@ exist); ``hf-w2s label``: :func:`check_labelling`.
   row's and candidate's student, by the trainer's own construction: LoRA targets, trainable blocks and student mode
   applied), one real batch of the run's own data goes through each with its own processor and augmentation, each
   student takes one forward and backward step of its row's loss, and one evaluation step runs with the run's
-  metrics (``metric_for_best_model`` must name one of them).
+  metrics (``metric_for_best_model`` must name one of them). The student is built once and copied for each check;
+  checks that would be identical (the same loss, knobs, training arguments, augmentation and kind of supervision)
+  run once; with ``cache_features`` each check is what that run trains — the student's head on a batch of features,
+  the backbone's forward computed once for all of them (through the run's own ``cache_features``, in memory).
 
 Nothing is written: the trainers work in a temporary folder that is removed, reporting is off, the random state is
-restored. ``benchmarks/preflight.py`` measures the cost against the smallest shipped config's run.
+restored. ``benchmarks/preflight.py`` measures the cost against the smallest shipped config's run (``--cached``: a
+cached-feature EfficientNet-Lite0 sweep's).
 """
 
 from __future__ import annotations
@@ -235,8 +239,90 @@ def check_models(exp, done: dict | None = None) -> None:
                 if _kind(w) not in seen:
                     seen.add(_kind(w))
                     rows.append((w, c.losses[0], exp.candidates(c.losses[0])[0]))
+        student, checked = _Student(exp, splits), set()
         for w, spec, candidate in rows:
-            _check_student(exp, w, spec, candidate, supervision, splits, Path(tmp))
+            key = _check_key(exp, w, spec, candidate)
+            if key not in checked:  # the same check for another row: done once
+                checked.add(key)
+                _check_student(exp, w, spec, candidate, supervision, splits, Path(tmp), student)
+
+
+def _check_key(exp, w, spec, candidate) -> str:
+    """What a strong run's check depends on: its loss and knobs, its training arguments and augmentation, and the
+    kind of supervision its student meets (two rows alike in these are the same check)."""
+    from .store import stable_hash
+
+    return stable_hash({"loss": None if spec is None else [spec.name, spec.knobs],
+                        "arguments": exp.row_arguments(spec, candidate),
+                        "augmentation": exp.augmentation_spec(candidate),
+                        "supervision": None if spec is None else list(_kind(w))})
+
+
+class _Student:
+    """The preflight's student, built once (each check trains a copy: the trainer applies LoRA, the student mode
+    and the trainable blocks to its own), and with ``cache_features`` the features of the preflight's rows, computed
+    once per set of rows by the run's own :func:`~hf_w2s.data.features.cache_features` on an in-memory copy (nothing
+    is written)."""
+
+    def __init__(self, exp, splits):
+        self.exp, self.splits = exp, splits
+        self._built = None
+        self._features: dict = {}  # by the fingerprints of the rows (and of the rows whose features they get)
+
+    def built(self):
+        if self._built is None:
+            self._built = self.exp.strong_model(self.exp.config.seeds[0], pretrained=False)
+        return self._built
+
+    def fresh(self):
+        """``(a copy of the student, its processor)``."""
+        import copy
+
+        model, processor = self.built()
+        try:
+            return copy.deepcopy(model), processor
+        except Exception:  # noqa: BLE001 - a model that cannot be copied is built again
+            return self.exp.strong_model(self.exp.config.seeds[0], pretrained=False)
+
+    def featured(self, ds, source=None):
+        """``ds`` (a few rows) with the features of ``source``'s images (the same rows; default ``ds``) as
+        ``pixel_values``, its images dropped: what a cached-feature run trains and evaluates on."""
+        from datasets import Dataset, Features, concatenate_datasets
+
+        from ..data.features import FEATURE_COLUMN, cache_features
+
+        if ds is None:
+            return None
+        source = ds if source is None else source
+        if len(source) != len(ds):
+            raise RuntimeError(f"the training rows ({len(ds)}) are not the strong split's ({len(source)})")
+        key = (ds._fingerprint, source._fingerprint)
+        if key in self._features:
+            return self._features[key]
+        if source._fingerprint not in self._features:
+            # the rows of every check met so far in one pass of the backbone: these, the strong and validation splits'
+            todo = {}
+            for part in (source, _head(self.splits.get("strong_train")), _head(self.splits.get("validation"))):
+                if part is not None and part._fingerprint not in self._features:
+                    todo.setdefault(part._fingerprint, part)
+            model, processor = self.built()
+            # in memory: cache_features writes no cache file
+            images = concatenate_datasets([r.select_columns(["image"]).flatten_indices(keep_in_memory=True)
+                                           for r in todo.values()])
+            feats = cache_features(images, model, processor, batch_size=max(1, len(images)), desc=None)
+            column, start = feats.with_format(None)[FEATURE_COLUMN], 0
+            features = Features({FEATURE_COLUMN: feats.features[FEATURE_COLUMN]})
+            for fingerprint, r in todo.items():
+                self._features[fingerprint] = Dataset.from_dict({FEATURE_COLUMN: column[start:start + len(r)]},
+                                                                features=features)
+                start += len(r)
+        feats = self._features[source._fingerprint]
+        keep = ds.remove_columns([c for c in ("image", FEATURE_COLUMN, "pixel_values") if c in ds.column_names])
+        keep = keep.flatten_indices(keep_in_memory=True)
+        out = concatenate_datasets([keep, feats], axis=1).rename_column(FEATURE_COLUMN, "pixel_values")
+        out = out.with_format("numpy")  # as the run reads them (experiment.probe.as_features)
+        self._features[key] = out
+        return out
 
 
 def _kind(w) -> tuple:
@@ -262,13 +348,13 @@ def _check_weak(exp, w, splits, tmp: Path, done: dict) -> dict:
         built = sup.of(w)
         if built.weak_model is not None:
             return {"online": built}
-        return {"rows": _head(built.train_dataset)}
+        return {"rows": _head(built.train_dataset), "shared": built.rows_of_strong_split}
     try:
         strong = _head(splits["strong_train"]) if "strong_train" in splits else None
         if w.source == "weak_labels":
             from .given_labels import weak_labels_supervision
 
-            return {"rows": _head(weak_labels_supervision(exp, w))}
+            return {"rows": _head(weak_labels_supervision(exp, w)), "shared": False}
         if w.source == "noisy_labels":
             return {"rows": sup._noisy(w, strong)}
         if w.source == "combine":
@@ -315,9 +401,10 @@ def _combined_rows(exp, w, supervision) -> tuple:
     return rows, knobs
 
 
-def _check_student(exp, w, spec, candidate, supervision, splits, tmp: Path) -> None:
+def _check_student(exp, w, spec, candidate, supervision, splits, tmp: Path, student: _Student) -> None:
     """One strong run's student (``spec`` None: the ceiling) built as the run builds it, one step of its loss and one
-    evaluation step, on the first rows of its own training data."""
+    evaluation step, on the first rows of its own training data (``cache_features``: its head on their features, as
+    the run trains it)."""
     from .supervision import Supervision
 
     row = "the ceiling" if spec is None else f"loss {spec.label!r}" + (f" with weak supervisor {w.name!r}"
@@ -328,31 +415,42 @@ def _check_student(exp, w, spec, candidate, supervision, splits, tmp: Path) -> N
     hint = ("check model_name_or_path, image_processor_name_or_path, input_size and image_size (and the weak "
             "supervisor's model and processor) against the data.")
     try:
-        online, knobs = None, {}
+        online, knobs, shared = None, {}, True
         if spec is None:
             train = _head(splits["strong_train"])
         else:
             given = supervision[w.name]
             if "combine" in given:
                 train, knobs = _combined_rows(exp, w, supervision)
+                shared = all(supervision[n].get("shared", True) for n in w.combine)
             elif "online" in given:
                 online, train = given["online"], _head(given["online"].train_dataset)
             else:
-                train = given["rows"]
+                train, shared = given["rows"], given.get("shared", True)
             if not exp.needs_labels(spec) and "label" in train.column_names:
                 train = train.remove_columns("label")
         stand_in = Supervision(w.name if w else "", "", train, {}, run_knobs=knobs) if spec is not None else None
         run_knobs, calibration = exp.supervisors.student_args(stand_in, spec) if spec is not None else ({}, None)
-        model, processor = exp.strong_model(exp.config.seeds[0], pretrained=False)
         folder = tmp / "strong"
+        validation = _head(splits["validation"])
+        if exp.config.cache_features:  # the run trains the student's head on the frozen backbone's features
+            from ..data.features import FeatureHead
+
+            model, _ = student.built()
+            strong = _head(splits.get("strong_train")) if shared else None
+            train, validation = student.featured(train, strong), student.featured(validation)
+            calibration, run_knobs = student.featured(_head(calibration)), {**run_knobs, "student_mode": "full"}
+            model, processor, augmentation = FeatureHead(model), None, None
+        else:
+            model, processor = student.fresh()
+            augmentation, calibration = exp.augmentation(processor, candidate), _head(calibration)
         args = exp.run_args(spec.name if spec else "ground_truth", seed=exp.config.seeds[0], run_dir=folder,
                             overrides={**exp.row_arguments(spec, candidate), **run_knobs}, with_eval=True)
         weak = exp.supervisors.online_weak(online, processor) if online is not None else None
         trainer = exp.fit(model, processor, train, _preflight_args(args, folder),
-                          eval_dataset=_head(splits["validation"]) if exp.evaluates else None,
-                          augmentation=exp.augmentation(processor, candidate),
-                          calibration_dataset=_head(calibration), strong=True, weak=weak, build_only=True)
-        one_step(trainer, _head(splits["validation"]))
+                          eval_dataset=validation if exp.evaluates else None, augmentation=augmentation,
+                          calibration_dataset=calibration, strong=True, weak=weak, build_only=True)
+        one_step(trainer, validation)
     except Exception as err:  # noqa: BLE001 - every failure is said with what failed and what to check
         raise _failed(what, err, hint) from err
 

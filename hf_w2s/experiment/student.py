@@ -158,6 +158,15 @@ class StudentOutput:
 
         is_main = process_state().is_main_process
         base = None if self.exp.model.is_tiny else self.exp.model.model_name_or_path
+        if not is_main:  # it takes part in gathering a sharded model; the main process alone replaces student/ (two
+            import tempfile  # processes swapping in their own folder would race, and the other's is empty)
+
+            scratch = tempfile.mkdtemp(prefix="hf_w2s-student-")
+            try:
+                save_model(trainer, scratch, processor, base_model_name_or_path=base)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            return
         with staged_dir(self.dir, replace=True) as tmp:
             lora = save_model(trainer, tmp, processor, base_model_name_or_path=base)
             if is_main:

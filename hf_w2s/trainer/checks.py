@@ -211,8 +211,10 @@ def check_arguments(args, train_dataset, weak_model, weak_processing_class):
         raise TypeError(f"train_dataset is a DatasetDict (splits {list(train_dataset)}); the trainer trains on one "
                         f"split: pass train_dataset=dataset[{next(iter(train_dataset), 'train')!r}].")
     if isinstance(weak_model, (str, os.PathLike)):
+        from ..data.loading import check_source_name
         from ..data.weak_labels import load_weak_model
 
+        check_source_name(weak_model, "model", "weak_model")  # a missing folder, or not a saved model, named
         loaded = load_weak_model(weak_model)
         return loaded.model, weak_processing_class if weak_processing_class is not None else loaded.image_processor
     if weak_model is not None and not hasattr(getattr(weak_model, "config", None), "id2label"):
