@@ -19,6 +19,9 @@ It also restores Trainer checkpoints whose weight names differ from the model's 
 (:func:`load_converted_checkpoint`: transformers 5 writes checkpoints in the Hub format, e.g. ViT's
 ``encoder.layer.N.attention.attention.query``, while ``Trainer._load_from_checkpoint`` loads them with a plain
 ``load_state_dict`` that silently skips every renamed weight; huggingface/transformers#48805).
+
+Longer than ~400 lines on purpose: every way a classifier is loaded or built is here, so the loading rules
+(safetensors only, no remote code, heads matched by label names) hold in one place.
 """
 
 from __future__ import annotations

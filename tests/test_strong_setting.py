@@ -245,3 +245,12 @@ def test_paired_intervals_reads_an_earlier_harness_results_file(tmp_path):
     half = 4.302652729911275 * 1.0 / math.sqrt(3)  # differences 3, 2, 4 points: sd 1, t(0.975, 2)
     assert f"| product | 78.0 ± 0.0 | 0.40 | +3.00 [{3 - half:+.2f}, {3 + half:+.2f}]" in out, out
     assert "| weak_hard | 75.0 ± 1.0 | 0.25 | 0 |" in out and "gap 20.0 points" in out, out
+
+
+def test_every_setting_candidate_passes_the_preflight_before_any_training(bands, tmp_path):
+    settings = [{"label": "fine", "num_train_epochs": 1},
+                {"label": "broken", "student_mode": "last_blocks", "trainable_blocks": 100}]
+    exp = experiment(tiny_experiment(bands, tmp_path / "out", setting_candidates=settings, ceiling=True))
+    with pytest.raises(ValueError, match="trainable_blocks"):
+        exp.run()
+    assert not list((tmp_path / "out").glob("runs/*/*")), "a run trained before the broken setting was found"

@@ -6,6 +6,9 @@ parameters), so re-running is read from the ``datasets`` cache and a different w
 reuses stale labels. Weak and target label spaces are matched by ``id2label`` *names*. The writing — to disk, split
 over processes, or from a stream into resumable Parquet shards — is :func:`hf_w2s.data.batch_columns.
 map_batches_to_columns`'s; the logits are stored as float32, float16 or top-k (:mod:`hf_w2s.data.logit_storage`).
+
+Longer than ~400 lines on purpose: the labelling, the fingerprint that decides when labels are reused and the
+label-space checks it depends on read together.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ exist); ``hf-w2s label``: :func:`check_labelling`.
 Nothing is written: the trainers work in a temporary folder that is removed, reporting is off, the random state is
 restored. ``benchmarks/preflight.py`` measures the cost against the smallest shipped config's run (``--cached``: a
 cached-feature EfficientNet-Lite0 sweep's).
+
+Longer than ~400 lines on purpose: everything that runs before training is in this one file, so what a run
+proves before it spends compute can be read at once.
 """
 
 from __future__ import annotations
@@ -88,6 +91,11 @@ def preflight(exp, done: dict) -> None:
     check_reruns(exp, done)
     if any(key not in done for key in exp.planned_keys()):
         check_models(exp, done)
+        if exp.config.setting_candidates and not getattr(exp, "setting_key", None):
+            from .settings import with_setting
+
+            for candidate in exp.config.setting_candidates:  # every setting the ceiling may choose
+                check_models(with_setting(exp, candidate), done)
 
 
 def check_reruns(exp, done: dict) -> None:

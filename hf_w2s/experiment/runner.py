@@ -12,6 +12,9 @@ The validation protocol: every strong run evaluates on the validation split duri
 checkpoint with ``load_best_model_at_end``, early stopping); a row with several candidates (``training_candidates``
 × the loss's ``candidates``) runs each on the selection seeds and the best mean validation figure on the other
 seeds; the saved student is chosen on validation too. The test split is read once per run, after training.
+
+Longer than ~400 lines on purpose: :class:`Experiment` is the pipeline's one place (its stages delegate to
+supervision, probe, settings, preflight, student and report).
 """
 
 from __future__ import annotations
