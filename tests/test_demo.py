@@ -112,10 +112,10 @@ def test_tiny_student_from_scratch_stays_an_option(tmp_path):
     from hf_w2s.scripts.demo import demo_config
 
     default = demo_config(["--output_dir", str(tmp_path)])  # the pretrained benchmark v2's splits, seed 0
-    assert default.model.model_name_or_path == "hf_w2s:efficientnet-lite0" and default.model.input_size == 64
+    assert default.model.model_name_or_path == "hf_w2s:efficientnet-lite2" and default.model.input_size == 96
     assert default.data.split_sizes == [500, 2000, 500, 1500] and default.training.load_best_model_at_end
     supervisor = default.experiment.weak_supervisors[0]
-    assert (supervisor.model, supervisor.train_size) == ("tiny:linear,width=16", 80)  # ~70 %, far below the ceiling
+    assert (supervisor.model, supervisor.train_size) == ("tiny:resnet,width=16,depth=2", 200)  # ~81 %: 10 below
     assert str(default.training.eval_strategy.value) == "epoch"  # each run's best epoch on validation
     # a linear head on the frozen backbone's cached features (README "The demo")
     assert (default.training.student_mode, default.experiment.cache_features) == ("linear_probe", True)
@@ -124,6 +124,7 @@ def test_tiny_student_from_scratch_stays_an_option(tmp_path):
     quick = demo_config(["--quick", "--output_dir", str(tmp_path)])
     assert (quick.model.model_name_or_path, quick.model.input_size) == ("tiny:resnet,width=16,depth=2", None)
     assert quick.data.split_sizes == [200, 1500, 300, 500] and quick.training.num_train_epochs == 10
+    assert quick.experiment.weak_supervisors[0].model == "tiny:linear,width=16"  # a supervisor it can beat
     assert (quick.training.student_mode, quick.experiment.cache_features) == ("full", False)
     given = demo_config(["--quick", "--num_train_epochs", "5", "--output_dir", str(tmp_path)])
     assert given.training.num_train_epochs == 5  # a value given with --quick wins over the quick size

