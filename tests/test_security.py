@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import traceback
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testing_utils import remote_code_checkpoint
 
 from hf_w2s.modeling import build_model, load_image_classifier, load_image_processor, tiny_image_processor
 from hf_w2s.security import RedactedError, install_log_redaction, redact, redacted
@@ -18,26 +18,6 @@ from hf_w2s.security import RedactedError, install_log_redaction, redact, redact
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "hf_" + "Qx7Lm2" * 6  # shaped like a user access token, never valid
 OTHER = "tok-" + "9" * 20  # a token that does not look like one: redacted because it is passed in / in HF_TOKEN
-
-
-def remote_code_checkpoint(tmp_path):
-    """A local checkpoint whose config points at its own Python module, which leaves a file behind if it runs."""
-    model = build_model("linear", ["a", "b"], image_size=8, num_channels=1, width=4, seed=0)
-    path = tmp_path / "remote"
-    model.save_pretrained(path)
-    sentinel = tmp_path / "remote_code_ran"
-    config = json.loads((path / "config.json").read_text())
-    config["model_type"] = "w2s_test_remote_net"
-    config["auto_map"] = {"AutoConfig": "remote_net.RemoteConfig",
-                          "AutoModelForImageClassification": "remote_net.RemoteModel"}
-    (path / "config.json").write_text(json.dumps(config))
-    (path / "remote_net.py").write_text(
-        f"open({str(sentinel)!r}, 'w').write('ran')\n"
-        "from transformers import ConvNextConfig, ConvNextForImageClassification\n"
-        "class RemoteConfig(ConvNextConfig):\n    model_type = 'w2s_test_remote_net'\n"
-        "class RemoteModel(ConvNextForImageClassification):\n    config_class = RemoteConfig\n"
-    )
-    return path, sentinel
 
 
 def test_remote_code_runs_only_when_the_user_passes_trust_remote_code(tmp_path):
