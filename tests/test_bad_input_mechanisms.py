@@ -156,17 +156,25 @@ def test_weak_diverged(tmp_path, capsys):
 @pytest.mark.usefixtures("no_compute")
 def test_empty_split(tmp_path, capsys):
     from hf_w2s.data.loading import load_image_dataset
-    from hf_w2s.experiment.given_labels import check_splits
 
     digits = load_sklearn_digits()
-    data = saved_splits(tmp_path / "data", train=digits.select(range(90)), test=digits.select([]))
+    try:  # datasets 5 saves a split of 0 rows without a data file, which it then cannot load
+        data = saved_splits(tmp_path / "data", train=digits.select(range(90)), test=digits.select([]))
+    except ZeroDivisionError:  # datasets 4.0 cannot save an empty split of images at all: no such folder exists
+        pytest.skip("this datasets cannot save an empty split of images (ZeroDivisionError in save_to_disk)")
     empty = ["--test_split", "test", "--split_sizes", "20", "30", "10", "0"]
     code, line = cli(capsys, *train_argv(tmp_path / "o", *empty, dataset=data))  # datasets: IndexError
     assert code == 2 and documented("empty-split", line) and "split 'test' is empty" in line
     assert trained_nothing(tmp_path / "o")
     with raises("empty-split"):
         load_image_dataset(str(data), "train")
-    # a split the run reads that is left empty: refused before the splits are saved
+
+
+@pytest.mark.usefixtures("no_compute")
+def test_also_empty_split_a_split_the_run_reads_left_empty(tmp_path):
+    from hf_w2s.experiment.given_labels import check_splits
+
+    digits = load_sklearn_digits()  # refused before the splits are saved
     exp = api(tmp_path / "a")
     with pytest.raises(ValueError, match=r"the validation split is empty \(0 rows\), but every run evaluates on it"):
         check_splits(exp, {"weak_train": digits.select(range(5)), "strong_train": digits.select(range(5)),

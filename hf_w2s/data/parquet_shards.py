@@ -25,10 +25,12 @@ def plan_shards(dataset, max_shard_size: int | str = "500MB") -> list[range]:
 
     from ..distributed import process_rows
 
-    size = convert_file_size_to_int(max_shard_size)
+    # a number of bytes as it is (datasets 4.0's convert_file_size_to_int takes an int or a str, not a float)
+    size = int(max_shard_size) if isinstance(max_shard_size, (int, float)) else convert_file_size_to_int(max_shard_size)
     if size < 1:
         raise ValueError(f"max_shard_size must be a positive size (bytes or e.g. '500MB'), got {max_shard_size!r}")
-    count = min(int((dataset._estimate_nbytes() or 0) / size) + 1, max(len(dataset), 1))
+    nbytes = dataset._estimate_nbytes() if len(dataset) else 0  # datasets 4.0 divides by the rows it samples
+    count = min(int((nbytes or 0) / size) + 1, max(len(dataset), 1))
     return [process_rows(len(dataset), count, i) for i in range(count)]
 
 
