@@ -254,3 +254,36 @@ def test_every_setting_candidate_passes_the_preflight_before_any_training(bands,
     with pytest.raises(ValueError, match="trainable_blocks"):
         exp.run()
     assert not list((tmp_path / "out").glob("runs/*/*")), "a run trained before the broken setting was found"
+
+
+def test_cached_features_are_reused_only_for_the_same_backbone_resolution_and_data(tmp_path, monkeypatch):
+    """The features' cache key follows what they depend on — the backbone's weights, the processor (resolution), the
+    data — and not the head, whose weights the features do not see; a second call with the same key is a cache hit."""
+    from datasets import load_from_disk
+
+    from hf_w2s.data import features as module
+    from hf_w2s.data.features import FEATURE_COLUMN, cache_features, features_fingerprint
+    from hf_w2s.data.packaged import load_sklearn_digits
+    from hf_w2s.modeling import build_model, tiny_image_processor
+
+    load_sklearn_digits().select(range(12)).save_to_disk(str(tmp_path / "digits"))
+    data = load_from_disk(str(tmp_path / "digits"))  # on disk: its features are cached beside it
+    names = [str(i) for i in range(10)]
+    model, processor = build_model("resnet", names, image_size=8, width=4, depth=1, seed=0), tiny_image_processor(8)
+    key = features_fingerprint(data, model, processor, "image")
+    other_head = build_model("resnet", names, image_size=8, width=4, depth=1, seed=0)
+    torch.nn.init.normal_(other_head.classifier[-1].weight)
+    assert features_fingerprint(data, other_head, processor, "image") == key  # the head is not what they depend on
+    other_backbone = build_model("resnet", names, image_size=8, width=4, depth=1, seed=1)
+    assert features_fingerprint(data, other_backbone, processor, "image") != key
+    assert features_fingerprint(data, model, tiny_image_processor(16), "image") != key  # another resolution
+    assert features_fingerprint(data.select(range(11)), model, processor, "image") != key  # other data
+    calls = []
+    real = module.head_features
+    monkeypatch.setattr(module, "head_features", lambda *a: calls.append(1) or real(*a))
+    first = cache_features(data, model, processor, batch_size=4)
+    computed = len(calls)
+    second = cache_features(data, model, processor, batch_size=4)
+    assert computed == 3 and len(calls) == computed  # 12 rows in batches of 4, then read back, not computed again
+    assert first._fingerprint == second._fingerprint and first.cache_files and second.cache_files == first.cache_files
+    np.testing.assert_array_equal(np.asarray(first[FEATURE_COLUMN]), np.asarray(second[FEATURE_COLUMN]))
