@@ -298,6 +298,7 @@ class _Student:
         from datasets import Dataset, Features, concatenate_datasets
 
         from ..data.features import FEATURE_COLUMN, cache_features
+        from .probe import features_as_pixels
 
         if ds is None:
             return None
@@ -324,11 +325,8 @@ class _Student:
                 self._features[fingerprint] = Dataset.from_dict({FEATURE_COLUMN: column[start:start + len(r)]},
                                                                 features=features)
                 start += len(r)
-        feats = self._features[source._fingerprint]
-        keep = ds.remove_columns([c for c in ("image", FEATURE_COLUMN, "pixel_values") if c in ds.column_names])
-        keep = keep.flatten_indices(keep_in_memory=True)
-        out = concatenate_datasets([keep, feats], axis=1).rename_column(FEATURE_COLUMN, "pixel_values")
-        out = out.with_format("numpy")  # as the run reads them (experiment.probe.as_features)
+        # as the run reads them; its rows flattened in memory (nothing is written)
+        out = features_as_pixels(ds.flatten_indices(keep_in_memory=True), self._features[source._fingerprint])
         self._features[key] = out
         return out
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..data.features import FEATURE_COLUMN, FeatureHead, cache_features
 
-__all__ = ["check_cache_features", "as_features"]
+__all__ = ["check_cache_features", "as_features", "features_as_pixels"]
 
 
 def check_cache_features(exp) -> None:
@@ -32,6 +32,16 @@ def check_cache_features(exp) -> None:
         raise ValueError("cache_features: " + "; ".join(problems) + ".")
 
 
+def features_as_pixels(ds, feats):
+    """``ds`` with ``feats``'s feature column as ``pixel_values`` (its images dropped): what a cached-feature run
+    trains and evaluates on, read as arrays (a head's step is cheap; reading the rows as Python lists is not)."""
+    from datasets import concatenate_datasets
+
+    keep = ds.remove_columns([c for c in ("image", FEATURE_COLUMN, "pixel_values") if c in ds.column_names])
+    out = concatenate_datasets([keep, feats.select_columns([FEATURE_COLUMN])], axis=1)
+    return out.rename_column(FEATURE_COLUMN, "pixel_values").with_format("numpy")
+
+
 def _features(exp, model, processor, dataset, what: str):
     return cache_features(dataset, model, processor, batch_size=exp.config.label_batch_size,
                           desc=f"features ({what})")
@@ -44,16 +54,10 @@ def as_features(exp, model, processor, *, train, validation=None, calibration=No
     persisted split (shared by every supervisor, loss and seed) when ``train`` holds that split's rows with columns
     added (``rows_of_strong_split``: the ceiling, a supervisor's labels of the split); a training set made elsewhere
     (a weak-labels dataset) gets its own. Returns ``{"model", "train", "validation", "test", "calibration"}``."""
-    from datasets import concatenate_datasets
-
     splits = exp.splits()
 
     def featured(ds, source, what):
-        feats = _features(exp, model, processor, source, what).select_columns([FEATURE_COLUMN])
-        keep = ds.remove_columns([c for c in ("image", FEATURE_COLUMN, "pixel_values") if c in ds.column_names])
-        out = concatenate_datasets([keep, feats], axis=1).rename_column(FEATURE_COLUMN, "pixel_values")
-        # batches read as arrays, not Python lists of floats (a head's step is cheap; reading the rows is not)
-        out = out.with_format("numpy")
+        out = features_as_pixels(ds, _features(exp, model, processor, source, what))
         return exp.split_ids.derived(out, ds)  # its figures are those of ds's split (provenance.py)
 
     strong = splits.get("strong_train")
