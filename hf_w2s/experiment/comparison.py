@@ -75,12 +75,9 @@ def comparison_lines(summary) -> list[str]:
             lines.append(f"| {name} | {diff.format(100, 1) if diff else '–'} | "
                          f"{diff.verdict if diff and diff.n > 1 else '–'} | {_pct(misfit.mean)} |")
         lines.append("")
-    gains = [(r.get("train_misfit"), r["test_accuracy"] - summary.weak_accuracy)
-             for row in summary.rows for r in row.records if r.get("train_misfit") is not None]
-    if len(gains) >= 3:
-        rho, n = correlation(*zip(*gains))
-        if not math.isnan(rho):
-            lines += [f"Misfit predicts the gain over the supervisor with Pearson's r = {rho:.2f} over {n} student "
+    rho, n = misfit_gain_correlation([summary])
+    if not math.isnan(rho):
+        lines += [f"Misfit predicts the gain over the supervisor with Pearson's r = {rho:.2f} over {n} student "
                       "runs (Charikar et al. 2024: for a convex strong class the gain is at least the misfit).", ""]
     return lines
 
@@ -104,14 +101,19 @@ def strength_lines(summaries) -> list[str]:
                  for s in ordered]
         lines.append(f"| {row.name} | " + " | ".join(c.replace("+", "") for c in cells) + " |")
     lines.append("")
+    rho, n = misfit_gain_correlation(summaries)
+    if not math.isnan(rho):
+        lines += [f"Across every supervisor, misfit predicts the gain over the supervisor with Pearson's r = "
+                  f"{rho:.2f} over {n} student runs.", ""]
+    return lines
+
+
+def misfit_gain_correlation(summaries) -> tuple[float, int]:
+    """Pearson's r between each student run's misfit and its gain over its supervisor, over the runs of
+    ``summaries`` that have a misfit, and their number (NaN under 3 runs)."""
     gains = [(r["train_misfit"], r["test_accuracy"] - s.weak_accuracy)
              for s in summaries for row in s.rows for r in row.records if r.get("train_misfit") is not None]
-    if len(gains) >= 3:
-        rho, n = correlation(*zip(*gains))
-        if not math.isnan(rho):
-            lines += [f"Across every supervisor, misfit predicts the gain over the supervisor with Pearson's r = "
-                      f"{rho:.2f} over {n} student runs.", ""]
-    return lines
+    return correlation(*zip(*gains)) if len(gains) >= 3 else (math.nan, len(gains))
 
 
 def _pct(value) -> str:
