@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..stats import correlation, mean_interval, paired_difference
+from ..stats import correlation, mean_interval, mean_std, paired_difference
 
 __all__ = ["BASELINE", "MIN_GAP", "comparison_lines", "gap_warning", "paired_rows", "strength_lines"]
 
@@ -91,11 +91,8 @@ def strength_lines(summaries) -> list[str]:
              "gap column is ceiling − supervisor in points (PGR divides by it).", "",
              "| loss | " + " | ".join(f"{s.name} ({100 * s.weak_accuracy:.1f} %)" for s in ordered) + " |",
              "|---|" + "---|" * len(ordered)]
-    gaps = []
-    for s in ordered:
-        ceiling = [a for a in s.ceiling.accuracies if a is not None]
-        gaps.append(f"{100 * (sum(ceiling) / len(ceiling) - s.weak_accuracy):.1f}" if ceiling else "–")
-    lines.append("| gap (points) | " + " | ".join(gaps) + " |")
+    gaps = [100 * (mean_std(s.ceiling.accuracies)[0] - s.weak_accuracy) for s in ordered]
+    lines.append("| gap (points) | " + " | ".join("–" if math.isnan(g) else f"{g:.1f}" for g in gaps) + " |")
     for i, row in enumerate(ordered[0].rows):
         cells = [mean_interval(s.rows[i].pgrs, method="t").format(1.0, 2) if i < len(s.rows) else "–"
                  for s in ordered]
