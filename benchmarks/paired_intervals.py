@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hf_w2s.stats import paired_difference  # noqa: E402
+from hf_w2s.metrics import performance_gap_recovered  # noqa: E402
+from hf_w2s.stats import mean_std, paired_difference  # noqa: E402
 
 
 def main() -> None:
@@ -39,15 +40,15 @@ def main() -> None:
         base = rows.get("weak_hard", {})
         for loss, by_seed in rows.items():
             acc = list(by_seed.values())
-            pgr = [(a - w) / (c - w) for a in acc]
-            sd = statistics.stdev(acc) if len(acc) > 1 else 0.0
+            pgr = [performance_gap_recovered(w, a, c) for a in acc]
+            mean, sd = mean_std(acc)
             if loss == "weak_hard":
                 diff = "0"
             else:
                 t = paired_difference(by_seed, base, method="t")
                 boot = paired_difference(by_seed, base)
                 diff = f"{t.format(100, 2)} {{{boot.low * 100:+.2f}, {boot.high * 100:+.2f}}} {t.verdict}"
-            print(f"| {loss} | {100 * statistics.fmean(acc):.1f} ± {100 * sd:.1f} | {statistics.fmean(pgr):.2f} | "
+            print(f"| {loss} | {100 * mean:.1f} ± {100 * sd:.1f} | {mean_std(pgr)[0]:.2f} | "
                   f"{diff} |")
 
 
