@@ -12,10 +12,11 @@ ones.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict, deque
 
 import numpy as np
+
+from .splits import content_hash
 
 __all__ = ["IDENTITY_COLUMN", "content_hash", "row_identities", "check_identity", "join_weak_labels", "rows_text"]
 
@@ -23,14 +24,6 @@ __all__ = ["IDENTITY_COLUMN", "content_hash", "row_identities", "check_identity"
 IDENTITY_COLUMN = "image_hash"
 #: the columns a weak labelling adds (joined to the images with the logits)
 WEAK_COLUMNS = ("weak_logits", "weak_label", "weak_confidence")
-
-
-def content_hash(value) -> str:
-    """The identity of one stored image (a ``{"bytes", "path"}`` dict, as ``datasets`` keeps it undecoded): the SHA-1
-    of its encoded bytes, as :func:`hf_w2s.data.splits.example_hashes` computes it."""
-    from .splits import _content
-
-    return hashlib.sha1(_content(value)).hexdigest()
 
 
 def rows_text(rows, limit: int = 5) -> str:

@@ -12,8 +12,8 @@ import numpy as np
 
 from .loading import column_array
 
-__all__ = ["w2s_splits", "shots_per_class", "random_subset", "canonical_columns", "example_hashes", "check_disjoint",
-           "split_fingerprint"]
+__all__ = ["w2s_splits", "shots_per_class", "random_subset", "canonical_columns", "content_hash", "example_hashes",
+           "check_disjoint", "split_fingerprint"]
 
 
 def w2s_splits(
@@ -93,6 +93,12 @@ def _content(value) -> bytes:
     return json.dumps(value, sort_keys=True, default=str).encode()
 
 
+def content_hash(value) -> str:
+    """The identity of one stored example's value (an image as ``datasets`` keeps it undecoded, a ``{"bytes",
+    "path"}`` dict): the SHA-1 of :func:`_content` — its encoded bytes."""
+    return hashlib.sha1(_content(value)).hexdigest()
+
+
 def example_hashes(dataset, column: str = "image") -> list[str]:
     """One content hash (SHA-1) per example of ``column``: the image bytes for an ``Image`` column (read from the
     Arrow storage, no decoding), the serialised value otherwise. Two rows with the same image get the same hash,
@@ -102,7 +108,7 @@ def example_hashes(dataset, column: str = "image") -> list[str]:
                          f"{dataset.column_names}")
     hashes = []
     for batch in dataset.select_columns([column]).with_format("arrow").iter(batch_size=1000):  # bounded memory
-        hashes += [hashlib.sha1(_content(v)).hexdigest() for v in batch.column(column).to_pylist()]
+        hashes += [content_hash(v) for v in batch.column(column).to_pylist()]
     return hashes
 
 
